@@ -1,0 +1,194 @@
+"""The `edgetl` command line: one thin function per command; TensorFlow is imported only by
+the commands that need it, so `edgetl --help` and the edge commands start fast without it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+import edgetl
+from edgetl.errors import EdgetlError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="edgetl",
+    help="From a folder of labelled photos to a fast image classifier on a Raspberry Pi camera.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"edgetl {edgetl.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """From a folder of labelled photos to a fast image classifier on a Raspberry Pi camera."""
+
+
+def require_tensorflow() -> None:
+    """Fail plainly when the [train] extra is missing (a Raspberry Pi install has no TensorFlow)."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise EdgetlError(
+            "This command needs TensorFlow, which is not installed.", 'Install it: pip install "edgetl[train]"'
+        )
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides the output that matters."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path, typer.Argument(help="Folder with one sub-folder per class, or train/ validation/ test/ folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path("runs/train"),
+    model: Annotated[str, typer.Option(help="Backbone: mobilenet_v2 or efficientnet_b0.")] = "mobilenet_v2",
+    alpha: Annotated[float, typer.Option(help="MobileNetV2 width: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.")] = 1.0,
+    size: Annotated[int, typer.Option(help="Input size in pixels (square), 96–224 typical.")] = 224,
+    weights: Annotated[
+        str, typer.Option(help="imagenet (Keras download/cache), none, or PATH to a .h5 file.")
+    ] = "imagenet",
+    resize: Annotated[str, typer.Option(help="stretch (whole frame) or crop (centre square).")] = "stretch",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    head_epochs: Annotated[int, typer.Option(help="Phase 1 epochs (frozen backbone); 0 skips it.")] = 20,
+    finetune_epochs: Annotated[int, typer.Option(help="Phase 2 epochs (top layers unfrozen); 0 skips it.")] = 8,
+    head_lr: Annotated[float, typer.Option(help="Phase 1 learning rate (cosine decay).")] = 1e-3,
+    finetune_lr: Annotated[float, typer.Option(help="Phase 2 learning rate (cosine decay).")] = 1e-4,
+    unfreeze_from: Annotated[str | None, typer.Option(help="Fine-tune from this block, e.g. block_12.")] = None,
+    unfreeze: Annotated[int | None, typer.Option(help="Fine-tune the top N backbone layers instead.")] = None,
+    dropout: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing (0 disables).")] = 0.1,
+    augment: Annotated[bool, typer.Option(help="Random flip/rotate/zoom/shift/contrast/brightness.")] = True,
+    feature_cache: Annotated[bool, typer.Option(help="Phase 1 on cached backbone features (fast).")] = True,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (best weights kept).")] = 4,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the folder is not pre-split.")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(help="Test share when the folder is not pre-split.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and shuffling.")] = 42,
+    mixed_precision: Annotated[
+        bool | None, typer.Option("--mixed-precision/--no-mixed-precision", help="Default: on with a GPU.")
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multi-worker (TF_CONFIG).")] = "auto",
+    force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
+) -> None:
+    """Fine-tune an ImageNet backbone on a folder of photos.
+
+    Example: [bold]edgetl train photos/ --model mobilenet_v2 --size 224 --out runs/flowers[/]
+    """
+    require_tensorflow()
+    _quiet_tensorflow()
+    from edgetl.images import RESIZE_POLICIES
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.models import BACKBONES
+
+    if model not in BACKBONES:
+        raise EdgetlError(f"Unknown --model '{model}'.", f"Use one of: {', '.join(BACKBONES)}.")
+    if resize not in RESIZE_POLICIES:
+        raise EdgetlError(f"Unknown --resize '{resize}'.", f"Use one of: {', '.join(RESIZE_POLICIES)}.")
+    if not 32 <= size <= 1024:
+        raise EdgetlError(f"--size {size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")
+    if batch_size < 1 or head_epochs < 0 or finetune_epochs < 0:
+        raise EdgetlError("--batch-size must be at least 1 and epochs not negative.")
+    config = TrainConfig(
+        backbone=model,
+        alpha=alpha,
+        size=size,
+        weights=weights,
+        resize=resize,
+        batch_size=batch_size,
+        head_epochs=head_epochs,
+        finetune_epochs=finetune_epochs,
+        head_lr=head_lr,
+        finetune_lr=finetune_lr,
+        unfreeze_from=unfreeze_from,
+        unfreeze_layers=unfreeze,
+        dropout=dropout,
+        label_smoothing=label_smoothing,
+        augment=augment,
+        feature_cache=feature_cache,
+        patience=patience,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        mixed_precision=mixed_precision,
+        strategy=strategy,
+    )
+    from edgetl.train.run import train as run_training
+
+    run_training(data, out, config, force=force, resume=resume, console=console)
+
+
+def _next_free(path: Path) -> Path:
+    """runs/demo, then runs/demo2, runs/demo3…: a demo never replaces an earlier run."""
+    candidate, n = path, 1
+    while candidate.exists() or candidate.with_name(candidate.name + ".partial").exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}{n}")
+    return candidate
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to put the sample data and the run.")] = Path("runs"),
+    images_per_class: Annotated[int, typer.Option(help="Generated images per class.")] = 100,
+) -> None:
+    """Run the whole pipeline on a generated sample dataset (a few minutes on a CPU, no network)."""
+    require_tensorflow()
+    _quiet_tensorflow()
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.models import build_backbone, expected_weights_file, resolve_weights
+    from edgetl.train.run import train as run_training
+    from edgetl.train.sample import SHAPES, make_sample_dataset
+
+    data = out / "demo-data"
+    if not data.exists():
+        console.print(f"Drawing the sample dataset ({len(SHAPES)} shapes × {images_per_class} images) in {data}…")
+        make_sample_dataset(data.with_name("demo-data.partial"), per_class=images_per_class).rename(data)
+    config = TrainConfig(alpha=0.35, size=96, head_epochs=15, finetune_epochs=4, finetune_lr=3e-4, batch_size=32)
+    try:
+        build_backbone("mobilenet_v2", config.size, config.alpha, resolve_weights("mobilenet_v2", "imagenet", 0.35, 96))
+    except EdgetlError as error:
+        config.weights = "none"
+        config.unfreeze_layers = None
+        console.print(
+            f"[bold red]No ImageNet weights:[/] {error.message} The demo falls back to RANDOM initialisation, so "
+            f"its accuracy says nothing about transfer learning. Put the weights at "
+            f"{expected_weights_file('mobilenet_v2', 0.35, 224)} to use them."
+        )
+    run_training(data, _next_free(out / "demo"), config, console=console)
+
+
+def run() -> None:
+    """Console entry point: user errors become one red line and an exit code, never a traceback."""
+    try:
+        app()
+    except EdgetlError as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]Interrupted.[/] Completed epochs are checkpointed: add --resume to continue.")
+        raise SystemExit(130) from None

@@ -1,0 +1,75 @@
+"""Decode → RGB → resize: the only preprocessing that lives outside the model.
+
+Training, calibration and the device all call these two functions, so the pixels a model
+sees on the Pi are the pixels it was trained on. No TensorFlow here: the edge imports it.
+Scaling to the backbone's range lives inside the model (raw 0–255 RGB goes in).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+ResizePolicy = Literal["stretch", "crop"]
+RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
+
+# Pillow refuses images above ~89 Mpx as a "decompression bomb"; photos that big are rare but real.
+Image.MAX_IMAGE_PIXELS = 300_000_000
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read any image Pillow can open as an HxWx3 uint8 RGB array, upright.
+
+    Handles EXIF orientation, greyscale, palette, transparency (composited on white, so
+    transparent areas do not show whatever colour the encoder left there), CMYK and 16-bit
+    images. Raises OSError or ValueError on unreadable, truncated or non-image files.
+    """
+    with Image.open(path) as image:
+        image.load()  # decode fully now: truncated files fail here, not mid-epoch
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb_array(image)
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit or float greyscale: Pillow's convert("RGB") would clip at 255, so scale down.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if values.max() > 255 else 255.0
+        grey = np.clip(values * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def resize_rgb(rgb: np.ndarray, size: int, policy: ResizePolicy = "stretch") -> np.ndarray:
+    """Resize an HxWx3 uint8 array to size×size.
+
+    `stretch` squashes the whole frame (what Keras' image_dataset_from_directory does);
+    `crop` takes the largest centred square first, keeping aspect ratio. Area interpolation
+    when shrinking avoids aliasing; bilinear when enlarging.
+    """
+    if policy == "crop":
+        height, width = rgb.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        rgb = rgb[top : top + side, left : left + side]
+    elif policy != "stretch":
+        raise ValueError(f"unknown resize policy {policy!r}; use one of {RESIZE_POLICIES}")
+    height, width = rgb.shape[:2]
+    if (height, width) == (size, size):
+        return np.ascontiguousarray(rgb)
+    shrinking = height * width > size * size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interpolation)
+
+
+def load_for_model(path: str | Path, size: int, policy: ResizePolicy = "stretch") -> np.ndarray:
+    """The whole file → model-input path: decode, RGB, upright, resize."""
+    return resize_rgb(load_rgb(path), size, policy)

@@ -1,0 +1,122 @@
+"""The run directory: the one folder every stage reads and adds to.
+
+`edgetl.json` is the single source of truth (labels, input contract, backbone, split, versions).
+It is written last, so a run directory that has it is complete; training works in `NAME.partial/`
+and renames it into place at the end. No TensorFlow here: the edge reads run directories too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgetl.errors import EdgetlError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "edgetl.json"
+LABELS_FILE = "labels.txt"
+MODEL_FILE = "model.keras"
+SPLIT_DIR = "split"
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgetlError(f"{path} does not exist.", "Check the path.") from None
+    except json.JSONDecodeError as error:
+        raise EdgetlError(
+            f"{path} is not valid JSON ({error.msg}).", "Restore it or re-run the stage that writes it."
+        ) from None
+
+
+def partial_dir(run_dir: Path) -> Path:
+    """Where an unfinished run lives until it is complete."""
+    return run_dir.with_name(run_dir.name + ".partial")
+
+
+def check_output(run_dir: Path, *, force: bool, resume: bool) -> None:
+    """Refuse, before any work, to clobber a run or to resume one that is not there."""
+    work = partial_dir(run_dir)
+    if run_dir.exists() and not force:
+        raise EdgetlError(f"{run_dir} already exists.", "Choose another --out, or pass --force to replace it.")
+    if resume and not (work / "state.json").exists():
+        raise EdgetlError(f"There is no interrupted run at {work} to resume.", "Drop --resume to start a new run.")
+    if not resume and work.exists() and not force:
+        raise EdgetlError(
+            f"An interrupted run is at {work}.", "Pass --resume to continue it, or --force to start over."
+        )
+
+
+def prepare_output(run_dir: Path, *, force: bool, resume: bool) -> Path:
+    """Check that training may write `run_dir`; return the partial folder to work in."""
+    check_output(run_dir, force=force, resume=resume)
+    work = partial_dir(run_dir)
+    if not resume:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+    return work
+
+
+def publish(work: Path, run_dir: Path) -> None:
+    """Move a finished partial run into place, replacing an old run only now that the new one is whole."""
+    old = run_dir.with_name(run_dir.name + ".old")
+    if run_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(run_dir, old)
+    os.replace(work, run_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """Read a complete run's metadata, with an error that says what is missing."""
+    if not run_dir.is_dir():
+        raise EdgetlError(f"{run_dir} is not a directory.", "Pass the folder that `edgetl train --out` wrote.")
+    meta_path = run_dir / METADATA_FILE
+    if not meta_path.exists():
+        hint = "Training may have been interrupted: `edgetl train --resume` continues it."
+        if not partial_dir(run_dir).exists():
+            hint = "Pass the folder that `edgetl train --out` wrote."
+        raise EdgetlError(f"{run_dir} is not a finished edgetl run (no {METADATA_FILE}).", hint)
+    meta = read_json(meta_path)
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise EdgetlError(
+            f"{run_dir} was written by a newer edgetl (format {meta['format_version']}).", "Upgrade edgetl."
+        )
+    return meta
+
+
+def write_labels(path: Path, labels: list[str]) -> None:
+    write_atomic(path, "".join(f"{label}\n" for label in labels))
+
+
+def read_labels(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

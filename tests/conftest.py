@@ -1,0 +1,42 @@
+"""Shared fixtures. Real data comes from ../shared (or $EDGETL_SHARED), never from the network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGETL_SHARED", REPO.parent / "shared")).resolve()
+
+
+def shared_path(*parts: str) -> Path:
+    """A path inside ../shared; fails (in CI) or skips (elsewhere) with a clear reason when missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        message = f"real data missing: {path} (set EDGETL_SHARED to the folder that holds datasets/ and keras/)"
+        if os.environ.get("EDGETL_REQUIRE_SHARED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary KERAS_HOME whose models/ holds the ImageNet MobileNetV2 weights from ../shared."""
+    source = shared_path("keras", "models")
+    home = tmp_path_factory.mktemp("keras_home")
+    shutil.copytree(source, home / "models")
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in generated dataset, small: 4 classes × 24 images."""
+    from edgetl.train.sample import make_sample_dataset
+
+    return make_sample_dataset(tmp_path_factory.mktemp("sample"), per_class=24, size=96)

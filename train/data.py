@@ -1,0 +1,331 @@
+"""Find the images in a folder-per-class dataset, weed out what cannot be read, and split it.
+
+Real folders are messy. Every file is decoded once here (in parallel) so that unreadable
+ones are listed in a report up front instead of crashing an epoch later; byte-identical
+duplicates are found from the same read and kept on one side of the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgetl.errors import EdgetlError
+from edgetl.images import load_rgb
+from edgetl.rundir import SPLITS, write_atomic
+
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "validation": ("validation", "val"),
+    "test": ("test",),
+}
+MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
+IMBALANCE_FOR_WEIGHTS = 1.5  # largest/smallest class ratio from which class weights are used
+IMBALANCE_WARNING = 3.0
+MIN_SIDE = 8  # pixels; smaller "images" are icons or broken files
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class DatasetIndex:
+    """The images of one dataset, assigned to train/validation/test."""
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    presplit: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    duplicates: list[list[str]] = field(default_factory=list)  # groups of byte-identical files
+    warnings: list[str] = field(default_factory=list)
+
+    def counts(self, split: str) -> list[int]:
+        counter = Counter(sample.label for sample in self.splits[split])
+        return [counter.get(i, 0) for i in range(len(self.classes))]
+
+    def class_weights(self) -> dict[int, float] | None:
+        """Balanced weights (n / (k · count)) when the training classes are clearly uneven, else None."""
+        counts = self.counts("train")
+        if min(counts) == 0 or max(counts) / min(counts) < IMBALANCE_FOR_WEIGHTS:
+            return None
+        total, k = sum(counts), len(counts)
+        return {i: total / (k * count) for i, count in enumerate(counts)}
+
+    def report(self) -> dict:
+        """What the run directory records about the data: counts, skipped files, duplicates, warnings."""
+        return {
+            "root": str(self.root),
+            "presplit": self.presplit,
+            "classes": self.classes,
+            "counts": {split: dict(zip(self.classes, self.counts(split))) for split in SPLITS},
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+            "duplicates": self.duplicates,
+            "warnings": self.warnings,
+        }
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") or part.startswith("__") for part in path.relative_to(root).parts)
+
+
+def _class_dirs(folder: Path, root: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not _is_hidden(p, root)}
+
+
+def _check_image(path: Path) -> tuple[str | None, str]:
+    """Return (sha1 of the bytes, "") for a usable image, else (None, reason)."""
+    try:
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        rgb = load_rgb(path)
+    except Exception as error:  # Pillow raises many types for broken files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image"
+        return None, reason
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        return None, f"too small ({rgb.shape[1]}x{rgb.shape[0]} px)"
+    return digest, ""
+
+
+def scan(
+    root: Path,
+    *,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+    workers: int = 8,
+    progress: Callable[[int], Progress] | None = None,
+) -> DatasetIndex:
+    """Index a dataset folder: `root/<class>/...` or `root/{train,validation|val,test}/<class>/...`.
+
+    `progress(total)` may return a callback that is called once per checked file.
+    """
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise EdgetlError(f"Dataset folder {root} does not exist.", "Pass a folder with one sub-folder per class.")
+    layout = _find_split_folders(root)
+    presplit = bool(layout)
+    if not presplit:
+        layout = {"all": root}
+
+    per_split_classes = {name: _class_dirs(folder, root) for name, folder in layout.items()}
+    classes = sorted(per_split_classes.get("train", per_split_classes.get("all", {})))
+    _check_classes(root, per_split_classes, classes)
+
+    files: list[tuple[str, int, Path]] = []
+    skipped: list[tuple[str, str]] = []
+    for split_name, class_dirs in per_split_classes.items():
+        for label, name in enumerate(classes):
+            for path in sorted(class_dirs[name].rglob("*")):
+                if not path.is_file():
+                    continue
+                if _is_hidden(path, root):
+                    skipped.append((str(path.relative_to(root)), "hidden file"))
+                    continue
+                files.append((split_name, label, path))
+
+    tick = progress(len(files)) if progress else None
+
+    def check(item: tuple[str, int, Path]) -> tuple[str | None, str]:
+        result = _check_image(item[2])
+        if tick:
+            tick(1)
+        return result
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(check, files))
+
+    grouped: dict[str, dict[int, list[tuple[str, Path]]]] = defaultdict(lambda: defaultdict(list))
+    by_digest: dict[str, list[tuple[str, int, Path]]] = defaultdict(list)
+    for (split_name, label, path), (digest, reason) in zip(files, results):
+        if digest is None:
+            skipped.append((str(path.relative_to(root)), reason))
+            continue
+        grouped[split_name][label].append((digest, path))
+        by_digest[digest].append((split_name, label, path))
+
+    for label, name in enumerate(classes):
+        for split_name in per_split_classes:
+            if not grouped[split_name][label]:
+                where = f"{layout[split_name].name}/{name}" if presplit else name
+                raise EdgetlError(
+                    f"Class '{name}' has no readable images (in {where}).",
+                    "Add images to it or remove the folder.",
+                )
+
+    if presplit:
+        splits = _presplit_samples(grouped, classes, val_fraction, test_fraction, seed)
+    else:
+        splits = _stratified_split(grouped["all"], classes, val_fraction, test_fraction, seed)
+
+    index = DatasetIndex(root=root, classes=classes, splits=splits, presplit=presplit, skipped=skipped)
+    _report_duplicates(index, by_digest, classes)
+    _warn_about_balance(index)
+    if skipped:
+        index.warnings.insert(
+            0, f"Skipped {len(skipped)} file(s) that are not readable images (listed in data_report.json)."
+        )
+    return index
+
+
+def _find_split_folders(root: Path) -> dict[str, Path]:
+    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    if "train" not in children:
+        return {}
+    found = {}
+    for split_name, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in children:
+                found[split_name] = children[alias]
+                break
+    return found
+
+
+def _check_classes(root: Path, per_split: dict[str, dict[str, Path]], classes: list[str]) -> None:
+    if len(classes) < 2:
+        found = ", ".join(classes) or "none"
+        raise EdgetlError(
+            f"{root} has {len(classes)} class folder(s) ({found}); a classifier needs at least two.",
+            "Put each class's images in its own sub-folder.",
+        )
+    for split_name, class_dirs in per_split.items():
+        if sorted(class_dirs) != classes:
+            missing = sorted(set(classes) - set(class_dirs))
+            extra = sorted(set(class_dirs) - set(classes))
+            raise EdgetlError(
+                f"The '{split_name}' folder's classes differ from 'train': missing {missing}, extra {extra}.",
+                "Every split folder must hold the same class folders.",
+            )
+
+
+def _fraction_count(n: int, fraction: float) -> int:
+    if fraction <= 0:
+        return 0
+    return max(1, round(n * fraction)) if n >= 3 else 0
+
+
+def _stratified_split(
+    by_class: dict[int, list[tuple[str, Path]]],
+    classes: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, list[Sample]]:
+    """Per class: shuffle (seeded), fill test, then validation, rest train. Duplicates move as one."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise EdgetlError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1.")
+    splits: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    for label in range(len(classes)):
+        groups: dict[str, list[Path]] = defaultdict(list)
+        for digest, path in by_class[label]:
+            groups[digest].append(path)
+        ordered = sorted(groups.values(), key=lambda paths: str(paths[0]))
+        random.Random(f"{seed}:{classes[label]}").shuffle(ordered)
+        n = len(by_class[label])
+        quotas = {"test": _fraction_count(n, test_fraction), "validation": _fraction_count(n, val_fraction)}
+        for paths in ordered:
+            target = next((name for name in ("test", "validation") if quotas[name] > 0), "train")
+            if target != "train":
+                quotas[target] -= len(paths)
+            splits[target].extend(Sample(path, label) for path in paths)
+    return {name: sorted(samples, key=lambda s: str(s.path)) for name, samples in splits.items()}
+
+
+def _presplit_samples(
+    grouped: dict[str, dict[int, list[tuple[str, Path]]]],
+    classes: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, list[Sample]]:
+    """Use the folder's own split; carve a missing validation or test split out of train."""
+    missing_val = "validation" not in grouped
+    missing_test = "test" not in grouped
+    carved = _stratified_split(
+        grouped["train"],
+        classes,
+        val_fraction if missing_val else 0.0,
+        test_fraction if missing_test else 0.0,
+        seed,
+    )
+    splits = {"train": carved["train"]}
+    for name in ("validation", "test"):
+        if name in grouped:
+            splits[name] = sorted(
+                (Sample(path, label) for label, items in grouped[name].items() for _, path in items),
+                key=lambda s: str(s.path),
+            )
+        else:
+            splits[name] = carved[name]
+    return splits
+
+
+def _report_duplicates(index: DatasetIndex, by_digest: dict, classes: list[str]) -> None:
+    split_of = {sample.path: name for name, samples in index.splits.items() for sample in samples}
+    cross_split = conflicting = 0
+    for copies in by_digest.values():
+        if len(copies) < 2:
+            continue
+        paths = [path for _, _, path in copies]
+        index.duplicates.append([str(path.relative_to(index.root)) for path in paths])
+        if len({split_of.get(path) for path in paths}) > 1:
+            cross_split += 1
+        if len({label for _, label, _ in copies}) > 1:
+            conflicting += 1
+    if index.duplicates:
+        message = f"{len(index.duplicates)} group(s) of byte-identical images"
+        if cross_split:
+            message += f"; {cross_split} span splits and leak test images into training"
+        elif not index.presplit:
+            message += ", kept together in one split"
+        index.warnings.append(message + " (listed in data_report.json).")
+    if conflicting:
+        index.warnings.append(f"{conflicting} identical image(s) appear under different classes: check the labels.")
+
+
+def _warn_about_balance(index: DatasetIndex) -> None:
+    counts = index.counts("train")
+    small = [name for name, count in zip(index.classes, counts) if count < MIN_CLASS_IMAGES]
+    if small:
+        index.warnings.append(
+            f"Very small class(es) {small}: fewer than {MIN_CLASS_IMAGES} training images each; "
+            "expect unreliable accuracy for them."
+        )
+    if min(counts) and max(counts) / min(counts) >= IMBALANCE_WARNING:
+        index.warnings.append(
+            f"Classes are badly imbalanced (largest/smallest = {max(counts) / min(counts):.1f}); class weights are used."
+        )
+
+
+def write_split_files(index: DatasetIndex, folder: Path) -> None:
+    """Exact file lists, so every later stage uses the same held-out test images."""
+    for name, samples in index.splits.items():
+        lines = (
+            f"{sample.path.relative_to(index.root).as_posix()}\t{index.classes[sample.label]}\n" for sample in samples
+        )
+        write_atomic(folder / f"{name}.txt", "".join(lines))
+
+
+def read_split_file(path: Path, root: Path, classes: list[str]) -> list[Sample]:
+    """Read one split list written by `write_split_files`."""
+    label_of = {name: i for i, name in enumerate(classes)}
+    samples = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        relative, name = line.split("\t")
+        if name not in label_of:
+            raise EdgetlError(f"{path} names class '{name}', which the run does not have.", "Re-run `edgetl train`.")
+        samples.append(Sample(root / relative, label_of[name]))
+    return samples

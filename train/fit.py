@@ -1,0 +1,289 @@
+"""The two training phases, the feature cache, checkpoints and the distribution strategy.
+
+Phase 1 (feature extraction) trains only the head. With the backbone frozen its output never
+changes, so by default the pooled features are computed once, kept in `cache/` as .npy files
+(memory-mapped, so size does not matter), and the head's epochs cost almost nothing. The cache
+is computed from un-augmented images: augmentation then applies in phase 2 only (or pass
+--no-feature-cache to train phase 1 end to end through augmented images).
+
+Phase 2 (fine-tuning) unfreezes the top of the backbone, BatchNorm excepted, at a lower
+learning rate. Both phases checkpoint every epoch so that --resume continues after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from edgetl.train.data import DatasetIndex
+from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
+from edgetl.train.pipeline import augmentation, image_dataset
+
+from edgetl.rundir import write_atomic, write_json
+
+CHECKPOINT = "checkpoint.weights.h5"
+STATE = "state.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; recorded in edgetl.json."""
+
+    backbone: str = "mobilenet_v2"
+    alpha: float = 1.0
+    size: int = 224
+    weights: str = "imagenet"
+    resize: str = "stretch"
+    batch_size: int = 32
+    head_epochs: int = 20
+    finetune_epochs: int = 8
+    head_lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    unfreeze_from: str | None = None
+    unfreeze_layers: int | None = None
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    augment: bool = True
+    feature_cache: bool = True
+    patience: int = 4
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    mixed_precision: bool | None = None  # None: on when a GPU is present
+    strategy: str = "auto"
+
+
+@dataclass
+class TrainState:
+    """What --resume needs: the phase reached, epochs done in it, and the history so far."""
+
+    phase: str = "head"  # head → finetune → done
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def save(self, work: Path) -> None:
+        write_json(work / STATE, asdict(self))
+
+    @classmethod
+    def load(cls, work: Path) -> TrainState:
+        return cls(**json.loads((work / STATE).read_text()))
+
+
+def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """GPUs are used when present: several through MirroredStrategy, several machines via TF_CONFIG."""
+    if name == "multi-worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "auto" and len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def use_mixed_precision(enabled: bool | None) -> bool:
+    """float16 compute on GPUs by default (the output layer stays float32); float32 on CPU."""
+    if enabled is None:
+        enabled = bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+    return enabled
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights + state after every epoch, atomically, so a kill leaves a usable checkpoint."""
+
+    def __init__(self, work: Path, state: TrainState, full_model: keras.Model, on_epoch: Callable | None) -> None:
+        super().__init__()
+        self.work, self.state, self.full_model, self.on_epoch = work, state, full_model, on_epoch
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        lr = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+        self.state.history.append({"phase": self.state.phase, "epoch": epoch + 1, **logs})
+        self.state.epoch = epoch + 1
+        seconds = self.state.seconds
+        seconds[self.state.phase] = seconds.get(self.state.phase, 0.0) + time.perf_counter() - self.started
+        self.started = time.perf_counter()
+        tmp = self.work / f".tmp.{CHECKPOINT}"
+        self.full_model.save_weights(tmp)
+        os.replace(tmp, self.work / CHECKPOINT)
+        self.state.save(self.work)
+        if self.on_epoch:
+            self.on_epoch(self.state.phase, epoch + 1, logs)
+
+
+def _callbacks(config: TrainConfig, checkpoint: EpochCheckpoint) -> list[keras.callbacks.Callback]:
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=0
+    )
+    return [early, checkpoint]
+
+
+def _optimizer(lr: float, steps: int) -> keras.optimizers.Optimizer:
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps), alpha=0.05)
+    return keras.optimizers.Adam(learning_rate=schedule)
+
+
+def _loss(config: TrainConfig) -> keras.losses.Loss:
+    return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+
+
+def cache_features(
+    features_model: keras.Model, ds: tf.data.Dataset, path: Path, count: int, tick: Callable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the frozen backbone once over `ds` and keep (features, one-hot labels) as memory-mapped .npy."""
+    width = features_model.output.shape[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feats = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=(count, width))
+    labels = []
+    row = 0
+    for images, targets in ds:
+        out = features_model(images, training=False)
+        batch = np.asarray(out, dtype=np.float32)
+        feats[row : row + len(batch)] = batch
+        labels.append(np.asarray(targets))
+        row += len(batch)
+        if tick:
+            tick(len(batch))
+    feats.flush()
+    del feats
+    os.replace(str(path) + ".tmp.npy", path)
+    stacked = np.concatenate(labels)
+    np.save(path.with_suffix(".labels.npy"), stacked)
+    return np.load(path, mmap_mode="r")[:row], stacked
+
+
+def _feature_dataset(
+    feats: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """Batches read from the memory-mapped cache by index, so they are never all in memory at once."""
+    n = len(labels)
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.sort(idx)
+        return np.asarray(feats[order]), labels[order].astype(np.float32)
+
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(gather, [idx], (tf.float32, tf.float32))
+        x.set_shape((None, feats.shape[1]))
+        y.set_shape((None, labels.shape[1]))
+        return x, y
+
+    return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def train_head(
+    clf: Classifier,
+    index: DatasetIndex,
+    config: TrainConfig,
+    work: Path,
+    state: TrainState,
+    *,
+    on_epoch: Callable | None = None,
+    on_cache: Callable[[int], Callable] | None = None,
+    class_weight: dict[int, float] | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] = (),
+) -> None:
+    """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off."""
+    k = len(index.classes)
+    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)
+    steps = -(-len(index.splits["train"]) // config.batch_size) * config.head_epochs
+    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
+    if config.feature_cache:
+        splits = {}
+        for name, shuffle in (("train", True), ("validation", False)):
+            cached = work / "cache" / f"{name}.npy"
+            if cached.exists() and cached.with_suffix(".labels.npy").exists():
+                splits[name] = (np.load(cached, mmap_mode="r"), np.load(cached.with_suffix(".labels.npy")))
+                continue
+            samples = index.splits[name]
+            ds = image_dataset(samples, k, **common)
+            tick = on_cache(len(samples)) if on_cache else None
+            splits[name] = cache_features(clf.features, ds, cached, len(samples), tick)
+        train_ds = _feature_dataset(*splits["train"], config.batch_size, True, config.seed)
+        val_ds = _feature_dataset(*splits["validation"], config.batch_size, False, config.seed)
+        model = clf.head
+    else:
+        aug = augmentation(config.seed) if config.augment else None
+        train_ds = image_dataset(index.splits["train"], k, shuffle=True, augment=aug, **common)
+        val_ds = image_dataset(index.splits["validation"], k, **common)
+        model = clf.model
+    model.compile(optimizer=_optimizer(config.head_lr, steps), loss=_loss(config), metrics=["accuracy"])
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.head_epochs,
+        initial_epoch=state.epoch,
+        callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
+        class_weight=class_weight,
+        verbose=0,
+    )
+
+
+def fine_tune(
+    clf: Classifier,
+    index: DatasetIndex,
+    config: TrainConfig,
+    work: Path,
+    state: TrainState,
+    *,
+    on_epoch: Callable | None = None,
+    class_weight: dict[int, float] | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] = (),
+) -> int:
+    """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train end to end."""
+    from_layer = config.unfreeze_from or (None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone])
+    trainable = unfreeze_top(clf.backbone, from_layer=from_layer, top_layers=config.unfreeze_layers)
+    k = len(index.classes)
+    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
+    aug = augmentation(config.seed) if config.augment else None
+    train_ds = image_dataset(index.splits["train"], k, shuffle=True, augment=aug, **common)
+    val_ds = image_dataset(index.splits["validation"], k, **common)
+    steps = -(-len(index.splits["train"]) // config.batch_size) * config.finetune_epochs
+    clf.model.compile(optimizer=_optimizer(config.finetune_lr, steps), loss=_loss(config), metrics=["accuracy"])
+    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)
+    clf.model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.finetune_epochs,
+        initial_epoch=state.epoch,
+        callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
+        class_weight=class_weight,
+        verbose=0,
+    )
+    return trainable
+
+
+def predict(model: keras.Model, samples: list, config: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and true labels for a list of samples (unreadable files dropped from both)."""
+    ds = image_dataset(
+        samples, num_classes, size=config.size, resize=config.resize, batch_size=config.batch_size, one_hot=False
+    )
+    probs, labels = [], []
+    for images, targets in ds:
+        probs.append(np.asarray(model(images, training=False), dtype=np.float32))
+        labels.append(np.asarray(targets))
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in history]
+    write_atomic(path, "\n".join(lines) + "\n")

@@ -1,0 +1,167 @@
+"""Backbones from keras.applications, with their preprocessing inside the model and a new head.
+
+The model takes raw RGB pixels 0–255: each backbone's own scaling is a layer in the graph, so
+conversion, calibration and the camera feed raw pixels and cannot get normalisation wrong.
+(The classic tutorial rescales by 1/255 for every backbone; MobileNetV2 expects [-1, 1].)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from edgetl.errors import EdgetlError
+
+MOBILENET_V2_ALPHAS: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+KERAS_MOBILENET_V2_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
+BACKBONES: tuple[str, ...] = ("mobilenet_v2", "efficientnet_b0")
+# Where fine-tuning starts by default: roughly the top third of each backbone.
+DEFAULT_UNFREEZE_FROM: dict[str, str] = {"mobilenet_v2": "block_12", "efficientnet_b0": "block6a"}
+# What each backbone expects, recorded in edgetl.json so later stages can describe the model.
+PREPROCESSING: dict[str, dict] = {
+    "mobilenet_v2": {"inside_model": "x / 127.5 - 1", "mean": [127.5] * 3, "std": [127.5] * 3},
+    "efficientnet_b0": {
+        "inside_model": "Keras EfficientNet rescaling + normalization",
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+    },
+}
+
+
+@dataclass
+class Classifier:
+    """The full model and the two views of it that phase 1 trains through."""
+
+    model: keras.Model  # raw pixels → class probabilities
+    backbone: keras.Model
+    features: keras.Model  # raw pixels → pooled backbone features
+    head: keras.Model  # pooled features → class probabilities (shares its layers with `model`)
+
+
+def keras_cache_dir() -> Path:
+    """Keras' cache folder: `$KERAS_HOME`, else `~/.keras`; downloaded weights go in `models/`."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def _mobilenet_v2_file(alpha: float, size: int) -> str:
+    rows = size if size in KERAS_MOBILENET_V2_SIZES else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+
+
+def resolve_weights(backbone: str, weights: str, alpha: float, size: int) -> str | None:
+    """Turn --weights (imagenet | none | PATH) into what keras.applications accepts.
+
+    For MobileNetV2, Keras picks its ImageNet file by input size; the weights fit any size, so
+    a cached file for the same alpha at another size is used by path instead of downloading.
+    """
+    if weights == "none":
+        return None
+    if weights != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise EdgetlError(f"Weights file {path} does not exist.", "Pass --weights imagenet, none, or a .h5 file.")
+        return str(path)
+    if backbone == "mobilenet_v2":
+        cache = keras_cache_dir() / "models"
+        if not (cache / _mobilenet_v2_file(alpha, size)).exists():
+            for rows in sorted(KERAS_MOBILENET_V2_SIZES, reverse=True):
+                candidate = cache / _mobilenet_v2_file(alpha, rows)
+                if candidate.exists():
+                    return str(candidate)
+    return "imagenet"
+
+
+def expected_weights_file(backbone: str, alpha: float, size: int) -> Path:
+    name = _mobilenet_v2_file(alpha, size) if backbone == "mobilenet_v2" else "efficientnetb0_notop.h5"
+    return keras_cache_dir() / "models" / name
+
+
+def build_backbone(backbone: str, size: int, alpha: float, weights: str | None) -> keras.Model:
+    """An ImageNet backbone without its classifier, global-average pooled."""
+    shape = (size, size, 3)
+    try:
+        if backbone == "mobilenet_v2":
+            if alpha not in MOBILENET_V2_ALPHAS:
+                raise EdgetlError(f"MobileNetV2 has no alpha {alpha}.", f"Use one of {list(MOBILENET_V2_ALPHAS)}.")
+            return keras.applications.MobileNetV2(
+                input_shape=shape, alpha=alpha, include_top=False, weights=weights, pooling="avg"
+            )
+        if backbone == "efficientnet_b0":
+            return keras.applications.EfficientNetB0(
+                input_shape=shape, include_top=False, weights=weights, pooling="avg"
+            )
+    except EdgetlError:
+        raise
+    except Exception as error:
+        if weights == "imagenet":
+            raise EdgetlError(
+                f"Could not download the ImageNet weights for {backbone} (no internet?).",
+                f"Pass --weights PATH to a local .h5 file, or put it in Keras' cache as "
+                f"{expected_weights_file(backbone, alpha, size)} (or --weights none).",
+            ) from error
+        raise EdgetlError(
+            f"Could not load weights {weights} into {backbone} (alpha {alpha}): {str(error).splitlines()[0]}",
+            "Check that the file is a no-top weights file for this backbone and alpha.",
+        ) from error
+    raise EdgetlError(f"Unknown backbone '{backbone}'.", f"Use one of {list(BACKBONES)}.")
+
+
+def preprocessing_layer(backbone: str) -> keras.layers.Layer:
+    """Raw 0–255 RGB → what the backbone was trained on."""
+    if backbone == "mobilenet_v2":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
+    return keras.layers.Identity(name="preprocess")  # EfficientNet rescales and normalises inside itself
+
+
+def build_classifier(
+    backbone_name: str,
+    num_classes: int,
+    *,
+    size: int = 224,
+    alpha: float = 1.0,
+    weights: str | None = "imagenet",
+    dropout: float = 0.2,
+) -> Classifier:
+    """Input(0–255 RGB) → preprocessing → frozen backbone (BatchNorm in inference mode) → dropout → softmax."""
+    backbone = build_backbone(backbone_name, size, alpha, weights)
+    backbone.trainable = False
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    features = backbone(preprocessing_layer(backbone_name)(inputs), training=False)
+    dropout_layer = keras.layers.Dropout(dropout, name="head_dropout")
+    # float32 output keeps softmax stable under mixed precision.
+    dense = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")
+    outputs = dense(dropout_layer(features))
+    model = keras.Model(inputs, outputs, name=f"edgetl_{backbone_name}")
+    feature_input = keras.Input(shape=(features.shape[-1],), name="features")
+    head = keras.Model(feature_input, dense(dropout_layer(feature_input)), name="head")
+    return Classifier(model, backbone, keras.Model(inputs, features, name="features"), head)
+
+
+def unfreeze_top(backbone: keras.Model, *, from_layer: str | None = None, top_layers: int | None = None) -> int:
+    """Make the top of the backbone trainable, BatchNorm excepted; return how many layers train.
+
+    BatchNorm stays frozen (and the backbone is called with training=False), so fine-tuning on a
+    small dataset does not wreck the ImageNet statistics.
+    """
+    layers = backbone.layers
+    if top_layers is not None:
+        if not 0 < top_layers <= len(layers):
+            raise EdgetlError(f"--unfreeze {top_layers} is out of range.", f"The backbone has {len(layers)} layers.")
+        start = len(layers) - top_layers
+    else:
+        names = [layer.name for layer in layers]
+        matches = [i for i, name in enumerate(names) if name.startswith(from_layer or "")]
+        if not from_layer or not matches:
+            blocks = sorted({m.group(0) for name in names if (m := re.match(r"block_?\d+[a-z]?", name))})
+            raise EdgetlError(f"The backbone has no layer named like '{from_layer}'.", f"Blocks: {', '.join(blocks)}.")
+        start = matches[0]
+    backbone.trainable = True
+    trainable = 0
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        trainable += int(layer.trainable and bool(layer.weights))
+    return trainable

@@ -1,0 +1,313 @@
+"""`edgetl train` end to end: data → model → phase 1 → phase 2 → evaluation → run directory.
+
+Works in `NAME.partial/` and renames it to `NAME` only when everything is written, so a run
+directory that exists is complete; `--resume` picks up the partial one after an interruption.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from edgetl.train.data import DatasetIndex, scan, write_split_files
+from edgetl.train.fit import (
+    CHECKPOINT,
+    STATE,
+    TrainConfig,
+    TrainState,
+    choose_strategy,
+    fine_tune,
+    predict,
+    train_head,
+    use_mixed_precision,
+    write_history_csv,
+)
+from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
+from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import edgetl
+from edgetl.rundir import (
+    FORMAT_VERSION,
+    LABELS_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    SPLIT_DIR,
+    SPLITS,
+    check_output,
+    partial_dir,
+    prepare_output,
+    publish,
+    read_json,
+    write_json,
+    write_labels,
+)
+
+CONFIG = "config.json"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """A Rich progress bar over the batches of each epoch: fine-tuning epochs take minutes on a CPU."""
+
+    def __init__(self, progress: Progress, label: str, steps: int) -> None:
+        super().__init__()
+        self.progress, self.label, self.steps = progress, label, steps
+        self.task = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}", total=self.steps)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.progress.advance(self.task)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.remove_task(self.task)
+
+
+def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
+    with _progress(console) as progress:
+
+        def start(total: int):
+            task = progress.add_task("Checking images", total=total)
+            return lambda n: progress.advance(task, n)
+
+        return scan(
+            data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed, progress=start
+        )
+
+
+def _print_data_summary(index: DatasetIndex, console: Console) -> None:
+    counts = {split: sum(index.counts(split)) for split in SPLITS}
+    layout = "pre-split" if index.presplit else "split here (stratified, seeded)"
+    console.print(
+        f"Data: {len(index.classes)} classes, {counts['train']} train / {counts['validation']} validation / "
+        f"{counts['test']} test images ({layout})."
+    )
+    for warning in index.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _environment() -> dict[str, Any]:
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "edgetl": edgetl.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "device": f"{len(gpus)} GPU(s)" if gpus else f"CPU ({platform.processor() or platform.machine()})",
+    }
+
+
+def train(
+    data: Path,
+    out: Path,
+    config: TrainConfig,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    console: Console | None = None,
+) -> Path:
+    """Train a classifier on `data` and write the run directory `out`; return it."""
+    console = console or Console()
+    check_output(out, force=force, resume=resume)
+    if resume:
+        config = TrainConfig(**read_json(partial_dir(out) / CONFIG))
+    index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
+    _print_data_summary(index, console)
+    work = prepare_output(out, force=force, resume=resume)
+    if resume:
+        state = TrainState.load(work)
+        console.print(f"Resuming {work} at phase '{state.phase}', epoch {state.epoch}.")
+    else:
+        write_json(work / CONFIG, asdict(config))
+        state = TrainState()
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+
+    write_split_files(index, work / SPLIT_DIR)
+    write_json(work / "data_report.json", index.report())
+    k = len(index.classes)
+    class_weight = index.class_weights()
+
+    mixed = use_mixed_precision(config.mixed_precision)
+    strategy = choose_strategy(config.strategy)
+    weights = resolve_weights(config.backbone, config.weights, config.alpha, config.size)
+    console.print(
+        f"Model: {config.backbone} (alpha {config.alpha}) at {config.size}px, weights {weights or 'none (random)'}; "
+        f"{strategy.num_replicas_in_sync} replica(s), {'mixed float16' if mixed else 'float32'}."
+    )
+
+    def on_epoch(phase: str, epoch: int, logs: dict) -> None:
+        name = "feature extraction" if phase == "head" else "fine-tuning"
+        console.print(
+            f"  {name} epoch {epoch}: loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
+            f"| val loss {logs.get('val_loss', 0):.3f} val acc {logs.get('val_accuracy', 0):.3f}"
+        )
+
+    train_steps = -(-len(index.splits["train"]) // config.batch_size)
+    with strategy.scope(), _progress(console) as progress:
+        clf = build_classifier(
+            config.backbone,
+            k,
+            size=config.size,
+            alpha=config.alpha,
+            weights=None if resume else weights,
+            dropout=config.dropout,
+        )
+        if resume:
+            clf.model.load_weights(work / CHECKPOINT)
+        if state.phase == "head" and config.head_epochs > state.epoch:
+            console.print(
+                f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
+            )
+
+            def on_cache(total: int):
+                task = progress.add_task("Computing backbone features", total=total)
+                return lambda n: progress.advance(task, n)
+
+            extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
+            train_head(
+                clf,
+                index,
+                config,
+                work,
+                state,
+                on_epoch=on_epoch,
+                on_cache=on_cache,
+                class_weight=class_weight,
+                extra_callbacks=extra,
+            )
+        if state.phase == "head":
+            state.phase, state.epoch = "finetune", 0
+            state.save(work)
+        trainable = 0
+        if config.finetune_epochs > state.epoch:
+            console.print("Phase 2, fine-tuning:")
+            extra = [BatchProgress(progress, "fine-tuning", train_steps)]
+            trainable = fine_tune(
+                clf, index, config, work, state, on_epoch=on_epoch, class_weight=class_weight, extra_callbacks=extra
+            )
+        state.phase = "done"
+        state.save(work)
+
+        console.print("Evaluating on the validation and test splits…")
+        results = {}
+        for split in ("validation", "test"):
+            probs, labels = predict(clf.model, index.splits[split], config, k)
+            results[split] = classification_metrics(probs, labels, index.classes)
+
+    clf.model.save(work / MODEL_FILE)
+    _write_reports(work, index, state, results)
+    seconds = {**state.seconds, "total": time.perf_counter() - started}
+    metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds)
+    for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink(missing_ok=True)
+    write_json(work / METADATA_FILE, metadata)  # last: its presence marks the run complete
+    publish(work, out)
+    _print_summary(out, results, seconds, console)
+    return out
+
+
+def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: dict) -> None:
+    write_labels(work / LABELS_FILE, index.classes)
+    write_history_csv(work / "history.csv", state.history)
+    write_json(work / "metrics.json", results)
+    if state.history:
+        plot_curves(state.history, work / "curves.png")
+    plot_confusion(results["test"]["confusion_matrix"], index.classes, work / "confusion.png")
+
+
+def _metadata(
+    index: DatasetIndex,
+    config: TrainConfig,
+    weights: str | None,
+    trainable: int,
+    class_weight: dict | None,
+    mixed: bool,
+    strategy: tf.distribute.Strategy,
+    results: dict,
+    seconds: dict,
+) -> dict[str, Any]:
+    """edgetl.json: the one thing every later stage trusts."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": "image_classification",
+        "labels": index.classes,
+        "labels_file": LABELS_FILE,
+        "model_file": MODEL_FILE,
+        "input": {
+            "height": config.size,
+            "width": config.size,
+            "channels": "RGB",
+            "range": [0, 255],
+            "resize": config.resize,
+            "interpolation": "area when shrinking, bilinear when enlarging",
+        },
+        "preprocessing": PREPROCESSING[config.backbone],
+        "model": {
+            "backbone": config.backbone,
+            "alpha": config.alpha if config.backbone == "mobilenet_v2" else None,
+            "weights": config.weights,
+            "weights_file": weights,
+            "finetuned_layers": trainable,
+        },
+        "training": {
+            **asdict(config),
+            "class_weight": class_weight,
+            "mixed_precision": mixed,
+            "replicas": strategy.num_replicas_in_sync,
+            "seconds": seconds,
+        },
+        "data": {
+            "root": str(index.root),
+            "presplit": index.presplit,
+            "split_files": {split: f"{SPLIT_DIR}/{split}.txt" for split in SPLITS},
+            "counts": {split: sum(index.counts(split)) for split in SPLITS},
+        },
+        "metrics": {
+            "validation_top1": results["validation"]["top1"],
+            "test_top1": results["test"]["top1"],
+        },
+        "environment": _environment(),
+    }
+
+
+def _print_summary(out: Path, results: dict, seconds: dict, console: Console) -> None:
+    phases = ", ".join(
+        f"{name} {seconds[key]:.0f}s"
+        for key, name in (("head", "feature extraction"), ("finetune", "fine-tuning"))
+        if key in seconds
+    )
+    console.print(
+        f"[bold green]Done[/] in {seconds['total']:.0f}s ({phases}). "
+        f"Test accuracy [bold]{results['test']['top1']:.1%}[/] on {results['test']['count']} images "
+        f"(validation {results['validation']['top1']:.1%})."
+    )
+    console.print(f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, split/)")
