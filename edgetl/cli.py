@@ -14,7 +14,7 @@ from rich.markup import escape
 import edgetl
 from edgetl.errors import EdgetlError
 
-console = Console()
+console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 err_console = Console(stderr=True)
 
 app = typer.Typer(
@@ -172,8 +172,8 @@ def demo(
     try:
         build_backbone("mobilenet_v2", config.size, config.alpha, resolve_weights("mobilenet_v2", "imagenet", 0.35, 96))
     except EdgetlError as error:
-        config.weights = "none"
-        config.unfreeze_layers = None
+        config.weights, config.head_epochs, config.finetune_epochs, config.finetune_lr = "none", 0, 12, 2e-3
+        config.patience = 12
         console.print(
             f"[bold red]No ImageNet weights:[/] {error.message} The demo falls back to RANDOM initialisation, so "
             f"its accuracy says nothing about transfer learning. Put the weights at "

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgetl.train.data import read_split_file, scan, write_split_files
 from PIL import Image
 
 from edgetl.errors import EdgetlError
+from edgetl.train.data import read_split_file, scan, write_split_files
 
 
 def _image(path: Path, value: int, size: int = 32, fmt: str | None = None) -> Path:

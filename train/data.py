@@ -304,7 +304,8 @@ def _warn_about_balance(index: DatasetIndex) -> None:
         )
     if min(counts) and max(counts) / min(counts) >= IMBALANCE_WARNING:
         index.warnings.append(
-            f"Classes are badly imbalanced (largest/smallest = {max(counts) / min(counts):.1f}); class weights are used."
+            f"Classes are badly imbalanced (largest/smallest = {max(counts) / min(counts):.1f}); "
+            "class weights are used."
         )
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from edgetl.rundir import write_atomic, write_json
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
 from edgetl.train.pipeline import augmentation, image_dataset
-
-from edgetl.rundir import write_atomic, write_json
 
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "state.json"
@@ -111,11 +111,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         lr = self.model.optimizer.learning_rate
         logs["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+        elapsed = time.perf_counter() - self.started  # the first epoch includes building the feature cache
+        self.started = time.perf_counter()
+        logs["seconds"] = round(elapsed, 3)
         self.state.history.append({"phase": self.state.phase, "epoch": epoch + 1, **logs})
         self.state.epoch = epoch + 1
-        seconds = self.state.seconds
-        seconds[self.state.phase] = seconds.get(self.state.phase, 0.0) + time.perf_counter() - self.started
-        self.started = time.perf_counter()
+        self.state.seconds[self.state.phase] = self.state.seconds.get(self.state.phase, 0.0) + elapsed
         tmp = self.work / f".tmp.{CHECKPOINT}"
         self.full_model.save_weights(tmp)
         os.replace(tmp, self.work / CHECKPOINT)
@@ -206,7 +207,7 @@ def train_head(
     common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
     if config.feature_cache:
         splits = {}
-        for name, shuffle in (("train", True), ("validation", False)):
+        for name in ("train", "validation"):
             cached = work / "cache" / f"{name}.npy"
             if cached.exists() and cached.with_suffix(".labels.npy").exists():
                 splits[name] = (np.load(cached, mmap_mode="r"), np.load(cached.with_suffix(".labels.npy")))
@@ -246,9 +247,16 @@ def fine_tune(
     class_weight: dict[int, float] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> int:
-    """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train end to end."""
-    from_layer = config.unfreeze_from or (None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone])
-    trainable = unfreeze_top(clf.backbone, from_layer=from_layer, top_layers=config.unfreeze_layers)
+    """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train end to end.
+
+    With --weights none the whole backbone trains (BatchNorm included): training from scratch.
+    """
+    if config.weights == "none":  # from scratch: nothing to preserve, train every layer, BatchNorm too
+        trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
+    else:
+        default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]
+        from_layer = config.unfreeze_from or default
+        trainable = unfreeze_top(clf.backbone, from_layer=from_layer, top_layers=config.unfreeze_layers)
     k = len(index.classes)
     common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
     aug = augmentation(config.seed) if config.augment else None

@@ -129,8 +129,16 @@ def build_classifier(
     """Input(0–255 RGB) → preprocessing → frozen backbone (BatchNorm in inference mode) → dropout → softmax."""
     backbone = build_backbone(backbone_name, size, alpha, weights)
     backbone.trainable = False
+    if not weights:
+        # Keras' MobileNetV2 BatchNorm momentum (0.999) needs thousands of steps before its moving
+        # statistics are usable; a small dataset trained from scratch never gets there.
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    features = backbone(preprocessing_layer(backbone_name)(inputs), training=False)
+    # Pretrained: BatchNorm always in inference mode, keeping ImageNet statistics. From scratch
+    # (weights None) there are no statistics to keep, so BatchNorm follows fit()'s training flag.
+    features = backbone(preprocessing_layer(backbone_name)(inputs), training=False if weights else None)
     dropout_layer = keras.layers.Dropout(dropout, name="head_dropout")
     # float32 output keeps softmax stable under mixed precision.
     dense = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")
@@ -141,8 +149,14 @@ def build_classifier(
     return Classifier(model, backbone, keras.Model(inputs, features, name="features"), head)
 
 
-def unfreeze_top(backbone: keras.Model, *, from_layer: str | None = None, top_layers: int | None = None) -> int:
-    """Make the top of the backbone trainable, BatchNorm excepted; return how many layers train.
+def unfreeze_top(
+    backbone: keras.Model,
+    *,
+    from_layer: str | None = None,
+    top_layers: int | None = None,
+    batchnorm: bool = False,
+) -> int:
+    """Make the top of the backbone trainable, BatchNorm excepted unless asked; return how many layers train.
 
     BatchNorm stays frozen (and the backbone is called with training=False), so fine-tuning on a
     small dataset does not wreck the ImageNet statistics.
@@ -162,6 +176,6 @@ def unfreeze_top(backbone: keras.Model, *, from_layer: str | None = None, top_la
     backbone.trainable = True
     trainable = 0
     for i, layer in enumerate(layers):
-        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= start and (batchnorm or not isinstance(layer, keras.layers.BatchNormalization))
         trainable += int(layer.trainable and bool(layer.weights))
     return trainable

@@ -11,9 +11,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from edgetl.train.data import Sample
 
 from edgetl.images import ResizePolicy, load_for_model
+from edgetl.train.data import Sample
 
 AUTOTUNE = tf.data.AUTOTUNE
 

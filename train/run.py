@@ -17,21 +17,6 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from edgetl.train.data import DatasetIndex, scan, write_split_files
-from edgetl.train.fit import (
-    CHECKPOINT,
-    STATE,
-    TrainConfig,
-    TrainState,
-    choose_strategy,
-    fine_tune,
-    predict,
-    train_head,
-    use_mixed_precision,
-    write_history_csv,
-)
-from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
-from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -51,6 +36,21 @@ from edgetl.rundir import (
     write_json,
     write_labels,
 )
+from edgetl.train.data import DatasetIndex, scan, write_split_files
+from edgetl.train.fit import (
+    CHECKPOINT,
+    STATE,
+    TrainConfig,
+    TrainState,
+    choose_strategy,
+    fine_tune,
+    predict,
+    train_head,
+    use_mixed_precision,
+    write_history_csv,
+)
+from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
+from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 
 CONFIG = "config.json"
 
@@ -122,8 +122,8 @@ def _environment() -> dict[str, Any]:
 
 
 def train(
-    data: Path,
-    out: Path,
+    data: Path | str,
+    out: Path | str,
     config: TrainConfig,
     *,
     force: bool = False,
@@ -132,6 +132,7 @@ def train(
 ) -> Path:
     """Train a classifier on `data` and write the run directory `out`; return it."""
     console = console or Console()
+    data, out = Path(data), Path(out)
     check_output(out, force=force, resume=resume)
     if resume:
         config = TrainConfig(**read_json(partial_dir(out) / CONFIG))

@@ -1,0 +1,140 @@
+"""Training end to end on the generated sample data with a tiny model: the run directory, resume, --force."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from rich.console import Console
+
+from edgetl.errors import EdgetlError
+from edgetl.rundir import load_run
+from edgetl.train import fit
+from edgetl.train.fit import TrainConfig
+from edgetl.train.run import train
+
+TINY = {"alpha": 0.35, "size": 64, "weights": "none", "batch_size": 16, "head_epochs": 2, "finetune_epochs": 2}
+
+
+def _config(**changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def finished_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(sample_data, out, _config(), console=Console(quiet=True))
+
+
+def test_run_directory_has_everything_later_stages_need(finished_run: Path) -> None:
+    expected = {
+        "edgetl.json",
+        "labels.txt",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "curves.png",
+        "confusion.png",
+        "data_report.json",
+        "split",
+    }
+    assert expected <= {p.name for p in finished_run.iterdir()}
+    assert not (finished_run / "cache").exists() and not (finished_run / "state.json").exists()
+    assert not finished_run.with_name("tiny.partial").exists()
+    meta = load_run(finished_run)
+    assert meta["labels"] == ["circle", "square", "star", "triangle"]
+    assert meta["input"] == {
+        "height": 64,
+        "width": 64,
+        "channels": "RGB",
+        "range": [0, 255],
+        "resize": "stretch",
+        "interpolation": "area when shrinking, bilinear when enlarging",
+    }
+    assert meta["model"]["backbone"] == "mobilenet_v2" and meta["model"]["finetuned_layers"] > 0
+    assert meta["environment"]["tensorflow"] and meta["training"]["seconds"]["total"] > 0
+    test_lines = (finished_run / "split" / "test.txt").read_text().splitlines()
+    assert meta["data"]["counts"]["test"] == len(test_lines) > 0
+
+
+def test_metrics_agree_with_the_saved_model_on_raw_pixels(finished_run: Path) -> None:
+    """The saved model takes raw 0–255 pixels; re-predicting the test split reproduces metrics.json."""
+    from edgetl.images import load_for_model
+
+    meta = load_run(finished_run)
+    model = keras.saving.load_model(finished_run / "model.keras")
+    labels = meta["labels"]
+    lines = [line.split("\t") for line in (finished_run / "split" / "test.txt").read_text().splitlines()]
+    root = Path(meta["data"]["root"])
+    images = np.stack([load_for_model(root / rel, 64) for rel, _ in lines]).astype(np.float32)
+    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    truth = np.array([labels.index(name) for _, name in lines])
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["test"]["top1"] == pytest.approx((predicted == truth).mean())
+    assert np.sum(metrics["test"]["confusion_matrix"]) == len(lines)
+    assert set(metrics["test"]["per_class"]) == set(labels)
+
+
+def test_history_covers_both_phases(finished_run: Path) -> None:
+    rows = list(csv.DictReader((finished_run / "history.csv").open()))
+    assert [row["phase"] for row in rows] == ["head", "head", "finetune", "finetune"]
+    assert all(float(row["val_loss"]) > 0 for row in rows)
+
+
+def test_interrupted_run_resumes_to_a_complete_run(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    original = fit.EpochCheckpoint.on_epoch_end
+    calls = {"n": 0}
+
+    def crash_after_third_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the first fine-tuning epoch is checkpointed
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", crash_after_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(sample_data, out, _config(), console=Console(quiet=True))
+    monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", original)
+
+    partial = tmp_path / "run.partial"
+    assert not out.exists() and (partial / "checkpoint.weights.h5").exists()
+    with pytest.raises(EdgetlError, match="--resume"):
+        train(sample_data, out, _config(), console=Console(quiet=True))
+    with pytest.raises(EdgetlError, match="no interrupted run"):
+        train(sample_data, tmp_path / "other", _config(), resume=True, console=Console(quiet=True))
+
+    train(sample_data, out, _config(), resume=True, console=Console(quiet=True))
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [(row["phase"], row["epoch"]) for row in rows] == [
+        ("head", "1"),
+        ("head", "2"),
+        ("finetune", "1"),
+        ("finetune", "2"),
+    ]
+    assert load_run(out)["metrics"]["test_top1"] >= 0 and not partial.exists()
+
+
+def test_force_replaces_an_old_run_only_when_the_new_one_is_done(sample_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(EdgetlError, match="already exists"):
+        train(sample_data, out, _config(), console=Console(quiet=True))
+    train(sample_data, out, _config(head_epochs=1, finetune_epochs=0), force=True, console=Console(quiet=True))
+    assert not (out / "old.txt").exists() and (out / "edgetl.json").exists()
+
+
+def test_end_to_end_phase_one_and_efficientnet(sample_data: Path, tmp_path: Path) -> None:
+    """Phase 1 without the feature cache (augmented, end to end) on EfficientNetB0, fine-tuning skipped."""
+    config = _config(backbone="efficientnet_b0", feature_cache=False, head_epochs=1, finetune_epochs=0, size=64)
+    out = train(sample_data, tmp_path / "eff", config, console=Console(quiet=True))
+    meta = load_run(out)
+    assert meta["model"]["backbone"] == "efficientnet_b0" and meta["model"]["finetuned_layers"] == 0
+    assert [row["phase"] for row in csv.DictReader((out / "history.csv").open())] == ["head"]
