@@ -1,1 +1,1 @@
-"""benchmarks"""
+"""Benchmark scripts; each prints the figures the README and benchmarks/README.md quote."""

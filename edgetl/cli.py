@@ -51,13 +51,10 @@ def require_tensorflow() -> None:
 
 
 def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides the output that matters."""
+    """TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing) hides the output that matters."""
     import os
-    import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-    warnings.filterwarnings("ignore", message=".*ran out of data.*")
 
 
 @app.command()

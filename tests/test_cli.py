@@ -71,3 +71,13 @@ def test_existing_run_is_not_clobbered(tmp_path: Path, sample_data: Path) -> Non
 def test_unknown_backbone_is_rejected(tmp_path: Path, sample_data: Path) -> None:
     result = edgetl_cli("train", str(sample_data), "--model", "resnet9000", "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "mobilenet_v2" in result.stderr
+
+
+def test_device_side_modules_import_without_tensorflow() -> None:
+    """What a Raspberry Pi runs (image decoding, run directories, edge/) must not need TensorFlow."""
+    code = BLOCK_TF + (
+        "import edgetl.images, edgetl.rundir, edgetl.errors, edgetl.cli, edgetl.edge\n"
+        "assert sys.modules.get('tensorflow') is None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,11 @@ from edgetl.rundir import write_atomic, write_json
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
 from edgetl.train.pipeline import augmentation, image_dataset
+
+# Keras warns about these for every tf.data input of unknown length (ours drop unreadable files,
+# so their length is unknown); both are expected here and would bury the training log.
+warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed", category=UserWarning)
+warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
 
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "state.json"

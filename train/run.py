@@ -175,7 +175,7 @@ def train(
             k,
             size=config.size,
             alpha=config.alpha,
-            weights=None if resume else weights,
+            weights=weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
             dropout=config.dropout,
         )
         if resume:
