@@ -194,6 +194,41 @@ def _feature_dataset(
     return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _image_splits(index: DatasetIndex, config: TrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Training batches (shuffled, augmented unless turned off) and validation batches, from image files."""
+    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
+    aug = augmentation(config.seed) if config.augment else None
+    k = len(index.classes)
+    train_ds = image_dataset(index.splits["train"], k, shuffle=True, augment=aug, **common)
+    return train_ds, image_dataset(index.splits["validation"], k, **common)
+
+
+def _compile_and_fit(
+    model: keras.Model,
+    data: tuple[tf.data.Dataset, tf.data.Dataset],
+    *,
+    lr: float,
+    epochs: int,
+    config: TrainConfig,
+    state: TrainState,
+    checkpoint: EpochCheckpoint,
+    class_weight: dict[int, float] | None,
+    extra_callbacks: list[keras.callbacks.Callback],
+    train_count: int,
+) -> None:
+    steps = -(-train_count // config.batch_size) * epochs
+    model.compile(optimizer=_optimizer(lr, steps), loss=_loss(config), metrics=["accuracy"])
+    model.fit(
+        data[0],
+        validation_data=data[1],
+        epochs=epochs,
+        initial_epoch=state.epoch,
+        callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
+        class_weight=class_weight,
+        verbose=0,
+    )
+
+
 def train_head(
     clf: Classifier,
     index: DatasetIndex,
@@ -207,38 +242,34 @@ def train_head(
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> None:
     """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off."""
-    k = len(index.classes)
-    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)
-    steps = -(-len(index.splits["train"]) // config.batch_size) * config.head_epochs
-    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
+    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)  # started now: epoch 1 includes the cache
     if config.feature_cache:
         splits = {}
         for name in ("train", "validation"):
             cached = work / "cache" / f"{name}.npy"
-            if cached.exists() and cached.with_suffix(".labels.npy").exists():
+            if cached.exists() and cached.with_suffix(".labels.npy").exists():  # resumed run
                 splits[name] = (np.load(cached, mmap_mode="r"), np.load(cached.with_suffix(".labels.npy")))
                 continue
             samples = index.splits[name]
-            ds = image_dataset(samples, k, **common)
+            ds = image_dataset(samples, len(index.classes), size=config.size, resize=config.resize)
             tick = on_cache(len(samples)) if on_cache else None
             splits[name] = cache_features(clf.features, ds, cached, len(samples), tick)
         train_ds = _feature_dataset(*splits["train"], config.batch_size, True, config.seed)
-        val_ds = _feature_dataset(*splits["validation"], config.batch_size, False, config.seed)
+        data = (train_ds, _feature_dataset(*splits["validation"], config.batch_size, False, config.seed))
         model = clf.head
     else:
-        aug = augmentation(config.seed) if config.augment else None
-        train_ds = image_dataset(index.splits["train"], k, shuffle=True, augment=aug, **common)
-        val_ds = image_dataset(index.splits["validation"], k, **common)
-        model = clf.model
-    model.compile(optimizer=_optimizer(config.head_lr, steps), loss=_loss(config), metrics=["accuracy"])
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
+        data, model = _image_splits(index, config), clf.model
+    _compile_and_fit(
+        model,
+        data,
+        lr=config.head_lr,
         epochs=config.head_epochs,
-        initial_epoch=state.epoch,
-        callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
+        config=config,
+        state=state,
+        checkpoint=checkpoint,
         class_weight=class_weight,
-        verbose=0,
+        extra_callbacks=extra_callbacks,
+        train_count=len(index.splits["train"]),
     )
 
 
@@ -256,6 +287,7 @@ def fine_tune(
     """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train end to end.
 
     With --weights none the whole backbone trains (BatchNorm included): training from scratch.
+    Returns the number of backbone layers that were trained.
     """
     if config.weights == "none":  # from scratch: nothing to preserve, train every layer, BatchNorm too
         trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
@@ -263,22 +295,17 @@ def fine_tune(
         default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]
         from_layer = config.unfreeze_from or default
         trainable = unfreeze_top(clf.backbone, from_layer=from_layer, top_layers=config.unfreeze_layers)
-    k = len(index.classes)
-    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
-    aug = augmentation(config.seed) if config.augment else None
-    train_ds = image_dataset(index.splits["train"], k, shuffle=True, augment=aug, **common)
-    val_ds = image_dataset(index.splits["validation"], k, **common)
-    steps = -(-len(index.splits["train"]) // config.batch_size) * config.finetune_epochs
-    clf.model.compile(optimizer=_optimizer(config.finetune_lr, steps), loss=_loss(config), metrics=["accuracy"])
-    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)
-    clf.model.fit(
-        train_ds,
-        validation_data=val_ds,
+    _compile_and_fit(
+        clf.model,
+        _image_splits(index, config),
+        lr=config.finetune_lr,
         epochs=config.finetune_epochs,
-        initial_epoch=state.epoch,
-        callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
+        config=config,
+        state=state,
+        checkpoint=EpochCheckpoint(work, state, clf.model, on_epoch),
         class_weight=class_weight,
-        verbose=0,
+        extra_callbacks=extra_callbacks,
+        train_count=len(index.splits["train"]),
     )
     return trainable
 
