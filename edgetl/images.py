@@ -8,7 +8,7 @@ Scaling to the backbone's range lives inside the model (raw 0–255 RGB goes in)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
 Image.MAX_IMAGE_PIXELS = 300_000_000
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+def load_rgb(path: str | Path | BinaryIO) -> np.ndarray:
     """Read any image Pillow can open as an HxWx3 uint8 RGB array, upright.
 
     Handles EXIF orientation, greyscale, palette, transparency (composited on white, so

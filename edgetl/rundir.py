@@ -116,7 +116,3 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 def write_labels(path: Path, labels: list[str]) -> None:
     write_atomic(path, "".join(f"{label}\n" for label in labels))
-
-
-def read_labels(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

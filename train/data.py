@@ -8,6 +8,7 @@ duplicates are found from the same read and kept on one side of the split.
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -86,8 +87,9 @@ def _class_dirs(folder: Path, root: Path) -> dict[str, Path]:
 def _check_image(path: Path) -> tuple[str | None, str]:
     """Return (sha1 of the bytes, "") for a usable image, else (None, reason)."""
     try:
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        rgb = load_rgb(path)
+        data = path.read_bytes()  # read once: hashed for duplicates, decoded to prove it is readable
+        digest = hashlib.sha1(data).hexdigest()
+        rgb = load_rgb(io.BytesIO(data))
     except Exception as error:  # Pillow raises many types for broken files
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "cannot identify image file" in reason:

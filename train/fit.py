@@ -74,7 +74,13 @@ class TrainState:
     phase: str = "head"  # head → finetune → done
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
+
+    def seconds(self) -> dict[str, float]:
+        """Training time per phase, summed from the per-epoch history."""
+        totals: dict[str, float] = {}
+        for row in self.history:
+            totals[row["phase"]] = totals.get(row["phase"], 0.0) + row["seconds"]
+        return totals
 
     def save(self, work: Path) -> None:
         write_json(work / STATE, asdict(self))
@@ -122,7 +128,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         logs["seconds"] = round(elapsed, 3)
         self.state.history.append({"phase": self.state.phase, "epoch": epoch + 1, **logs})
         self.state.epoch = epoch + 1
-        self.state.seconds[self.state.phase] = self.state.seconds.get(self.state.phase, 0.0) + elapsed
         tmp = self.work / f".tmp.{CHECKPOINT}"
         self.full_model.save_weights(tmp)
         os.replace(tmp, self.work / CHECKPOINT)
@@ -289,7 +294,7 @@ def fine_tune(
     With --weights none the whole backbone trains (BatchNorm included): training from scratch.
     Returns the number of backbone layers that were trained.
     """
-    if config.weights == "none":  # from scratch: nothing to preserve, train every layer, BatchNorm too
+    if not clf.pretrained:  # from scratch: nothing to preserve, train every layer, BatchNorm too
         trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
     else:
         default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]

@@ -40,6 +40,7 @@ class Classifier:
     backbone: keras.Model
     features: keras.Model  # raw pixels → pooled backbone features
     head: keras.Model  # pooled features → class probabilities (shares its layers with `model`)
+    pretrained: bool  # False: random initialisation, so fine-tuning trains everything, BatchNorm included
 
 
 def keras_cache_dir() -> Path:
@@ -129,7 +130,8 @@ def build_classifier(
     """Input(0–255 RGB) → preprocessing → frozen backbone (BatchNorm in inference mode) → dropout → softmax."""
     backbone = build_backbone(backbone_name, size, alpha, weights)
     backbone.trainable = False
-    if not weights:
+    pretrained = weights is not None
+    if not pretrained:
         # Keras' MobileNetV2 BatchNorm momentum (0.999) needs thousands of steps before its moving
         # statistics are usable; a small dataset trained from scratch never gets there.
         for layer in backbone.layers:
@@ -138,7 +140,7 @@ def build_classifier(
     inputs = keras.Input(shape=(size, size, 3), name="image")
     # Pretrained: BatchNorm always in inference mode, keeping ImageNet statistics. From scratch
     # (weights None) there are no statistics to keep, so BatchNorm follows fit()'s training flag.
-    features = backbone(preprocessing_layer(backbone_name)(inputs), training=False if weights else None)
+    features = backbone(preprocessing_layer(backbone_name)(inputs), training=False if pretrained else None)
     dropout_layer = keras.layers.Dropout(dropout, name="head_dropout")
     # float32 output keeps softmax stable under mixed precision.
     dense = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")
@@ -146,7 +148,7 @@ def build_classifier(
     model = keras.Model(inputs, outputs, name=f"edgetl_{backbone_name}")
     feature_input = keras.Input(shape=(features.shape[-1],), name="features")
     head = keras.Model(feature_input, dense(dropout_layer(feature_input)), name="head")
-    return Classifier(model, backbone, keras.Model(inputs, features, name="features"), head)
+    return Classifier(model, backbone, keras.Model(inputs, features, name="features"), head, pretrained)
 
 
 def unfreeze_top(
@@ -156,10 +158,10 @@ def unfreeze_top(
     top_layers: int | None = None,
     batchnorm: bool = False,
 ) -> int:
-    """Make the top of the backbone trainable, BatchNorm excepted unless asked; return how many layers train.
+    """Make the top of the backbone trainable; return how many layers with weights will train.
 
-    BatchNorm stays frozen (and the backbone is called with training=False), so fine-tuning on a
-    small dataset does not wreck the ImageNet statistics.
+    BatchNorm stays frozen unless `batchnorm` (pretrained backbones are also called with
+    training=False), so fine-tuning on a small dataset does not wreck the ImageNet statistics.
     """
     layers = backbone.layers
     if top_layers is not None:

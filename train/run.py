@@ -222,7 +222,7 @@ def train(
 
     clf.model.save(work / MODEL_FILE)
     _write_reports(work, index, state, results)
-    seconds = {**state.seconds, "total": time.perf_counter() - started}
+    seconds = {**state.seconds(), "total": time.perf_counter() - started}
     metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds)
     for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
         if leftover.is_dir():
