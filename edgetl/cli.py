@@ -139,6 +139,85 @@ def train(
     run_training(data, out, config, force=force, resume=resume, console=console)
 
 
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="A run directory from `edgetl train`, or a .keras / .h5 model file.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated, checked, repaired).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights.")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")] = False,
+    float32: Annotated[bool, typer.Option("--float32", help="Plain float32.")] = False,
+    input_type: Annotated[
+        str, typer.Option(help="int8 model input/output type: uint8 (raw pixels) or int8.")
+    ] = "uint8",
+    calibration_samples: Annotated[int, typer.Option(help="Representative images for int8 calibration.")] = 300,
+    max_drop: Annotated[float, typer.Option(help="Fail when top-1 drops more than this (points).")] = 1.0,
+    min_agreement: Annotated[
+        float, typer.Option(help="Fail when fewer test images (percent) keep the float model's top-1.")
+    ] = 0.0,
+    repair: Annotated[
+        bool, typer.Option(help="When int8 misses the budget, recalibrate and keep layers in float.")
+    ] = True,
+    labels: Annotated[Path | None, typer.Option(help="Bare model: labels file, one class per line.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Bare model: folder of calibration images.")] = None,
+    test: Annotated[Path | None, typer.Option(help="Bare model: folder-per-class images to check on.")] = None,
+    preprocessing: Annotated[
+        str, typer.Option(help="Bare model's expected input: none (0–255), tf ([-1,1]), unit ([0,1]) or torch.")
+    ] = "none",
+    resize: Annotated[str, typer.Option(help="Bare model: stretch or crop, as the camera frames will be resized.")] = (
+        "stretch"
+    ),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the .tflite files (default: SOURCE).")] = (
+        None
+    ),
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads for the check.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing .tflite files.")] = False,
+) -> None:
+    """Convert to TFLite, check accuracy against the float model, embed metadata.
+
+    Example: [bold]edgetl convert runs/flowers --int8[/]
+    """
+    require_tensorflow()
+    _quiet_tensorflow()
+    formats = tuple(
+        name for name, wanted in (("int8", int8), ("fp16", fp16), ("dynamic", dynamic), ("float32", float32)) if wanted
+    )
+    if input_type not in ("uint8", "int8"):
+        raise EdgetlError(f"Unknown --input-type '{input_type}'.", "Use uint8 or int8.")
+    if calibration_samples < 1:
+        raise EdgetlError("--calibration-samples must be at least 1.", "A few hundred is typical.")
+    from edgetl.convert.run import ConvertOptions
+    from edgetl.convert.run import convert as run_conversion
+
+    options = ConvertOptions(
+        formats=formats or ("int8",),
+        input_type=input_type,
+        calibration_samples=calibration_samples,
+        max_drop=max_drop,
+        min_agreement=min_agreement,
+        repair=repair,
+        threads=threads,
+        force=force,
+    )
+    report = run_conversion(
+        source,
+        options,
+        console=console,
+        labels=labels,
+        calibration=calibration,
+        test=test,
+        preprocessing=preprocessing,
+        resize=resize,
+        out=out,
+    )
+    failed = [fmt for fmt, entry in report["models"].items() if fmt in options.formats and not entry["passed"]]
+    if failed:
+        err_console.print(
+            f"[bold red]error:[/] {', '.join(failed)} missed the accuracy budget (--max-drop {max_drop}"
+            f"{f', --min-agreement {min_agreement}' if min_agreement else ''}); files kept, marked in the report."
+        )
+        raise typer.Exit(1)
+
+
 def _next_free(path: Path) -> Path:
     """runs/demo, then runs/demo2, runs/demo3…: a demo never replaces an earlier run."""
     candidate, n = path, 1

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ResizePolicy = Literal["stretch", "crop"]
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
 
 # Pillow refuses images above ~89 Mpx as a "decompression bomb"; photos that big are rare but real.

@@ -1,0 +1,76 @@
+"""The check: the converted model against the float Keras model, on the same images.
+
+The `.tflite` runs in the edge interpreter (`edgetl.edge.interpreter`), one image per invoke
+as on the device, so the accuracy reported here is the accuracy that gets deployed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from edgetl.edge.interpreter import ImageClassifierModel
+
+
+@dataclass
+class Scores:
+    values: np.ndarray  # N × classes
+    median_ms: float | None = None  # per-image invoke time, when measured
+
+
+def keras_scores(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> Scores:
+    values = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return Scores(np.asarray(values, dtype=np.float32))
+
+
+def tflite_scores(
+    model: bytes, images: np.ndarray, threads: int | None = None, advance: Callable[[], None] | None = None
+) -> Scores:
+    runner = ImageClassifierModel(model, threads=threads)
+    values, times = [], []
+    for image in images:
+        started = time.perf_counter()
+        values.append(runner.scores(image))
+        times.append(time.perf_counter() - started)
+        if advance:
+            advance()
+    median = float(np.median(times) * 1000) if times else None
+    return Scores(np.stack(values) if values else np.zeros((0, runner.classes), np.float32), median)
+
+
+def _topk(values: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-values, axis=1)[:, :k]
+    return float(np.mean([label in row for label, row in zip(labels, top)]))
+
+
+def fidelity(reference: np.ndarray, values: np.ndarray) -> tuple[int, float]:
+    """(top-1 disagreements, mean absolute score difference): how closely a model follows the float one."""
+    disagreements = int(np.sum(reference.argmax(1) != values.argmax(1)))
+    return disagreements, float(np.mean(np.abs(reference - values)))
+
+
+def compare(reference: np.ndarray, values: np.ndarray, labels: np.ndarray | None, names: list[str]) -> dict:
+    """Top-1 (top-5 with more than five classes), drop in points, agreement, per-class accuracy."""
+    result: dict = {
+        "images": int(len(values)),
+        "agreement": float(np.mean(reference.argmax(1) == values.argmax(1))) if len(values) else 0.0,
+        "mean_abs_score_diff": fidelity(reference, values)[1] if len(values) else 0.0,
+    }
+    if labels is None or len(values) == 0:
+        return result
+    result["float_top1"] = float(np.mean(reference.argmax(1) == labels))
+    result["top1"] = float(np.mean(values.argmax(1) == labels))
+    result["drop_pp"] = round(100 * (result["float_top1"] - result["top1"]), 4)
+    if len(names) > 5:
+        result["float_top5"] = _topk(reference, labels, 5)
+        result["top5"] = _topk(values, labels, 5)
+    predicted = values.argmax(1)
+    result["per_class"] = {
+        name: float(np.mean(predicted[labels == index] == index)) if np.any(labels == index) else None
+        for index, name in enumerate(names)
+    }
+    return result

@@ -1,0 +1,324 @@
+"""`edgetl convert`: Keras model → checked `.tflite` files with metadata, and conversion.json.
+
+Order of work: load SOURCE and its images (bad input fails here, before anything is written),
+float reference scores, then per format: convert → (int8: calibrate, quantize, repair) →
+embed metadata → write atomically → check on the test images → report.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import edgetl
+from edgetl.convert.calibration import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    check_calibration,
+    load_images,
+    representative_dataset,
+    stratified_sample,
+)
+from edgetl.convert.evaluate import compare, fidelity, keras_scores, tflite_scores
+from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
+from edgetl.convert.repair import RepairLog, keep_layers_in_float, rank_layers
+from edgetl.convert.source import Source, load_source
+from edgetl.convert.tflite import (
+    FLOAT_FORMATS,
+    calibrate,
+    check_builtin,
+    convert_float,
+    float_ops,
+    op_counts,
+    quantize,
+    saved_model,
+)
+from edgetl.errors import EdgetlError
+from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
+
+REPORT_FILE = "conversion.json"
+REPAIR_IMAGES = 500
+REPORT_VERSION = 1
+
+
+@dataclass
+class ConvertOptions:
+    formats: tuple[str, ...] = ("int8",)
+    input_type: str = "uint8"
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_drop: float = 1.0  # percentage points of top-1
+    min_agreement: float = 0.0  # percent of test images with the same top-1 as the float model
+    repair: bool = True
+    threads: int | None = None
+    seed: int = 0
+    force: bool = False
+
+
+def model_file(fmt: str) -> str:
+    return f"model_{fmt}.tflite"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _load(samples, source: Source, label: str, console: Console) -> tuple[np.ndarray, np.ndarray]:
+    with _progress(console) as progress:
+        task = progress.add_task(label, total=len(samples))
+        images, labels, bad = load_images(samples, source.size, source.resize, lambda: progress.advance(task))
+    if bad:
+        console.print(f"[yellow]warning:[/] skipped {len(bad)} unreadable image(s), e.g. {bad[0]}")
+    return images, labels
+
+
+def convert(source_path: Path, options: ConvertOptions, *, console: Console | None = None, **source_args) -> dict:
+    """Convert, check and report; returns the report. Raises EdgetlError on bad input."""
+    console = console or Console()
+    source = load_source(source_path, **source_args)
+    targets = {fmt: source.out / model_file(fmt) for fmt in options.formats}
+    existing = [str(path) for path in targets.values() if path.exists()]
+    if existing and not options.force:
+        raise EdgetlError(f"{existing[0]} already exists.", "Pass --force to replace it, or --out another folder.")
+    for note in source.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+    test_images, test_labels = _load(source.test, source, "Loading test images", console)
+    if len(test_images) == 0:
+        raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
+    labels = test_labels if source.test_labelled else None
+    console.print(f"Float Keras model on {len(test_images)} test images…")
+    reference = keras_scores(source.model, test_images).values
+
+    entries: dict[str, dict] = {}
+    with saved_model(source.model) as saved:
+        float32 = convert_float(saved, "float32")
+        for fmt in options.formats:
+            console.print(f"Converting to [bold]{fmt}[/]…")
+            if fmt in FLOAT_FORMATS:
+                content = float32 if fmt == "float32" else convert_float(saved, fmt)
+                extra: dict = {}
+            else:
+                content, extra = _int8(saved, source, options, test_images, labels, reference, console)
+            check_builtin(content)
+            content = _with_metadata(content, source, fmt)
+            write_atomic(targets[fmt], content)
+            scores = tflite_scores(content, test_images, options.threads)
+            entry = {
+                "file": targets[fmt].name,
+                "bytes": len(content),
+                "size_vs_float32": round(len(content) / len(float32), 4),
+                "ops": op_counts(content),
+                "float_ops": float_ops(content) if fmt == "int8" else None,
+                "median_invoke_ms": scores.median_ms,
+                **compare(reference, scores.values, labels, source.labels),
+                **extra,
+            }
+            entry["passed"] = _passes(entry, options)
+            entries[fmt] = entry
+
+    report = _write_report(source, options, entries, len(float32))
+    print_table(report, console)
+    return report
+
+
+def _passes(entry: dict, options: ConvertOptions) -> bool:
+    drop_ok = entry.get("drop_pp") is None or entry["drop_pp"] <= options.max_drop
+    return drop_ok and 100 * entry["agreement"] >= options.min_agreement
+
+
+def _int8(
+    saved: str,
+    source: Source,
+    options: ConvertOptions,
+    test_images: np.ndarray,
+    test_labels: np.ndarray | None,
+    reference: np.ndarray,
+    console: Console,
+) -> tuple[bytes, dict]:
+    """Calibrate and quantize; when the check fails, repair as far as the options allow."""
+    log = RepairLog()
+
+    def calibrated_on(count: int, seed: int) -> tuple[bytes, np.ndarray]:
+        samples = stratified_sample(source.calibration, count, seed)
+        images, _ = _load(samples, source, f"Calibration images (seed {seed})", console)
+        check_calibration(images, lambda text: console.print(f"[yellow]warning:[/] {text}"))
+        console.print(f"Calibrating on {len(images)} images…")
+        return calibrate(saved, representative_dataset(images)), images
+
+    def check(content: bytes) -> dict:
+        scores = tflite_scores(content, test_images, options.threads)
+        metrics = compare(reference, scores.values, test_labels, source.labels)
+        return {**metrics, "bytes": len(content), "median_invoke_ms": scores.median_ms}
+
+    def passes(metrics: dict) -> bool:
+        return _passes(metrics, options)
+
+    count = options.calibration_samples
+    calibrated, calibration_images = calibrated_on(count, options.seed)
+    content = quantize(calibrated, options.input_type)
+    metrics = check(content)
+    log.add("calibrate", images=len(calibration_images), seed=options.seed, **_summary(metrics), passes=passes(metrics))
+    if passes(metrics) or not options.repair:
+        return content, {"calibration_images": len(calibration_images), "repair": log.steps}
+
+    console.print(f"[yellow]int8 misses the budget[/] ({_describe(metrics)}): repairing.")
+    repair_samples = stratified_sample(source.repair, REPAIR_IMAGES, options.seed)
+    repair_images, _ = _load(repair_samples, source, "Repair images", console)
+    repair_reference = keras_scores(source.model, repair_images).values
+
+    def follow(model: bytes) -> tuple[int, float]:
+        return fidelity(repair_reference, tflite_scores(model, repair_images, options.threads).values)
+
+    # Cheap first: a larger and a different calibration subset; keep whichever follows float best.
+    best = (follow(content), calibrated, calibration_images, options.seed)
+    if len(source.calibration) > count:  # otherwise every subset is the whole pool: nothing cheap to try
+        for count_i, seed_i in ((min(2 * count, len(source.calibration)), options.seed + 1), (count, options.seed + 2)):
+            calibrated_i, images_i = calibrated_on(count_i, seed_i)
+            score = follow(quantize(calibrated_i, options.input_type))
+            log.add("calibrate", images=len(images_i), seed=seed_i, repair_disagreements=score[0])
+            if score < best[0]:
+                best = (score, calibrated_i, images_i, seed_i)
+    _, calibrated, calibration_images, seed = best
+    content = quantize(calibrated, options.input_type)
+    metrics = check(content)
+    log.add(
+        "choose_calibration", images=len(calibration_images), seed=seed, **_summary(metrics), passes=passes(metrics)
+    )
+    if passes(metrics):
+        return content, {"calibration_images": len(calibration_images), "repair": log.steps}
+
+    console.print("Ranking layers with the quantization debugger…")
+    ranked = rank_layers(saved, calibration_images)
+    log.ranked_layers = [
+        {"layer": layer.short_name, "op": layer.op, "rmse_over_scale": round(layer.rmse_over_scale, 3)}
+        for layer in ranked[:10]
+    ]
+    final: dict = {}
+
+    def check_with(keep: list[str]) -> dict:
+        final["content"] = quantize(calibrated, options.input_type, keep)
+        metrics = check(final["content"])
+        return {**_summary(metrics), "passes": passes(metrics)}
+
+    keep = keep_layers_in_float(
+        ranked,
+        lambda keep: follow(quantize(calibrated, options.input_type, keep)),
+        check_with,
+        log,
+        lambda text: console.print(f"  {text}"),
+    )
+    if keep:
+        content = final["content"]
+    extra = {
+        "calibration_images": len(calibration_images),
+        "repair": log.steps,
+        "worst_layers": log.ranked_layers,
+        "float_layers": [step["layer"] for step in log.steps if step["action"] == "keep_layer_in_float"],
+    }
+    return content, extra
+
+
+def _summary(metrics: dict) -> dict:
+    keys = ("top1", "drop_pp", "agreement", "bytes", "median_invoke_ms")
+    return {key: metrics[key] for key in keys if key in metrics}
+
+
+def _describe(metrics: dict) -> str:
+    parts = [f"agreement {metrics['agreement']:.1%}"]
+    if "drop_pp" in metrics:
+        parts.insert(0, f"drop {metrics['drop_pp']:.2f} pt")
+    return ", ".join(parts)
+
+
+def _with_metadata(content: bytes, source: Source, fmt: str) -> bytes:
+    description = f"{source.name}: {len(source.labels)}-class image classifier ({fmt}), converted by edgetl."
+    meta = ClassifierMetadata(
+        name=source.name,
+        description=description,
+        version=edgetl.__version__,
+        width=source.size,
+        height=source.size,
+        mean=[0.0] * 3,  # the model takes raw 0–255 pixels: normalisation is inside it
+        std=[1.0] * 3,
+        labels=source.labels,
+    )
+    card = {"labels": source.labels, "input": {"size": source.size, "range": [0, 255], "resize": source.resize}}
+    files = {
+        LABELS_FILE: "".join(f"{label}\n" for label in source.labels).encode(),
+        "edgetl.json": json.dumps(card).encode(),
+    }
+    return attach_metadata(content, build_metadata(meta, LABELS_FILE, ["edgetl.json"]), files)
+
+
+def _write_report(source: Source, options: ConvertOptions, entries: dict, float32_bytes: int) -> dict:
+    path = source.out / REPORT_FILE
+    previous = read_json(path) if path.exists() else {}
+    models = {**previous.get("models", {}), **entries}
+    report = {
+        "report_version": REPORT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source.name,
+        "labels": source.labels,
+        "test_images": entries[next(iter(entries))]["images"],
+        "float32_bytes": float32_bytes,
+        "max_drop_pp": options.max_drop,
+        "min_agreement_pct": options.min_agreement,
+        "notes": source.notes,
+        "environment": {
+            "edgetl": edgetl.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "models": models,
+    }
+    write_json(path, report)
+    if not (source.out / LABELS_FILE).exists():  # beside the .tflite files, for tools that want it separate
+        write_atomic(source.out / LABELS_FILE, "".join(f"{label}\n" for label in source.labels))
+    report["path"] = str(path)
+    return report
+
+
+def _percent(entry: dict, key: str) -> str:
+    return f"{100 * entry[key]:.1f}%" if key in entry else "–"
+
+
+def print_table(report: dict, console: Console) -> None:
+    table = Table(title=f"Conversion check: {report['source']} on {report['test_images']} test images")
+    for column in ("format", "size", "vs f32", "top-1", "float", "drop", "agree", "top-5", "ms", "status"):
+        table.add_column(column, justify="left" if column in ("format", "status") else "right")
+    for fmt, entry in report["models"].items():
+        status = "[green]ok[/]" if entry["passed"] else "[bold red]FAIL[/]"
+        if entry.get("float_layers"):
+            status += f" ({len(entry['float_layers'])} float layers)"
+        table.add_row(
+            fmt,
+            f"{entry['bytes'] / 1e6:.2f} MB",
+            f"{entry['size_vs_float32']:.0%}",
+            _percent(entry, "top1"),
+            _percent(entry, "float_top1"),
+            f"{entry['drop_pp']:+.2f}" if "drop_pp" in entry else "–",
+            f"{100 * entry['agreement']:.1f}%",
+            _percent(entry, "top5"),
+            f"{entry['median_invoke_ms']:.1f}" if entry.get("median_invoke_ms") else "–",
+            status,
+        )
+    console.print(table)
+    console.print(f"Report: {report['path']}")

@@ -1,0 +1,243 @@
+"""What is converted, and on which images it is calibrated and checked.
+
+A run directory brings everything: model, labels, input size, resize policy and the exact
+train/validation/test split. A bare Keras model file needs `--labels` and `--calibration`; its
+expected normalisation (`--preprocessing`) is folded in front of it, so every converted model
+takes raw 0–255 RGB pixels, like edgetl's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES
+from edgetl.rundir import load_run
+from edgetl.train.data import Sample, read_split_file
+
+# What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
+PREPROCESSING_PRESETS: dict[str, tuple[list[float], list[float]]] = {
+    "none": ([0.0] * 3, [1.0] * 3),  # the model takes raw 0–255 pixels (edgetl, Keras EfficientNet)
+    "tf": ([127.5] * 3, [127.5] * 3),  # [-1, 1]: Keras MobileNet/MobileNetV2/Inception preprocess_input
+    "unit": ([0.0] * 3, [255.0] * 3),  # [0, 1]
+    "torch": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),  # [0, 1] then ImageNet mean/std
+}
+
+
+@dataclass
+class Source:
+    """Everything conversion needs, whatever SOURCE was."""
+
+    model: keras.Model  # takes raw 0–255 RGB pixels
+    labels: list[str]
+    size: int
+    resize: str
+    out: Path  # where the .tflite files and conversion.json go
+    name: str
+    calibration: list[Sample]  # pool to draw the representative dataset from
+    repair: list[Sample]  # images the repair search compares float and int8 on (never the test images)
+    test: list[Sample]  # held-out images the check reports on
+    test_labelled: bool = True
+    notes: list[str] = field(default_factory=list)
+    run_meta: dict | None = None
+
+
+def load_source(
+    source: Path,
+    *,
+    labels: Path | None = None,
+    calibration: Path | None = None,
+    test: Path | None = None,
+    preprocessing: str = "none",
+    resize: str = "stretch",
+    out: Path | None = None,
+) -> Source:
+    if source.is_dir():
+        if any(option is not None for option in (labels, calibration, test)):
+            raise EdgetlError(
+                "--labels, --calibration and --test are for bare model files; a run directory brings its own.",
+                "Drop them, or pass the .keras file instead of the run directory.",
+            )
+        return _from_run(source, out)
+    return _from_model_file(source, labels, calibration, test, preprocessing, resize, out)
+
+
+def _from_run(run: Path, out: Path | None) -> Source:
+    meta = load_run(run)
+    model_path = run / meta.get("model_file", "model.keras")
+    if not model_path.exists():
+        raise EdgetlError(f"{run} has no {model_path.name}.", "Re-run `edgetl train` to produce it.")
+    labels = list(meta["labels"])
+    root = Path(meta["data"]["root"])
+    splits = {}
+    for split, relative in meta["data"]["split_files"].items():
+        path = run / relative
+        if not path.exists():
+            raise EdgetlError(f"{run} is missing its split file {relative}.", "Re-run `edgetl train` to restore it.")
+        splits[split] = read_split_file(path, root, labels)
+    missing = [s.path for s in splits["test"][:50] if not s.path.exists()]
+    if missing:
+        raise EdgetlError(
+            f"The run's images are not at {root} any more (e.g. {missing[0]}).",
+            "Calibration and the check need them: put the dataset back where it was trained from.",
+        )
+    return Source(
+        model=_load_keras(model_path),
+        labels=labels,
+        size=int(meta["input"]["height"]),
+        resize=meta["input"].get("resize", "stretch"),
+        out=out or run,
+        name=run.name,
+        calibration=splits["train"],
+        repair=splits["validation"] or splits["train"],
+        test=splits["test"],
+        run_meta=meta,
+    )
+
+
+def _from_model_file(
+    path: Path,
+    labels: Path | None,
+    calibration: Path | None,
+    test: Path | None,
+    preprocessing: str,
+    resize: str,
+    out: Path | None,
+) -> Source:
+    if not path.exists():
+        raise EdgetlError(f"{path} does not exist.", "Pass a run directory or a .keras / .h5 model file.")
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise EdgetlError(
+            f"{path} is not a Keras model file (.keras or .h5).", "Pass a run directory or a .keras / .h5 model."
+        )
+    if labels is None or calibration is None:
+        raise EdgetlError(
+            f"Converting a bare model file needs --labels and --calibration (missing: "
+            f"{', '.join(n for n, v in (('--labels', labels), ('--calibration', calibration)) if v is None)}).",
+            "--labels FILE has one class name per line; --calibration DIR holds representative images.",
+        )
+    if preprocessing not in PREPROCESSING_PRESETS:
+        raise EdgetlError(f"Unknown --preprocessing '{preprocessing}'.", f"Use one of {list(PREPROCESSING_PRESETS)}.")
+    if resize not in RESIZE_POLICIES:
+        raise EdgetlError(f"Unknown --resize '{resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
+    names = _read_labels(labels)
+    model = _load_keras(path)
+    size = _check_image_model(model, path, len(names))
+    model = with_preprocessing(model, preprocessing)
+    calib = _list_images(calibration, names, "--calibration", require_classes=False)
+    notes = []
+    if test is None:
+        test_samples = calib
+        notes.append("No --test folder: the check ran on the calibration images, which flatters int8 slightly.")
+    else:
+        test_samples = _list_images(test, names, "--test", require_classes=True)
+    labelled = all(s.label >= 0 for s in test_samples)
+    if not labelled:
+        notes.append("The check images have no class folders: only agreement with the float model is reported.")
+    return Source(
+        model=model,
+        labels=names,
+        size=size,
+        resize=resize,
+        out=out or path.parent,
+        name=path.stem,
+        calibration=calib,
+        repair=calib,
+        test=test_samples,
+        test_labelled=labelled,
+        notes=notes,
+    )
+
+
+def _load_keras(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        hint = "Save the whole model with model.save('model.keras')."
+        if path.suffix in (".h5", ".hdf5") and "No model config" in str(error):
+            hint = "This .h5 holds weights only: build the model, load_weights() it, then model.save('model.keras')."
+        raise EdgetlError(f"{path} could not be loaded as a Keras model ({first[:200]}).", hint) from None
+
+
+def _check_image_model(model: keras.Model, path: Path, classes: int) -> int:
+    """The model must take one square RGB image and give one score vector that matches the labels."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 3:
+        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+        raise EdgetlError(
+            f"{path.name} takes {shapes}, not one image tensor (batch, height, width, 3).",
+            "edgetl converts image classifiers with a single RGB image input.",
+        )
+    height, width = inputs[0].shape[1], inputs[0].shape[2]
+    if height is None or width is None or height != width:
+        raise EdgetlError(
+            f"{path.name} has input size {height}x{width}; edgetl needs a fixed square size.",
+            "Rebuild the model with a fixed input_shape, e.g. (224, 224, 3).",
+        )
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise EdgetlError(f"{path.name} does not give one score vector per image.", "Pass an image classifier.")
+    if outputs[0].shape[-1] != classes:
+        raise EdgetlError(
+            f"{path.name} scores {outputs[0].shape[-1]} classes but the labels file names {classes}.",
+            "Pass the labels file that belongs to this model.",
+        )
+    return int(height)
+
+
+def with_preprocessing(model: keras.Model, preprocessing: str) -> keras.Model:
+    """Fold the model's expected normalisation in front of it, so it takes raw 0–255 pixels."""
+    mean, std = PREPROCESSING_PRESETS[preprocessing]
+    if preprocessing == "none":
+        return model
+    inputs = keras.Input(model.inputs[0].shape[1:], name="image")
+    scaled = keras.layers.Normalization(mean=mean, variance=np.square(std).tolist(), name="edgetl_normalize")(inputs)
+    return keras.Model(inputs, model(scaled, training=False), name=f"{model.name}_raw_pixels")
+
+
+def _read_labels(path: Path) -> list[str]:
+    if not path.is_file():
+        raise EdgetlError(f"Labels file {path} does not exist.", "Pass a text file with one class name per line.")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise EdgetlError(f"Labels file {path} is empty.", "Put one class name per line, in the model's output order.")
+    return names
+
+
+def _list_images(folder: Path, labels: list[str], option: str, *, require_classes: bool) -> list[Sample]:
+    """Images under `folder`: class sub-folders named like the labels, or (for calibration) just images."""
+    if not folder.is_dir():
+        raise EdgetlError(f"{option} folder {folder} does not exist.", "Pass a folder of images.")
+    label_of = {name: i for i, name in enumerate(labels)}
+    subdirs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    samples: list[Sample] = []
+    if subdirs:
+        foreign = [p.name for p in subdirs if p.name not in label_of]
+        if foreign:
+            raise EdgetlError(
+                f"{option} folder {folder} has class folders the labels file does not name: {foreign[:5]}.",
+                "Use the same class names as the labels file (one folder per class).",
+            )
+        for sub in subdirs:
+            samples += [Sample(p, label_of[sub.name]) for p in _images_in(sub)]
+    elif require_classes:
+        raise EdgetlError(
+            f"{option} folder {folder} has no class folders.", "Put the images in one sub-folder per class."
+        )
+    else:
+        samples = [Sample(p, -1) for p in _images_in(folder)]
+    if not samples:
+        raise EdgetlError(f"{option} folder {folder} holds no images.", f"Add images ({', '.join(IMAGE_SUFFIXES)}).")
+    return samples
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ]

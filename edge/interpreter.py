@@ -1,0 +1,116 @@
+"""Load a `.tflite` model with whichever TFLite interpreter is installed, and run it on pixels.
+
+Order of preference: LiteRT (`ai-edge-litert`, the maintained runtime, ~2× faster than
+`tf.lite.Interpreter` on MobileNetV2 int8), then `tflite-runtime` (older Pis, NumPy 1 only),
+then TensorFlow's own interpreter if TensorFlow happens to be installed. The conversion check,
+the camera and the benchmarks all go through `ImageClassifierModel`, so the numbers a user sees
+before deploying come from the code that runs on the device.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+
+BACKENDS: dict[str, str] = {
+    "litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite",
+}
+
+
+def interpreter_class(backend: str = "auto") -> tuple[str, Any]:
+    """Return (backend name, Interpreter class); `auto` takes the first one that imports."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise EdgetlError(f"Unknown backend '{backend}'.", f"Use one of: auto, {', '.join(BACKENDS)}.")
+    names = list(BACKENDS) if backend == "auto" else [backend]
+    failures = []
+    for name in names:
+        try:
+            module = importlib.import_module(BACKENDS[name])
+            return name, module.Interpreter
+        except Exception as error:  # ImportError, or tflite-runtime failing to load under NumPy 2
+            failures.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+    raise EdgetlError(
+        f"No TFLite interpreter could be loaded ({'; '.join(failures)}).",
+        'Install one: pip install "edgetl[edge]" (ai-edge-litert).',
+    )
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scale: float
+    zero_point: int
+
+    @property
+    def active(self) -> bool:
+        return self.scale != 0.0
+
+
+class ImageClassifierModel:
+    """One image in (NHWC, RGB), one score vector out; quantized I/O handled from the tensors' own parameters."""
+
+    def __init__(self, model: Path | bytes, *, threads: int | None = None, backend: str = "auto") -> None:
+        self.backend, interpreter = interpreter_class(backend)
+        source = {"model_content": bytes(model)} if isinstance(model, bytes | bytearray) else {"model_path": str(model)}
+        try:
+            self.interpreter = interpreter(**source, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            name = "the model" if "model_content" in source else source["model_path"]
+            raise EdgetlError(
+                f"{name} could not be loaded as a TFLite model ({str(error).splitlines()[0]}).",
+                "Pass a .tflite file written by `edgetl convert` or another TFLite converter.",
+            ) from None
+        self.threads = threads
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][-1] != 3:
+            shapes = ", ".join(str(list(d["shape"])) for d in inputs)
+            raise EdgetlError(
+                f"The model's input is {shapes}, not one image tensor [1, height, width, 3].",
+                "edgetl runs image classifiers with a single RGB image input.",
+            )
+        if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
+            shapes = ", ".join(str(list(d["shape"])) for d in outputs)
+            raise EdgetlError(
+                f"The model's output is {shapes}, not one score vector [1, classes].",
+                "edgetl runs image classifiers with a single score output.",
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        self.height, self.width = int(self._input["shape"][1]), int(self._input["shape"][2])
+        self.input_dtype = np.dtype(self._input["dtype"])
+        self.output_dtype = np.dtype(self._output["dtype"])
+        self.input_quantization = Quantization(*self._input["quantization"])
+        self.output_quantization = Quantization(*self._output["quantization"])
+        self.classes = int(self._output["shape"][1])
+
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 pixels → the input tensor's type; a no-op for uint8 models with scale 1, zero point 0."""
+        quant = self.input_quantization
+        if self.input_dtype == np.uint8 and (not quant.active or (quant.scale, quant.zero_point) == (1.0, 0)):
+            return rgb[None]
+        if quant.active:
+            info = np.iinfo(self.input_dtype)
+            values = np.round(rgb.astype(np.float32) / quant.scale + quant.zero_point)
+            return np.clip(values, info.min, info.max).astype(self.input_dtype)[None]
+        return rgb.astype(self.input_dtype)[None]
+
+    def scores(self, rgb: np.ndarray) -> np.ndarray:
+        """Class scores (float32) for one HxWx3 uint8 RGB image already at the model's size."""
+        self.interpreter.set_tensor(self._input["index"], self._prepare(rgb))
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._output["index"])[0]
+        quant = self.output_quantization
+        if quant.active:
+            return (raw.astype(np.float32) - quant.zero_point) * quant.scale
+        return raw.astype(np.float32)
+
+    def scores_batch(self, images: np.ndarray) -> np.ndarray:
+        """Scores for N images, one invoke each (as on the device)."""
+        return np.stack([self.scores(image) for image in images]) if len(images) else np.zeros((0, self.classes))
