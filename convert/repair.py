@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,11 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from edgetl.convert.calibration import representative_dataset
-from edgetl.convert.tflite import calibration_converter
+from edgetl.convert.tflite import calibration_converter, quiet_native_output
 
 DEBUG_IMAGES = 64
 CANDIDATES_PER_ROUND = 6
-MAX_FLOAT_LAYERS = 8
+DEFAULT_MAX_FLOAT_LAYERS = 8
 
 
 @dataclass
@@ -54,10 +55,12 @@ class RepairLog:
 def rank_layers(saved: str, images: np.ndarray) -> list[LayerError]:
     """Quantized tensors, worst first, by the quantization debugger's per-layer error."""
     converter = calibration_converter(saved, representative_dataset(images[:DEBUG_IMAGES]))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=representative_dataset(images[:DEBUG_IMAGES])
-    )
-    debugger.run()
+    with warnings.catch_warnings(), quiet_native_output():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")  # the debugger's own use
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative_dataset(images[:DEBUG_IMAGES])
+        )
+        debugger.run()
     table = io.StringIO()
     debugger.layer_statistics_dump(table)
     table.seek(0)
@@ -76,6 +79,7 @@ def keep_layers_in_float(
     check: Callable[[list[str]], dict],
     log: RepairLog,
     progress: Callable[[str], None],
+    max_layers: int = DEFAULT_MAX_FLOAT_LAYERS,
 ) -> list[str]:
     """Greedy search: each round keeps one more layer in float, the one that most improves fidelity.
 
@@ -83,7 +87,7 @@ def keep_layers_in_float(
     → the test-split summary with a "passes" flag. Returns the tensors kept in float (empty when nothing helped).
     """
     keep: list[str] = []
-    for round_number in range(1, MAX_FLOAT_LAYERS + 1):
+    for round_number in range(1, max_layers + 1):
         candidates = [layer for layer in ranked if layer.tensor not in keep][:CANDIDATES_PER_ROUND]
         if not candidates:
             break

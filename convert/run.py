@@ -30,7 +30,7 @@ from edgetl.convert.calibration import (
 )
 from edgetl.convert.evaluate import compare, fidelity, keras_scores, tflite_scores
 from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
-from edgetl.convert.repair import RepairLog, keep_layers_in_float, rank_layers
+from edgetl.convert.repair import DEFAULT_MAX_FLOAT_LAYERS, RepairLog, keep_layers_in_float, rank_layers
 from edgetl.convert.source import Source, load_source
 from edgetl.convert.tflite import (
     FLOAT_FORMATS,
@@ -58,6 +58,7 @@ class ConvertOptions:
     max_drop: float = 1.0  # percentage points of top-1
     min_agreement: float = 0.0  # percent of test images with the same top-1 as the float model
     repair: bool = True
+    max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS  # the repair's limit on layers kept in float
     threads: int | None = None
     seed: int = 0
     force: bool = False
@@ -200,7 +201,7 @@ def _int8(
     log.add(
         "choose_calibration", images=len(calibration_images), seed=seed, **_summary(metrics), passes=passes(metrics)
     )
-    if passes(metrics):
+    if passes(metrics) or options.max_float_layers == 0:
         return content, {"calibration_images": len(calibration_images), "repair": log.steps}
 
     console.print("Ranking layers with the quantization debugger…")
@@ -222,6 +223,7 @@ def _int8(
         check_with,
         log,
         lambda text: console.print(f"  {text}"),
+        options.max_float_layers,
     )
     if keep:
         content = final["content"]

@@ -159,6 +159,8 @@ def _load_keras(path: Path) -> keras.Model:
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = "Save the whole model with model.save('model.keras')."
+        if "Lambda" in str(error) or "safe_mode" in str(error):
+            hint = "It has a Lambda layer, which Keras will not load from a file safely: use a registered custom layer."
         if path.suffix in (".h5", ".hdf5") and "No model config" in str(error):
             hint = "This .h5 holds weights only: build the model, load_weights() it, then model.save('model.keras')."
         raise EdgetlError(f"{path} could not be loaded as a Keras model ({first[:200]}).", hint) from None

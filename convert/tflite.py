@@ -9,6 +9,7 @@ re-quantize with some layers kept in float without calibrating again.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,14 +71,17 @@ def _run(converter: tf.lite.TFLiteConverter) -> bytes:
             return converter.convert()
     except Exception as error:  # ConverterError, or ValueError for unsupported graphs
         text = str(error)
-        if "Flex" in text or "Select TF" in text or "not supported" in text.lower():
+        ops = sorted(set(re.findall(r"(?:Custom|Flex|Select TF) ops: ([\w, ]+)", text)))
+        if ops or "ops_custom" in text or "ops_select" in text:
             raise EdgetlError(
-                "The model needs TensorFlow ops that TFLite has no builtin kernel for (they would need the Flex "
-                "delegate, which the Raspberry Pi runtimes do not have).",
-                "Replace those layers with TFLite-friendly ones; see tensorflow.org/lite/guide/ops_compatibility.",
+                f"The model needs ops that TFLite has no builtin kernel for ({', '.join(ops) or 'see above'}); they "
+                "would need the Flex delegate or custom kernels, which the Raspberry Pi runtimes do not have.",
+                "Replace the layers that use them (tensorflow.org/lite/guide/ops_compatibility).",
             ) from None
         first = next((line for line in text.splitlines() if "error" in line.lower()), text.splitlines()[0])
-        raise EdgetlError(f"TFLite conversion failed: {first.strip()[:300]}", "See the message above.") from None
+        raise EdgetlError(
+            f"TFLite conversion failed: {first.strip()[:300]}", "Check that the model runs in Keras."
+        ) from None
 
 
 def convert_float(saved: str, kind: str) -> bytes:

@@ -157,6 +157,7 @@ def convert(
     repair: Annotated[
         bool, typer.Option(help="When int8 misses the budget, recalibrate and keep layers in float.")
     ] = True,
+    max_float_layers: Annotated[int, typer.Option(help="Repair: at most this many layers kept in float.")] = 8,
     labels: Annotated[Path | None, typer.Option(help="Bare model: labels file, one class per line.")] = None,
     calibration: Annotated[Path | None, typer.Option(help="Bare model: folder of calibration images.")] = None,
     test: Annotated[Path | None, typer.Option(help="Bare model: folder-per-class images to check on.")] = None,
@@ -195,6 +196,7 @@ def convert(
         max_drop=max_drop,
         min_agreement=min_agreement,
         repair=repair,
+        max_float_layers=max_float_layers,
         threads=threads,
         force=force,
     )

@@ -40,3 +40,25 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgetl.train.sample import make_sample_dataset
 
     return make_sample_dataset(tmp_path_factory.mktemp("sample"), per_class=24, size=96)
+
+
+TINY = {"alpha": 0.35, "size": 64, "weights": "none", "batch_size": 16, "head_epochs": 2, "finetune_epochs": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run directory: MobileNetV2 0.35 at 64 px, random init, trained a little on sample_data.
+
+    Read-only for tests: copy it (`copy_run`) before writing into it."""
+    from rich.console import Console
+
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.run import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(sample_data, out, TrainConfig(**TINY), console=Console(quiet=True))
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    shutil.copytree(run, destination)
+    return destination

@@ -11,23 +11,21 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from conftest import TINY
 from edgetl.errors import EdgetlError
 from edgetl.rundir import load_run
 from edgetl.train import fit
 from edgetl.train.fit import TrainConfig
 from edgetl.train.run import train
 
-TINY = {"alpha": 0.35, "size": 64, "weights": "none", "batch_size": 16, "head_epochs": 2, "finetune_epochs": 2}
-
 
 def _config(**changes) -> TrainConfig:
     return TrainConfig(**{**TINY, **changes})
 
 
-@pytest.fixture(scope="module")
-def finished_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(sample_data, out, _config(), console=Console(quiet=True))
+@pytest.fixture
+def finished_run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def test_run_directory_has_everything_later_stages_need(finished_run: Path) -> None:

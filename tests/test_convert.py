@@ -1,0 +1,324 @@
+"""`edgetl convert` on a tiny trained run and on bare Keras models: files, checks, metadata, errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from rich.console import Console
+from typer.testing import CliRunner
+
+from conftest import copy_run
+from edgetl.cli import app
+from edgetl.convert.calibration import load_images, stratified_sample
+from edgetl.convert.metadata import METADATA_NAME, read_associated_file
+from edgetl.convert.run import REPORT_FILE, ConvertOptions, convert
+from edgetl.convert.tflite import float_ops, op_counts
+from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.errors import EdgetlError
+from edgetl.images import load_for_model
+from edgetl.train.data import Sample
+
+QUIET = Console(quiet=True)
+LOOSE = {"max_drop": 100.0, "calibration_samples": 40}  # tiny random-init models: test the mechanics
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("convert") / "run")
+    report = convert(run, ConvertOptions(formats=("int8", "float32", "fp16", "dynamic"), **LOOSE), console=QUIET)
+    return run, report
+
+
+def test_every_format_is_written_checked_and_reported(converted: tuple[Path, dict]) -> None:
+    run, report = converted
+    on_disk = json.loads((run / REPORT_FILE).read_text())
+    assert set(on_disk["models"]) == {"int8", "float32", "fp16", "dynamic"}
+    test_count = len((run / "split" / "test.txt").read_text().splitlines())
+    for fmt, entry in on_disk["models"].items():
+        path = run / entry["file"]
+        assert path.exists() and path.stat().st_size == entry["bytes"], fmt
+        assert entry["images"] == test_count and 0.0 <= entry["agreement"] <= 1.0
+        assert entry["drop_pp"] == pytest.approx(100 * (entry["float_top1"] - entry["top1"]), abs=1e-3)
+        assert set(entry["per_class"]) == set(on_disk["labels"])
+    assert on_disk["models"]["float32"]["agreement"] == 1.0  # float32 TFLite is the Keras model
+    assert report["models"]["int8"]["bytes"] < 0.4 * report["models"]["float32"]["bytes"]
+
+
+def test_int8_is_full_integer_with_uint8_pixels_in(converted: tuple[Path, dict]) -> None:
+    run, report = converted
+    content = (run / "model_int8.tflite").read_bytes()
+    model = ImageClassifierModel(content)
+    assert model.input_dtype == np.uint8 and model.output_dtype == np.uint8
+    assert (model.input_quantization.scale, model.input_quantization.zero_point) == (1.0, 0)  # raw pixels go in
+    assert float_ops(content) == 0 and report["models"]["int8"]["float_ops"] == 0
+    assert "CONV_2D" in op_counts(content) and not any(name.startswith("Flex") for name in op_counts(content))
+
+
+def test_int8_follows_the_float_model_on_its_test_images(converted: tuple[Path, dict]) -> None:
+    """The edge interpreter on the written file reproduces the reported agreement."""
+    run, report = converted
+    meta = json.loads((run / "edgetl.json").read_text())
+    lines = (run / "split" / "test.txt").read_text().splitlines()
+    images = np.stack([load_for_model(Path(meta["data"]["root"]) / line.split("\t")[0], 64) for line in lines])
+    int8 = ImageClassifierModel(run / "model_int8.tflite").scores_batch(images)
+    float32 = ImageClassifierModel(run / "model_float32.tflite").scores_batch(images)
+    agreement = float(np.mean(int8.argmax(1) == float32.argmax(1)))
+    assert agreement == pytest.approx(report["models"]["int8"]["agreement"], abs=1 / len(lines) + 1e-9)
+
+
+def test_metadata_is_standard_and_carries_the_labels(converted: tuple[Path, dict]) -> None:
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    run, report = converted
+    content = (run / "model_int8.tflite").read_bytes()
+    labels = (run / "labels.txt").read_text()
+    assert read_associated_file(content, "labels.txt").decode() == labels
+    assert json.loads(read_associated_file(content, "edgetl.json"))["input"]["size"] == 64
+    tflite = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    (entry,) = [m for m in tflite.metadata if m.name.decode() == METADATA_NAME]
+    data = bytes(tflite.buffers[entry.buffer].data)
+    assert schema.ModelMetadata.ModelMetadataBufferHasIdentifier(data, 0)
+    meta = schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(data, 0))
+    subgraph = meta.subgraphMetadata[0]
+    image = subgraph.inputTensorMetadata[0]
+    assert image.content.contentPropertiesType == schema.ContentProperties.ImageProperties
+    assert image.content.contentProperties.colorSpace == schema.ColorSpaceType.RGB
+    assert image.content.contentProperties.defaultSize.width == 64
+    assert (
+        list(image.processUnits[0].options.mean) == [0.0] * 3 and list(image.processUnits[0].options.std) == [1.0] * 3
+    )
+    output = subgraph.outputTensorMetadata[0]
+    assert output.associatedFiles[0].name.decode() == "labels.txt"
+    assert output.associatedFiles[0].type == schema.AssociatedFileType.TENSOR_AXIS_LABELS
+    assert meta.minParserVersion.decode() == "1.0.0"
+
+
+@pytest.mark.parametrize("fmt", ["int8", "float32"])
+def test_mediapipe_image_classifier_reads_the_model_and_agrees(converted: tuple[Path, dict], fmt: str) -> None:
+    """Another runtime, knowing only the .tflite and its metadata, gives edgetl's top-1 and label names."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    run, _ = converted
+    path = run / f"model_{fmt}.tflite"
+    labels = (run / "labels.txt").read_text().split()
+    meta = json.loads((run / "edgetl.json").read_text())
+    lines = (run / "split" / "test.txt").read_text().splitlines()
+    images = [load_for_model(Path(meta["data"]["root"]) / line.split("\t")[0], 64) for line in lines]
+    ours = ImageClassifierModel(path).scores_batch(np.stack(images)).argmax(1)
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+    classifier = vision.ImageClassifier.create_from_options(options)
+    try:
+        theirs = [
+            classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=image)).classifications[0].categories[0]
+            for image in images
+        ]
+    finally:
+        classifier.close()
+    assert [category.index for category in theirs] == list(ours)
+    assert [category.category_name for category in theirs] == [labels[i] for i in ours]
+
+
+def test_existing_files_are_not_replaced_without_force(converted: tuple[Path, dict]) -> None:
+    run, _ = converted
+    before = (run / "model_int8.tflite").read_bytes()
+    with pytest.raises(EdgetlError, match="already exists.*--force"):
+        convert(run, ConvertOptions(formats=("int8",), **LOOSE), console=QUIET)
+    assert (run / "model_int8.tflite").read_bytes() == before
+
+
+def test_missing_the_budget_fails_but_keeps_the_file_and_marks_the_report(tiny_run: Path, tmp_path: Path) -> None:
+    run = copy_run(tiny_run, tmp_path / "run")
+    result = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            str(run),
+            "--int8",
+            "--min-agreement",
+            "101",
+            "--no-repair",
+            "--calibration-samples",
+            "40",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "missed the accuracy budget" in result.output
+    report = json.loads((run / REPORT_FILE).read_text())
+    assert report["models"]["int8"]["passed"] is False and (run / "model_int8.tflite").exists()
+
+
+def test_repair_ranks_layers_and_keeps_the_worst_in_float(tiny_run: Path, tmp_path: Path) -> None:
+    """With an impossible agreement target the repair runs all its steps and says what it did."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    options = ConvertOptions(formats=("int8",), min_agreement=101, max_float_layers=2, **LOOSE)
+    entry = convert(run, options, console=QUIET)["models"]["int8"]
+    actions = [step["action"] for step in entry["repair"]]
+    assert actions[0] == "calibrate" and "choose_calibration" in actions
+    assert actions.count("keep_layer_in_float") == 2 and len(entry["float_layers"]) == 2
+    assert (
+        entry["worst_layers"]
+        and entry["worst_layers"][0]["rmse_over_scale"] >= entry["worst_layers"][-1]["rmse_over_scale"]
+    )
+    assert float_ops(Path(run / "model_int8.tflite").read_bytes()) >= 1  # the kept layers really run in float
+    assert entry["passed"] is False
+
+
+def test_stratified_calibration_takes_every_class_evenly() -> None:
+    samples = [Sample(Path(f"{label}_{i}.jpg"), label) for label in range(3) for i in range(50 if label else 5)]
+    picked = stratified_sample(samples, 30, seed=1)
+    counts = np.bincount([s.label for s in picked], minlength=3)
+    assert len(picked) == 30 and counts[0] == 5 and abs(int(counts[1]) - int(counts[2])) <= 1
+    assert stratified_sample(samples, 30, seed=1) == picked and stratified_sample(samples, 30, seed=2) != picked
+
+
+# --- bare model files ---------------------------------------------------------------------------------------------
+
+
+def _bare_model(classes: int = 4, size: int = 32) -> keras.Model:
+    """A model that expects MobileNet-style [-1, 1] input, as users' own models often do."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+@pytest.fixture
+def bare(sample_data: Path, tmp_path: Path) -> dict:
+    model = _bare_model()
+    model.save(tmp_path / "mine.keras")
+    classes = sorted(p.name for p in sample_data.iterdir() if p.is_dir())
+    (tmp_path / "labels.txt").write_text("\n".join(classes) + "\n")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for path in sorted((sample_data / classes[0]).iterdir())[:5] + sorted((sample_data / classes[1]).iterdir())[:5]:
+        (calibration / f"{path.parent.name}_{path.name}").symlink_to(path)
+    return {"model": model, "path": tmp_path / "mine.keras", "labels": tmp_path / "labels.txt", "calib": calibration}
+
+
+def test_bare_model_gets_its_normalisation_folded_in(bare: dict, sample_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = convert(
+        bare["path"],
+        ConvertOptions(formats=("float32",), max_drop=100.0),
+        console=QUIET,
+        labels=bare["labels"],
+        calibration=bare["calib"],
+        test=sample_data,
+        preprocessing="tf",
+        out=out,
+    )
+    entry = report["models"]["float32"]
+    assert entry["agreement"] == 1.0 and entry["images"] == 4 * 24
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    expected = bare["model"].predict(pixels.astype(np.float32) / 127.5 - 1.0, verbose=0)
+    got = ImageClassifierModel(out / "model_float32.tflite").scores_batch(pixels)
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # raw pixels in, same answer as the model on [-1, 1]
+    assert (out / "labels.txt").read_text() == bare["labels"].read_text()
+
+
+def test_bare_model_without_test_folder_says_the_check_used_calibration_images(bare: dict, tmp_path: Path) -> None:
+    report = convert(
+        bare["path"],
+        ConvertOptions(formats=("int8",), max_drop=100.0, min_agreement=0.0),
+        console=QUIET,
+        labels=bare["labels"],
+        calibration=bare["calib"],
+        preprocessing="tf",
+        out=tmp_path / "out",
+    )
+    assert any("calibration images" in note for note in report["notes"])
+    assert "top1" not in report["models"]["int8"]  # flat folder: no classes, so agreement only
+
+
+def _expect_error(match: str, source: Path, **kwargs) -> None:
+    with pytest.raises(EdgetlError, match=match):
+        convert(source, ConvertOptions(formats=("int8",)), console=QUIET, **kwargs)
+
+
+def test_bad_inputs_get_clear_errors(bare: dict, tiny_run: Path, sample_data: Path, tmp_path: Path) -> None:
+    args = {"labels": bare["labels"], "calibration": bare["calib"]}
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a model")
+    _expect_error("could not be loaded as a Keras model", junk, **args)
+    _expect_error("not a Keras model file", bare["labels"], **args)
+    _expect_error("needs --labels and --calibration.*--calibration", bare["path"], labels=bare["labels"])
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    _expect_error(
+        "scores 4 classes but the labels file names 3", bare["path"], **{**args, "labels": tmp_path / "three.txt"}
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _expect_error("holds no images", bare["path"], **{**args, "calibration": empty})
+    foreign = tmp_path / "foreign" / "giraffe"
+    foreign.mkdir(parents=True)
+    _expect_error(
+        "class folders the labels file does not name.*giraffe", bare["path"], **{**args, "calibration": foreign.parent}
+    )
+    _expect_error("--labels, --calibration and --test are for bare model files", tiny_run, labels=bare["labels"])
+
+    two_inputs = keras.Model(
+        [a := keras.Input((8, 8, 3)), b := keras.Input((8, 8, 3))], keras.layers.Dense(4)(keras.layers.Flatten()(a + b))
+    )
+    two_inputs.save(tmp_path / "two.keras")
+    _expect_error("not one image tensor", tmp_path / "two.keras", **args)
+
+    broken = copy_run(tiny_run, tmp_path / "broken")
+    (broken / "model.keras").unlink()
+    _expect_error("has no model.keras", broken)
+    (broken / "edgetl.json").unlink()
+    _expect_error("not a finished edgetl run", broken)
+
+
+@keras.saving.register_keras_serializable(package="edgetl_tests")
+class Erfinv(keras.layers.Layer):
+    """A layer whose TF op (Erfinv) has no TFLite builtin kernel."""
+
+    def call(self, inputs):
+        return tf.math.erfinv(inputs)
+
+
+def test_ops_without_a_builtin_kernel_are_refused(bare: dict, tmp_path: Path) -> None:
+    inputs = keras.Input((32, 32, 3))
+    x = Erfinv()(inputs / 255.0)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "flex.keras")
+    _expect_error(
+        "no builtin kernel for \\(Erfinv\\)", tmp_path / "flex.keras", labels=bare["labels"], calibration=bare["calib"]
+    )
+
+
+def test_calibration_loader_skips_unreadable_files(tmp_path: Path, sample_data: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    good = next((sample_data / "circle").iterdir())
+    images, labels, skipped = load_images([Sample(good, 0), Sample(bad, 1)], 32, "stretch")
+    assert images.shape == (1, 32, 32, 3) and list(labels) == [0] and skipped == [str(bad)]
+
+
+def test_associated_files_are_a_plain_zip(converted: tuple[Path, dict]) -> None:
+    run, _ = converted
+    with zipfile.ZipFile(run / "model_int8.tflite") as bundle:
+        assert {info.compress_type for info in bundle.infolist()} == {zipfile.ZIP_STORED}
+        assert set(bundle.namelist()) == {"labels.txt", "edgetl.json"}
+
+
+def test_efficientnet_converts_and_its_repair_path_runs(sample_data: Path, tmp_path: Path) -> None:
+    """EfficientNetB0 (swish, squeeze-and-excite): trained a little from random weights, then int8 + repair."""
+    from conftest import TINY
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.run import train
+
+    config = TrainConfig(**{**TINY, "backbone": "efficientnet_b0", "size": 32, "head_epochs": 1, "finetune_epochs": 1})
+    run = train(sample_data, tmp_path / "eff", config, console=QUIET)
+    options = ConvertOptions(formats=("int8",), min_agreement=101, max_float_layers=1, **LOOSE)
+    entry = convert(run, options, console=QUIET)["models"]["int8"]
+    assert entry["images"] > 0 and len(entry["float_layers"]) == 1
+    assert any("LOGISTIC" in name or "MUL" in name for name in entry["ops"])  # swish / squeeze-and-excite made it
