@@ -76,7 +76,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edgetl.convert.run import ConvertOptions, convert
 
-    console = Console()
+    console = Console(width=150)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgetl-bench-convert-") as folder:
         scratch = Path(folder)
@@ -98,13 +98,15 @@ def main() -> None:
             rows.append((name, int8, float32, time.perf_counter() - started))
 
     table = Table(title=f"int8 targets: drop ≤ {args.max_drop} pt, agreement ≥ {args.min_agreement}%, size ≤ 30%")
-    for column in ("model", "float top-1", "int8 top-1", "drop (pt)", "agreement", "int8 / f32 size", "float layers"):
+    columns = ("model", "float top-1", "plain int8 drop", "int8 top-1", "drop (pt)", "agreement", "int8/f32 size")
+    for column in (*columns, "float layers"):
         table.add_column(column, justify="left" if column == "model" else "right")
     table.add_column("convert s", justify="right")
     for name, int8, float32, seconds in rows:
         table.add_row(
             name,
             f"{100 * int8['float_top1']:.2f}%",
+            f"{int8['repair'][0]['drop_pp']:+.2f}",
             f"{100 * int8['top1']:.2f}%",
             f"{int8['drop_pp']:+.2f}",
             f"{100 * int8['agreement']:.2f}%",

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import edgetl
+from edgetl.convert.bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from edgetl.convert.calibration import (
     DEFAULT_CALIBRATION_SAMPLES,
     check_calibration,
@@ -57,6 +58,7 @@ class ConvertOptions:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_drop: float = 1.0  # percentage points of top-1
     min_agreement: float = 0.0  # percent of test images with the same top-1 as the float model
+    bias_correction: bool = True
     repair: bool = True
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS  # the repair's limit on layers kept in float
     threads: int | None = None
@@ -155,12 +157,16 @@ def _int8(
     """Calibrate and quantize; when the check fails, repair as far as the options allow."""
     log = RepairLog()
 
-    def calibrated_on(count: int, seed: int) -> tuple[bytes, np.ndarray]:
+    def calibrated_on(count: int, seed: int) -> tuple[bytes, bytes, np.ndarray]:
+        """(calibrated model, the same with biases corrected when enabled, the images used)."""
         samples = stratified_sample(source.calibration, count, seed)
         images, _ = _load(samples, source, f"Calibration images (seed {seed})", console)
         check_calibration(images, lambda text: console.print(f"[yellow]warning:[/] {text}"))
         console.print(f"Calibrating on {len(images)} images…")
-        return calibrate(saved, representative_dataset(images)), images
+        calibrated = calibrate(saved, representative_dataset(images))
+        if not options.bias_correction:
+            return calibrated, calibrated, images
+        return calibrated, correct_biases(calibrated, images[:BIAS_CORRECTION_IMAGES]), images
 
     def check(content: bytes) -> dict:
         scores = tflite_scores(content, test_images, options.threads)
@@ -171,10 +177,15 @@ def _int8(
         return _passes(metrics, options)
 
     count = options.calibration_samples
-    calibrated, calibration_images = calibrated_on(count, options.seed)
-    content = quantize(calibrated, options.input_type)
+    plain, calibrated, calibration_images = calibrated_on(count, options.seed)
+    content = quantize(plain, options.input_type)
     metrics = check(content)
     log.add("calibrate", images=len(calibration_images), seed=options.seed, **_summary(metrics), passes=passes(metrics))
+    if options.bias_correction:
+        content = quantize(calibrated, options.input_type)
+        metrics = check(content)
+        images = min(len(calibration_images), BIAS_CORRECTION_IMAGES)
+        log.add("bias_correction", images=images, **_summary(metrics), passes=passes(metrics))
     if passes(metrics) or not options.repair:
         return content, {"calibration_images": len(calibration_images), "repair": log.steps}
 
@@ -190,7 +201,7 @@ def _int8(
     best = (follow(content), calibrated, calibration_images, options.seed)
     if len(source.calibration) > count:  # otherwise every subset is the whole pool: nothing cheap to try
         for count_i, seed_i in ((min(2 * count, len(source.calibration)), options.seed + 1), (count, options.seed + 2)):
-            calibrated_i, images_i = calibrated_on(count_i, seed_i)
+            _, calibrated_i, images_i = calibrated_on(count_i, seed_i)
             score = follow(quantize(calibrated_i, options.input_type))
             log.add("calibrate", images=len(images_i), seed=seed_i, repair_disagreements=score[0])
             if score < best[0]:
@@ -303,24 +314,60 @@ def _percent(entry: dict, key: str) -> str:
 
 
 def print_table(report: dict, console: Console) -> None:
-    table = Table(title=f"Conversion check: {report['source']} on {report['test_images']} test images")
-    for column in ("format", "size", "vs f32", "top-1", "float", "drop", "agree", "top-5", "ms", "status"):
-        table.add_column(column, justify="left" if column in ("format", "status") else "right")
-    for fmt, entry in report["models"].items():
-        status = "[green]ok[/]" if entry["passed"] else "[bold red]FAIL[/]"
-        if entry.get("float_layers"):
-            status += f" ({len(entry['float_layers'])} float layers)"
+    """One row per format, the float Keras model first as the reference."""
+    models = report["models"]
+    top5 = any("top5" in entry for entry in models.values())
+    table = Table(title=f"{report['source']}: {report['test_images']} test images", title_justify="left")
+    columns = ["format", "MB", "×f32", "top-1", "drop pt", "agree", *(["top-5"] if top5 else []), "ms", "check"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("format", "check") else "right")
+    first = next(iter(models.values()))
+    if "float_top1" in first:
+        keras_row = [
+            "keras",
+            "",
+            "",
+            _percent(first, "float_top1"),
+            "",
+            "",
+            *([_percent(first, "float_top5")] if top5 else []),
+        ]
+        table.add_row(*keras_row, "", "reference", style="dim")
+    for fmt, entry in models.items():
         table.add_row(
             fmt,
-            f"{entry['bytes'] / 1e6:.2f} MB",
-            f"{entry['size_vs_float32']:.0%}",
+            f"{entry['bytes'] / 1e6:.2f}",
+            f"{entry['size_vs_float32']:.2f}",
             _percent(entry, "top1"),
-            _percent(entry, "float_top1"),
             f"{entry['drop_pp']:+.2f}" if "drop_pp" in entry else "–",
             f"{100 * entry['agreement']:.1f}%",
-            _percent(entry, "top5"),
+            *([_percent(entry, "top5")] if top5 else []),
             f"{entry['median_invoke_ms']:.1f}" if entry.get("median_invoke_ms") else "–",
-            status,
+            "[green]ok[/]" if entry["passed"] else "[bold red]FAIL[/]",
         )
     console.print(table)
+    for fmt, entry in models.items():
+        if entry.get("repair") and len(entry["repair"]) > 1:
+            console.print(f"[bold]{fmt}:[/] {describe_repair(entry)}")
     console.print(f"Report: {report['path']}")
+
+
+def describe_repair(entry: dict) -> str:
+    """What was done to int8 beyond plain quantization, in one sentence, with what it cost."""
+    steps = entry["repair"]
+    first = steps[0]
+    chosen = next((step for step in steps if step["action"] == "choose_calibration"), None)
+    parts = [f"plain int8 {_describe(first)}"]
+    corrected = next((step for step in steps if step["action"] == "bias_correction"), None)
+    if corrected:
+        parts.append(f"bias-corrected {_describe(corrected)}")
+    if chosen:
+        parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({_describe(chosen)})")
+    layers = entry.get("float_layers") or []
+    if layers:
+        last = steps[-1]
+        cost = f"{last['bytes'] / first['bytes'] - 1:+.0%} size"
+        if last.get("median_invoke_ms") and first.get("median_invoke_ms"):
+            cost += f", {last['median_invoke_ms'] / first['median_invoke_ms'] - 1:+.0%} latency"
+        parts.append(f"kept {len(layers)} layer(s) in float: {', '.join(layers)} ({_describe(last)}; {cost})")
+    return "; ".join(parts) + "."

@@ -154,6 +154,9 @@ def convert(
     min_agreement: Annotated[
         float, typer.Option(help="Fail when fewer test images (percent) keep the float model's top-1.")
     ] = 0.0,
+    bias_correction: Annotated[
+        bool, typer.Option(help="int8: cancel the mean error of int8 weights in each layer's bias.")
+    ] = True,
     repair: Annotated[
         bool, typer.Option(help="When int8 misses the budget, recalibrate and keep layers in float.")
     ] = True,
@@ -195,6 +198,7 @@ def convert(
         calibration_samples=calibration_samples,
         max_drop=max_drop,
         min_agreement=min_agreement,
+        bias_correction=bias_correction,
         repair=repair,
         max_float_layers=max_float_layers,
         threads=threads,
@@ -234,7 +238,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to put the sample data and the run.")] = Path("runs"),
     images_per_class: Annotated[int, typer.Option(help="Generated images per class.")] = 100,
 ) -> None:
-    """Run the whole pipeline on a generated sample dataset (a few minutes on a CPU, no network)."""
+    """Run the pipeline on a generated sample dataset: train, then convert (minutes on a CPU, no network)."""
     require_tensorflow()
     _quiet_tensorflow()
     from edgetl.train.fit import TrainConfig
@@ -257,7 +261,13 @@ def demo(
             f"its accuracy says nothing about transfer learning. Put the weights at "
             f"{expected_weights_file('mobilenet_v2', 0.35, 224)} to use them."
         )
-    run_training(data, _next_free(out / "demo"), config, console=console)
+    run_dir = run_training(data, _next_free(out / "demo"), config, console=console)
+
+    from edgetl.convert.run import ConvertOptions
+    from edgetl.convert.run import convert as run_conversion
+
+    console.rule("Conversion: int8 (and float32 for reference), checked against the float model")
+    run_conversion(run_dir, ConvertOptions(formats=("int8", "float32")), console=console)
 
 
 def run() -> None:

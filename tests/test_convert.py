@@ -322,3 +322,68 @@ def test_efficientnet_converts_and_its_repair_path_runs(sample_data: Path, tmp_p
     entry = convert(run, options, console=QUIET)["models"]["int8"]
     assert entry["images"] > 0 and len(entry["float_layers"]) == 1
     assert any("LOGISTIC" in name or "MUL" in name for name in entry["ops"])  # swish / squeeze-and-excite made it
+
+
+@pytest.mark.parametrize(
+    ("kind", "stride", "padding"), [("conv", 1, "SAME"), ("conv", 2, "VALID"), ("depthwise", 2, "SAME")]
+)
+def test_bias_correction_predicts_the_mean_output_error_exactly(kind: str, stride: int, padding: str) -> None:
+    """E[conv(x, ΔW)] from the per-tap input means equals the mean of the real convolution, borders included."""
+    from types import SimpleNamespace
+
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from edgetl.convert.bias_correction import tap_means, weight_rounding_error
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 9, 9, 4)).astype(np.float32)
+    if kind == "conv":
+        kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)  # TF layout (kh, kw, in, out)
+        error = weight_rounding_error(kernel, 3)
+        out = tf.nn.conv2d(x, error, stride, padding).numpy()
+    else:
+        kernel = rng.normal(size=(3, 3, 4, 1)).astype(np.float32)
+        error = weight_rounding_error(kernel, 2)
+        out = tf.nn.depthwise_conv2d(x, error, [1, stride, stride, 1], padding).numpy()
+    options = SimpleNamespace(
+        strideH=stride, strideW=stride, dilationHFactor=1, dilationWFactor=1, padding=getattr(schema.Padding, padding)
+    )
+    means = tap_means(x, (3, 3), options, out.shape[1:3])
+    predicted = (
+        np.einsum("ijco,ijc->o", error, means) if kind == "conv" else np.einsum("ijc,ijc->c", error[..., 0], means)
+    )
+    np.testing.assert_allclose(predicted, out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-7)
+
+
+def test_weight_rounding_error_is_per_channel_symmetric_int8() -> None:
+    from edgetl.convert.bias_correction import weight_rounding_error
+
+    weights = np.array([[1.0, -0.5, 0.25], [100.0, 3.0, -50.0]])  # channel 1 has a much larger range
+    error = weight_rounding_error(weights, 0)
+    steps = np.abs(weights).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(error) <= steps / 2 + 1e-12)  # at most half a step of its own channel
+    assert error[0, 0] == 0 and error[1, 0] == 0  # each channel's largest weight is exact
+
+
+def test_the_edge_interpreter_runs_converted_models_without_tensorflow(converted: tuple[Path, dict]) -> None:
+    import subprocess
+    import sys
+
+    from test_cli import BLOCK_TF
+
+    run, _ = converted
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    np.save(run / "pixels.npy", pixels)
+    code = BLOCK_TF + (
+        "import sys, numpy as np\n"
+        "from edgetl.edge.interpreter import ImageClassifierModel\n"
+        f"model = ImageClassifierModel({str(run / 'model_int8.tflite')!r})\n"
+        f"print(model.backend, *model.scores(np.load({str(run / 'pixels.npy')!r})))\n"
+        "assert 'tensorflow' not in sys.modules or sys.modules['tensorflow'] is None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    backend, *scores = result.stdout.split()
+    assert backend == "litert"
+    expected = ImageClassifierModel(run / "model_int8.tflite").scores(pixels)
+    np.testing.assert_allclose(np.array(scores, dtype=np.float32), expected, atol=1e-6)
