@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 
-METADATA_NAME = "TFLITE_METADATA"
+from edgetl.edge.metadata import METADATA_NAME
+
 METADATA_IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"  # every table used here exists since schema 1.0.0
 
@@ -200,12 +201,3 @@ def attach_metadata(model: bytes, metadata: bytes, files: dict[str, bytes]) -> b
         for name, data in files.items():
             bundle.writestr(name, data)
     return archive.getvalue()
-
-
-def read_associated_file(model: bytes, name: str) -> bytes | None:
-    """An associated file from a model written by `attach_metadata` (no TensorFlow needed)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(model)) as bundle:
-            return bundle.read(name)
-    except (zipfile.BadZipFile, KeyError):
-        return None

@@ -21,6 +21,7 @@ from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from edgetl.edge.interpreter import quiet_native_output
 from edgetl.errors import EdgetlError
 
 FLOAT_FORMATS: tuple[str, ...] = ("float32", "fp16", "dynamic")
@@ -28,26 +29,6 @@ FORMATS: tuple[str, ...] = ("int8", *FLOAT_FORMATS)
 IO_TYPES = {"uint8": tf.uint8, "int8": tf.int8}
 
 Representative = Callable[[], Iterator[list[np.ndarray]]]
-
-
-@contextmanager
-def quiet_native_output() -> Iterator[None]:
-    """Silence what TFLite's C++ prints straight to the file descriptors ("fully_quantize: 0, …")."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 @contextmanager

@@ -10,6 +10,10 @@ before deploying come from the code that runs on the device.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,24 @@ BACKENDS: dict[str, str] = {
     "tflite-runtime": "tflite_runtime.interpreter",
     "tensorflow": "tensorflow.lite",
 }
+
+
+@contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what TFLite's C++ prints straight to the file descriptors ("INFO: Created … XNNPACK …")."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def interpreter_class(backend: str = "auto") -> tuple[str, Any]:
@@ -56,12 +78,22 @@ class Quantization:
 class ImageClassifierModel:
     """One image in (NHWC, RGB), one score vector out; quantized I/O handled from the tensors' own parameters."""
 
-    def __init__(self, model: Path | bytes, *, threads: int | None = None, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        model: Path | bytes,
+        *,
+        threads: int | None = None,
+        backend: str = "auto",
+        mean: float | list[float] = 0.0,
+        std: float | list[float] = 1.0,
+    ) -> None:
+        """`mean`/`std` normalise float inputs: (pixel - mean) / std; edgetl models take raw pixels (0, 1)."""
         self.backend, interpreter = interpreter_class(backend)
         source = {"model_content": bytes(model)} if isinstance(model, bytes | bytearray) else {"model_path": str(model)}
         try:
-            self.interpreter = interpreter(**source, num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_output():
+                self.interpreter = interpreter(**source, num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             name = "the model" if "model_content" in source else source["model_path"]
             raise EdgetlError(
@@ -89,6 +121,9 @@ class ImageClassifierModel:
         self.input_quantization = Quantization(*self._input["quantization"])
         self.output_quantization = Quantization(*self._output["quantization"])
         self.classes = int(self._output["shape"][1])
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
 
     def _prepare(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 pixels → the input tensor's type; a no-op for uint8 models with scale 1, zero point 0."""
@@ -99,6 +134,8 @@ class ImageClassifierModel:
             info = np.iinfo(self.input_dtype)
             values = np.round(rgb.astype(np.float32) / quant.scale + quant.zero_point)
             return np.clip(values, info.min, info.max).astype(self.input_dtype)[None]
+        if self._normalise:
+            return ((rgb.astype(np.float32) - self.mean) / self.std).astype(self.input_dtype)[None]
         return rgb.astype(self.input_dtype)[None]
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:

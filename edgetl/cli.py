@@ -224,6 +224,195 @@ def convert(
         raise typer.Exit(1)
 
 
+def _classifier(model: Path, labels: Path | None, threads: int | None, backend: str, mean, std, resize):
+    from edgetl.edge.classifier import Classifier
+
+    if threads is not None and threads < 1:
+        raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
+    return Classifier(
+        model, labels=labels, threads=threads, backend=backend, input_mean=mean, input_std=std, resize=resize
+    )
+
+
+ModelArg = Annotated[Path, typer.Argument(help="A .tflite image classifier (from `edgetl convert`, or any).")]
+LabelsOpt = Annotated[
+    Path | None, typer.Option(help="Labels file (default: the model's metadata, or labels.txt beside it).")
+]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Interpreter threads (default: the runtime's choice).")]
+BackendOpt = Annotated[str, typer.Option(help="auto, litert, tflite-runtime or tensorflow.")]
+MeanOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input mean [127.5].")]
+StdOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input std [127.5].")]
+ResizeOpt = Annotated[str | None, typer.Option(help="stretch or crop (default: from the model, else stretch).")]
+
+
+@app.command()
+def classify(
+    model: ModelArg,
+    paths: Annotated[list[str], typer.Argument(help="Images, folders (recursive) or glob patterns.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 3,
+    labels: LabelsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    threads: ThreadsOpt = None,
+    backend: BackendOpt = "auto",
+    input_mean: MeanOpt = None,
+    input_std: StdOpt = None,
+    resize: ResizeOpt = None,
+) -> None:
+    """Classify image files with a .tflite model (no TensorFlow needed).
+
+    Example: [bold]edgetl classify runs/flowers/model_int8.tflite photos/*.jpg --top-k 3[/]
+    """
+    from edgetl.edge.classify import as_csv as to_csv
+    from edgetl.edge.classify import as_json_lines, classify_files, expand
+
+    if as_json and as_csv:
+        raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
+    if top_k < 1:
+        raise EdgetlError(f"--top-k {top_k} must be at least 1.")
+    files, missing = expand(paths)
+    for pattern in missing:
+        err_console.print(f"[yellow]warning:[/] nothing matches {escape(pattern)}")
+    if not files:
+        raise EdgetlError("No images to classify.", "Pass image files, folders or glob patterns that exist.")
+    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize)
+    top_k = min(top_k, len(classifier.labels))
+    results = list(classify_files(classifier, files, top_k))
+    for result in results:
+        if "error" in result:
+            err_console.print(f"[yellow]skipped[/] {escape(result['path'])}: {escape(result['error'])}")
+    if as_json:
+        print(as_json_lines(results), end="")
+    elif as_csv:
+        print(to_csv(results, top_k), end="")
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{model.name}: {len(files)} image(s), {classifier.model.backend}")
+        table.add_column("image")
+        for rank in range(top_k):
+            table.add_column(f"#{rank + 1}")
+        table.add_column("ms", justify="right")
+        for result in results:
+            if "error" not in result:
+                cells = [f"{label} {score:.2f}" for label, score in zip(result["labels"], result["scores"])]
+                table.add_row(escape(result["path"]), *cells, f"{result['ms']:.1f}")
+        console.print(table)
+    if all("error" in result for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def camera(
+    model: ModelArg,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2."
+        ),
+    ] = "0",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per result.")] = 3,
+    smooth: Annotated[int, typer.Option(help="Average scores over this many recent frames.")] = 1,
+    threshold: Annotated[float, typer.Option(help="Top-1 score below this is reported as 'unknown'.")] = 0.0,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write one JSON line per result to FILE, or - for stdout.")
+    ] = None,
+    serve: Annotated[str | None, typer.Option(help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
+    window: Annotated[
+        bool | None, typer.Option("--window/--no-window", help="On-screen window [when a display is there].")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many results.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    loop: Annotated[bool, typer.Option(help="Restart a video file at its end.")] = False,
+    realtime: Annotated[bool, typer.Option(help="Play a video file at its own frame rate, like a camera.")] = False,
+    max_reconnects: Annotated[
+        int | None, typer.Option(help="Give up on a dropped stream after N tries [never].")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="Interpreter threads (4 suits a Raspberry Pi 4/5).")] = 4,
+    backend: BackendOpt = "auto",
+    labels: LabelsOpt = None,
+    input_mean: MeanOpt = None,
+    input_std: StdOpt = None,
+    resize: ResizeOpt = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
+) -> None:
+    """Classify live video: camera, file or stream (no TensorFlow needed).
+
+    Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
+    """
+    import os
+    import sys
+
+    from edgetl.edge.camera import CameraOptions, RunStats, StopFlag, print_summary, run_camera
+    from edgetl.edge.capture import Capture, SourceSpec
+
+    if smooth < 1 or top_k < 1:
+        raise EdgetlError("--smooth and --top-k must be at least 1.")
+    json_path = None if json_out in (None, "-") else Path(json_out)
+    if json_path is not None and json_path.exists() and not force:
+        raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
+    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize)
+    status = err_console if json_out == "-" else console  # keep stdout pure JSON when it carries the results
+    server = state = None
+    if serve:
+        from edgetl.edge.serve import LiveState, start_server
+
+        state = LiveState()
+        server = start_server(serve, state)
+        host, port = server.server_address[:2]
+        status.print(f"Serving http://{host}:{port}/")
+    show = window if window is not None else bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    capture = Capture(SourceSpec(source), loop=loop, realtime=realtime, max_reconnects=max_reconnects)
+    options = CameraOptions(
+        top_k=min(top_k, len(classifier.labels)),
+        smooth=smooth,
+        threshold=threshold,
+        max_frames=max_frames,
+        duration=duration,
+    )
+    sink = sys.stdout if json_out == "-" else (json_path.open("w") if json_path else None)
+    stats, stop, last_print = RunStats(), StopFlag(), [0.0]
+
+    def on_result(result, frame) -> None:
+        import time
+
+        if state is not None:
+            state.update(result, frame, {**stats.summary(capture, classifier, threads), "fps": stats.fps})
+        if show:
+            import cv2
+
+            from edgetl.edge.serve import draw_overlay
+
+            cv2.imshow("edgetl", draw_overlay(frame.image, result, stats.fps))
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                stop.event.set()
+        if time.monotonic() - last_print[0] > 2.0:
+            last_print[0] = time.monotonic()
+            top = result.prediction
+            status.print(
+                f"frame {result.frame}: {escape(top.labels[0])} {top.scores[0]:.2f} · {stats.fps:.1f} FPS · "
+                f"inference {result.latency_ms['inference']:.1f} ms · age {result.age_ms:.0f} ms"
+            )
+
+    try:
+        with stop:
+            run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
+    finally:
+        capture.close()
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
+        if state is not None:
+            state.close()
+            server.shutdown()
+        if show:
+            import cv2
+
+            cv2.destroyAllWindows()
+    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
+    if capture.error:
+        raise typer.Exit(1)
+
+
 def _next_free(path: Path) -> Path:
     """runs/demo, then runs/demo2, runs/demo3…: a demo never replaces an earlier run."""
     candidate, n = path, 1

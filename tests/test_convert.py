@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from conftest import copy_run
 from edgetl.cli import app
 from edgetl.convert.calibration import load_images, stratified_sample
-from edgetl.convert.metadata import METADATA_NAME, read_associated_file
 from edgetl.convert.run import REPORT_FILE, ConvertOptions, convert
 from edgetl.convert.tflite import float_ops, op_counts
 from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.edge.metadata import METADATA_NAME, associated_file, read_model_info
 from edgetl.errors import EdgetlError
 from edgetl.images import load_for_model
 from edgetl.train.data import Sample
@@ -79,8 +79,8 @@ def test_metadata_is_standard_and_carries_the_labels(converted: tuple[Path, dict
     run, report = converted
     content = (run / "model_int8.tflite").read_bytes()
     labels = (run / "labels.txt").read_text()
-    assert read_associated_file(content, "labels.txt").decode() == labels
-    assert json.loads(read_associated_file(content, "edgetl.json"))["input"]["size"] == 64
+    assert associated_file(content, "labels.txt").decode() == labels
+    assert json.loads(associated_file(content, "edgetl.json"))["input"]["size"] == 64
     tflite = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     (entry,) = [m for m in tflite.metadata if m.name.decode() == METADATA_NAME]
     data = bytes(tflite.buffers[entry.buffer].data)
@@ -98,6 +98,9 @@ def test_metadata_is_standard_and_carries_the_labels(converted: tuple[Path, dict
     assert output.associatedFiles[0].name.decode() == "labels.txt"
     assert output.associatedFiles[0].type == schema.AssociatedFileType.TENSOR_AXIS_LABELS
     assert meta.minParserVersion.decode() == "1.0.0"
+    info = read_model_info(content)  # the device's own reader, no TensorFlow
+    assert info.labels == labels.split() and info.mean == [0.0] * 3 and info.std == [1.0] * 3
+    assert info.resize == "stretch"
 
 
 @pytest.mark.parametrize("fmt", ["int8", "float32"])
@@ -222,6 +225,24 @@ def test_bare_model_gets_its_normalisation_folded_in(bare: dict, sample_data: Pa
     got = ImageClassifierModel(out / "model_float32.tflite").scores_batch(pixels)
     np.testing.assert_allclose(got, expected, atol=1e-5)  # raw pixels in, same answer as the model on [-1, 1]
     assert (out / "labels.txt").read_text() == bare["labels"].read_text()
+
+
+def test_int8_input_type_is_handled_from_the_tensor_parameters(bare: dict, sample_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    options = ConvertOptions(formats=("int8", "float32"), input_type="int8", max_drop=100.0)
+    report = convert(
+        bare["path"],
+        options,
+        console=QUIET,
+        labels=bare["labels"],
+        calibration=bare["calib"],
+        test=sample_data,
+        out=out,
+    )
+    model = ImageClassifierModel(out / "model_int8.tflite")
+    assert model.input_dtype == np.int8 and model.output_dtype == np.int8
+    assert model.input_quantization.zero_point == -128  # 0–255 pixels map onto int8 with one shift
+    assert report["models"]["int8"]["images"] == 4 * 24
 
 
 def test_bare_model_without_test_folder_says_the_check_used_calibration_images(bare: dict, tmp_path: Path) -> None:

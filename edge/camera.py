@@ -1,0 +1,204 @@
+"""`edgetl camera`: newest frame → preprocess → interpreter → smoothed top-k, with timings.
+
+The loop only does inference; capture runs in its own thread (`capture.py`) and the web page
+encodes its own JPEGs (`serve.py`), so neither waits on the other. Each result states where
+its time went (waiting for a frame, preprocessing, inference, postprocessing) and how old
+its frame was when the result came out.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+
+from edgetl.edge.capture import Capture, Frame
+from edgetl.edge.classifier import Classifier, Prediction
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class CameraOptions:
+    top_k: int = 3
+    smooth: int = 1  # average scores over this many recent results
+    threshold: float = 0.0  # top-1 below this is reported as "unknown"
+    max_frames: int | None = None
+    duration: float | None = None
+
+
+@dataclass
+class Result:
+    frame: int
+    time: float  # wall clock (time.time())
+    prediction: Prediction
+    latency_ms: dict[str, float]
+    age_ms: float  # capture → result
+
+    def as_dict(self) -> dict:
+        return {
+            "timestamp": round(self.time, 3),
+            "frame": self.frame,
+            **self.prediction.as_dict(),
+            "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
+            "age_ms": round(self.age_ms, 2),
+        }
+
+
+@dataclass
+class RunStats:
+    results: int = 0
+    started: float = field(default_factory=time.monotonic)
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    ages_ms: list[float] = field(default_factory=list)
+    recent: deque = field(default_factory=lambda: deque(maxlen=60))  # result times, for live FPS
+
+    def add(self, result: Result) -> None:
+        self.results += 1
+        self.recent.append(time.monotonic())
+        for stage, value in result.latency_ms.items():
+            self.stage_ms.setdefault(stage, []).append(value)
+        self.ages_ms.append(result.age_ms)
+        if len(self.ages_ms) > 10_000:  # bounded memory on long runs: keep a recent window
+            del self.ages_ms[:5_000]
+            for values in self.stage_ms.values():
+                del values[:5_000]
+
+    @property
+    def fps(self) -> float:
+        if len(self.recent) < 2:
+            return 0.0
+        return (len(self.recent) - 1) / max(self.recent[-1] - self.recent[0], 1e-9)
+
+    def summary(self, capture: Capture, classifier: Classifier, threads: int | None) -> dict:
+        elapsed = time.monotonic() - self.started
+        medians = {stage: round(float(np.median(values)), 2) for stage, values in self.stage_ms.items() if values}
+        return {
+            "results": self.results,
+            "seconds": round(elapsed, 2),
+            "results_per_second": round(self.results / elapsed, 2) if elapsed > 0 else 0.0,
+            "median_latency_ms": medians,
+            "median_age_ms": round(float(np.median(self.ages_ms)), 2) if self.ages_ms else None,
+            "frames_captured": capture.stats.captured,
+            "frames_dropped": capture.stats.dropped,
+            "corrupt_frames": capture.stats.corrupt,
+            "reconnects": capture.stats.reconnects,
+            "loops": capture.stats.loops,
+            "threads": threads,
+            "backend": classifier.model.backend,
+            "model": classifier.path.name,
+        }
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the loop ends cleanly: camera released, stats printed, JSON complete."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_camera(
+    classifier: Classifier,
+    capture: Capture,
+    options: CameraOptions,
+    *,
+    on_result: Callable[[Result, Frame], None] | None = None,
+    json_out: IO[str] | None = None,
+    stop: StopFlag | None = None,
+    stats: RunStats | None = None,
+) -> RunStats:
+    """Classify frames until the source ends, a limit is reached or `stop` is set."""
+    stats = stats or RunStats()
+    history: deque[np.ndarray] = deque(maxlen=max(options.smooth, 1))
+    deadline = stats.started + options.duration if options.duration else None
+    stop = stop or StopFlag()
+    while not stop.event.is_set():
+        if options.max_frames is not None and stats.results >= options.max_frames:
+            break
+        if deadline and time.monotonic() >= deadline:
+            break
+        waited = time.perf_counter()
+        frame = capture.latest(timeout=0.5)
+        if frame is None:
+            if capture.finished:
+                break
+            continue
+        t0 = time.perf_counter()
+        prepared = classifier.prepare_bgr(frame.image)
+        t1 = time.perf_counter()
+        scores = classifier.scores(prepared)
+        t2 = time.perf_counter()
+        history.append(scores)
+        smoothed = np.mean(history, axis=0) if len(history) > 1 else scores
+        prediction = classifier.top(smoothed, options.top_k)
+        if prediction.scores[0] < options.threshold:
+            prediction.labels[0] = UNKNOWN
+        t3 = time.perf_counter()
+        result = Result(
+            frame=frame.number,
+            time=time.time(),
+            prediction=prediction,
+            latency_ms={
+                "capture_wait": 1000 * (t0 - waited),
+                "preprocess": 1000 * (t1 - t0),
+                "inference": 1000 * (t2 - t1),
+                "postprocess": 1000 * (t3 - t2),
+            },
+            age_ms=1000 * (time.monotonic() - frame.captured),
+        )
+        stats.add(result)
+        if json_out is not None:
+            json_out.write(json.dumps(result.as_dict()) + "\n")
+            json_out.flush()
+        if on_result is not None:
+            on_result(result, frame)
+    return stats
+
+
+def print_summary(summary: dict, console, *, stopped_by: str | None = None, error: str | None = None) -> None:
+    """The final stats as a small Rich table."""
+    from rich.table import Table
+
+    title = f"{summary['model']} · {summary['backend']} · {summary['threads']} threads"
+    if stopped_by:
+        title += f" · stopped by {stopped_by}"
+    table = Table(title=title, show_header=False, title_justify="left")
+    latency = summary["median_latency_ms"]
+    rows = [
+        ("results", f"{summary['results']} in {summary['seconds']} s ({summary['results_per_second']}/s)"),
+        ("median latency ms", ", ".join(f"{k} {v}" for k, v in latency.items()) or "–"),
+        ("median frame age ms", str(summary["median_age_ms"])),
+        ("frames", f"{summary['frames_captured']} captured, {summary['frames_dropped']} dropped (newer frame taken)"),
+        (
+            "faults",
+            f"{summary['corrupt_frames']} corrupt, {summary['reconnects']} reconnects, {summary['loops']} loops",
+        ),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if error:
+        console.print(f"[bold red]error:[/] {error}")

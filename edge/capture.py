@@ -1,0 +1,226 @@
+"""Frames from a camera, file or stream, captured in their own thread; inference always gets the newest.
+
+A camera driver buffers frames; reading them in the inference loop would classify frames that
+are several inference-times old. Here a thread reads continuously and keeps only the latest
+frame (older ones are counted as dropped), so a result is never older than one inference plus
+one frame interval. Streams that drop are reopened with exponential backoff; the end of a
+video file ends the run (or starts it over with `loop`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edgetl.errors import EdgetlError
+
+
+class FrameReader(Protocol):
+    """What capture needs from a source: one BGR frame per read, None when none came."""
+
+    def read(self) -> np.ndarray | None: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    text: str
+
+    @property
+    def kind(self) -> str:
+        text = self.text
+        if text.isdigit():
+            return "camera"
+        if text == "picamera2" or text.startswith("picamera2:"):
+            return "picamera2"
+        if "!" in text:
+            return "gstreamer"
+        if "://" in text:
+            return "stream"
+        return "file"
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind != "file"
+
+
+class OpenCVReader:
+    """cv2.VideoCapture: camera index, video file, RTSP/HTTP URL or GStreamer pipeline."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        if spec.kind == "camera":
+            self.capture = cv2.VideoCapture(int(spec.text))
+            self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # drivers that honour it keep less stale frames
+        elif spec.kind == "gstreamer":
+            self.capture = cv2.VideoCapture(spec.text, cv2.CAP_GSTREAMER)
+        else:
+            self.capture = cv2.VideoCapture(spec.text)
+        if not self.capture.isOpened():
+            raise OSError(f"OpenCV could not open {spec.text}")
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self.capture.read()
+        return frame if ok and frame is not None and frame.size else None
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+class Picamera2Reader:  # pragma: no cover - needs a Raspberry Pi camera
+    """The Pi's CSI camera through picamera2 (libcamera), which OpenCV cannot open."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise OSError(
+                "picamera2 is not installed (on Raspberry Pi OS: sudo apt install python3-picamera2, "
+                "and create the venv with --system-site-packages)"
+            ) from None
+        size = spec.text.split(":", 1)[1] if ":" in spec.text else "640x480"
+        width, height = (int(v) for v in size.split("x"))
+        self.camera = Picamera2()
+        config = self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"})
+        self.camera.configure(config)
+        self.camera.start()
+        self.fps = None
+
+    def read(self) -> np.ndarray | None:
+        return self.camera.capture_array()  # "RGB888" is BGR in memory, like OpenCV frames
+
+    def release(self) -> None:
+        self.camera.stop()
+        self.camera.close()
+
+
+def open_reader(spec: SourceSpec) -> FrameReader:
+    if spec.kind == "file" and not Path(spec.text).exists():
+        raise OSError(f"video file {spec.text} does not exist")
+    return Picamera2Reader(spec) if spec.kind == "picamera2" else OpenCVReader(spec)
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR
+    number: int  # 1, 2, 3… in capture order (counting dropped ones)
+    captured: float  # time.monotonic() when read
+
+
+@dataclass
+class CaptureStats:
+    captured: int = 0
+    delivered: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
+    loops: int = 0
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced by a newer one before inference took them."""
+        return max(self.captured - self.delivered, 0)
+
+
+@dataclass
+class Capture:
+    """Reads `spec` in a background thread; `latest()` hands out each new frame at most once."""
+
+    spec: SourceSpec
+    loop: bool = False
+    max_reconnects: int | None = None  # None: keep trying (a camera on a Pi should come back)
+    backoff: tuple[float, float] = (0.5, 10.0)  # first and longest wait between reconnect attempts
+    realtime: bool = False  # pace a video file at its own frame rate, like a camera
+    opener: object = open_reader
+    stats: CaptureStats = field(default_factory=CaptureStats)
+
+    def __post_init__(self) -> None:
+        self._condition = threading.Condition()
+        self._latest: Frame | None = None
+        self._taken = 0
+        self._stop = threading.Event()
+        self.finished = False  # end of file, or reconnects exhausted
+        self.error: str | None = None
+        try:
+            self._reader = self.opener(self.spec)
+        except OSError as error:
+            hint = "Check the camera index / path / URL; `ls /dev/video*` lists cameras."
+            raise EdgetlError(f"Cannot open video source '{self.spec.text}': {error}.", hint) from None
+        self._thread = threading.Thread(target=self._run, name="edgetl-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fps = getattr(self._reader, "fps", None)
+        interval = 1.0 / fps if self.realtime and fps else 0.0
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            frame = self._reader.read()
+            if frame is None:
+                if not self._recover():
+                    break
+                continue
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                self.stats.corrupt += 1
+                continue
+            if interval:
+                next_due += interval
+                time.sleep(max(next_due - time.monotonic(), 0.0))
+            with self._condition:
+                self.stats.captured += 1
+                self._latest = Frame(frame, self.stats.captured, time.monotonic())
+                self._condition.notify_all()
+        with self._condition:
+            self.finished = True
+            self._condition.notify_all()
+
+    def _recover(self) -> bool:
+        """After a failed read: loop a file, reopen a stream with backoff, or report the end."""
+        if not self.spec.is_live:
+            if not self.loop:
+                return False
+            self.stats.loops += 1
+            self._reader.release()
+            self._reader = self.opener(self.spec)
+            return True
+        wait, longest = self.backoff
+        attempts = 0
+        self._reader.release()
+        while not self._stop.is_set():
+            if self.max_reconnects is not None and attempts >= self.max_reconnects:
+                self.error = f"the stream dropped and {attempts} reconnect attempt(s) failed"
+                return False
+            attempts += 1
+            if self._stop.wait(wait):
+                return False
+            try:
+                self._reader = self.opener(self.spec)
+                self.stats.reconnects += 1
+                return True
+            except OSError:
+                wait = min(wait * 2, longest)
+        return False
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not handed out before; waits for one. None at the end of the source."""
+        with self._condition:
+            ready = self._condition.wait_for(
+                lambda: (self._latest is not None and self._latest.number > self._taken) or self.finished,
+                timeout=timeout,
+            )
+            if not ready or self._latest is None or self._latest.number <= self._taken:
+                return None
+            self._taken = self._latest.number
+            self.stats.delivered += 1
+            return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._reader.release()

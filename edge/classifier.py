@@ -1,0 +1,118 @@
+"""An image classifier ready for the device: model, labels, resize policy, top-k.
+
+Labels come from `--labels`, else the model's own metadata, else a `labels.txt` beside it.
+Third-party models are handled from their tensors: float or quantized input and output, and
+label files that carry a leading "background" class the model does not score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.edge.metadata import read_model_info
+from edgetl.errors import EdgetlError
+from edgetl.images import RESIZE_POLICIES, resize_rgb
+
+# A float model with no metadata is assumed to want [-1, 1], the convention of TFLite's
+# label_image example and most published float classifiers; --input-mean/--input-std override it.
+DEFAULT_FLOAT_MEAN = 127.5
+DEFAULT_FLOAT_STD = 127.5
+
+
+@dataclass
+class Prediction:
+    labels: list[str]
+    scores: list[float]
+
+    def as_dict(self) -> dict:
+        return {"labels": self.labels, "scores": [round(score, 5) for score in self.scores]}
+
+
+class Classifier:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        labels: Path | None = None,
+        threads: int | None = None,
+        backend: str = "auto",
+        input_mean: float | None = None,
+        input_std: float | None = None,
+        resize: str | None = None,
+    ) -> None:
+        if not model_path.is_file():
+            raise EdgetlError(f"Model {model_path} does not exist.", "Pass a .tflite file from `edgetl convert`.")
+        content = model_path.read_bytes()
+        info = read_model_info(content)
+        probe = ImageClassifierModel(content, threads=threads, backend=backend)
+        mean, std = self._normalisation(probe, info.mean, info.std, input_mean, input_std)
+        self.model = (
+            probe
+            if (mean, std) == (0.0, 1.0)
+            else ImageClassifierModel(content, threads=threads, backend=backend, mean=mean, std=std)
+        )
+        if self.model.height != self.model.width:
+            raise EdgetlError(
+                f"{model_path.name} takes {self.model.height}x{self.model.width} images.", "edgetl needs square inputs."
+            )
+        self.size = self.model.height
+        self.resize = resize or info.resize or "stretch"
+        if self.resize not in RESIZE_POLICIES:
+            raise EdgetlError(f"Unknown resize policy '{self.resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
+        self.labels = self._labels(model_path, labels, info.labels)
+        self.path = model_path
+
+    @staticmethod
+    def _normalisation(model, meta_mean, meta_std, input_mean, input_std) -> tuple:
+        if input_mean is not None or input_std is not None:
+            return (input_mean or 0.0), (input_std or 1.0)
+        if model.input_dtype != np.float32 and model.input_dtype != np.float16:
+            return 0.0, 1.0  # quantized input: its own scale and zero point say everything
+        if meta_mean is not None and meta_std is not None:
+            return (meta_mean if len(meta_mean) > 1 else meta_mean[0]), (meta_std if len(meta_std) > 1 else meta_std[0])
+        return DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD
+
+    def _labels(self, model_path: Path, option: Path | None, embedded: list[str]) -> list[str]:
+        if option is not None:
+            if not option.is_file():
+                raise EdgetlError(f"Labels file {option} does not exist.", "Pass a text file, one class per line.")
+            names = [line.strip() for line in option.read_text().splitlines() if line.strip()]
+            source = str(option)
+        elif embedded:
+            names, source = embedded, "the model's metadata"
+        elif (model_path.parent / "labels.txt").is_file():
+            names = [
+                line.strip() for line in (model_path.parent / "labels.txt").read_text().splitlines() if line.strip()
+            ]
+            source = str(model_path.parent / "labels.txt")
+        else:
+            return [f"class_{i}" for i in range(self.model.classes)]
+        if len(names) == self.model.classes + 1 and names[0].lower() in ("background", "__background__", "???"):
+            names = names[1:]  # a label file written for a model that also scored "background"
+        if len(names) != self.model.classes:
+            raise EdgetlError(
+                f"{source} names {len(names)} classes but the model scores {self.model.classes}.",
+                "Pass the labels file that belongs to this model with --labels.",
+            )
+        return names
+
+    def prepare_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        return resize_rgb(rgb, self.size, self.resize)  # type: ignore[arg-type]
+
+    def prepare_bgr(self, frame: np.ndarray) -> np.ndarray:
+        """A camera frame (OpenCV BGR) → model-size RGB: resize first, then swap channels on the small image.
+
+        Resizing is per channel, so the result equals converting first (what training did) bit for bit."""
+        return cv2.cvtColor(resize_rgb(frame, self.size, self.resize), cv2.COLOR_BGR2RGB)  # type: ignore[arg-type]
+
+    def scores(self, prepared: np.ndarray) -> np.ndarray:
+        return self.model.scores(prepared)
+
+    def top(self, scores: np.ndarray, k: int) -> Prediction:
+        order = np.argsort(-scores)[:k]
+        return Prediction([self.labels[i] for i in order], [float(scores[i]) for i in order])

@@ -1,0 +1,171 @@
+"""`--serve HOST:PORT`: a small web page for a headless Pi — live video with the overlay, predictions, stats.
+
+Standard library only (`http.server`): one page, an MJPEG stream (`/stream.mjpg`) and a JSON
+endpoint (`/stats`) the page polls. Each stream client draws and encodes its own JPEGs from the
+newest frame in its own thread, so viewers never slow inference down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+from edgetl.edge.camera import Result
+from edgetl.edge.capture import Frame
+from edgetl.errors import EdgetlError
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgetl camera</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #111; color: #eee; }
+img { max-width: 100%; border: 1px solid #444; }
+table { border-collapse: collapse; margin-top: .5rem; } td { padding: .15rem .8rem .15rem 0; }
+.label { font-size: 1.6rem; font-weight: bold; }
+</style></head>
+<body>
+<h1>edgetl camera</h1>
+<img id="video" alt="live video">
+<p class="label" id="top1">waiting for the first result…</p>
+<table id="predictions"></table>
+<p id="stats"></p>
+<script>
+// The stream is attached after load: an endless MJPEG response would otherwise hold the load event.
+window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
+async function refresh() {
+  try {
+    const state = await (await fetch("/stats", {cache: "no-store"})).json();
+    if (state.result) {
+      const r = state.result;
+      document.getElementById("top1").textContent = `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%`;
+      document.getElementById("predictions").innerHTML = r.labels.map(
+        (label, i) => `<tr><td>${label}</td><td>${(100 * r.scores[i]).toFixed(1)}%</td></tr>`).join("");
+      const l = r.latency_ms;
+      document.getElementById("stats").textContent =
+        `${state.fps.toFixed(1)} FPS · inference ${l.inference} ms · preprocess ${l.preprocess} ms · ` +
+        `frame age ${r.age_ms} ms · frame ${r.frame} · dropped ${state.frames_dropped} · ` +
+        `reconnects ${state.reconnects} · ${state.threads ?? "default"} threads · ${state.backend}`;
+    }
+  } catch (e) { document.getElementById("stats").textContent = "connection lost, retrying…"; }
+  setTimeout(refresh, 500);
+}
+refresh();
+</script>
+</body></html>
+"""
+
+
+def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.ndarray:
+    """A copy of the BGR frame with the top predictions and FPS written on it."""
+    canvas = image.copy()
+    if result is None:
+        return canvas
+    scale = max(canvas.shape[1] / 640, 0.5)
+    lines = [f"{label} {score:.0%}" for label, score in zip(result.prediction.labels, result.prediction.scores)]
+    lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms")
+    for row, text in enumerate(lines):
+        origin = (int(10 * scale), int((30 + 28 * row) * scale))
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0), int(4 * scale) + 1)
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), int(2 * scale))
+    return canvas
+
+
+class LiveState:
+    """The newest frame, result and stats, shared between the inference loop and the web clients."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.frame: Frame | None = None
+        self.result: Result | None = None
+        self.stats: dict = {}
+        self.closed = False
+
+    def update(self, result: Result, frame: Frame, stats: dict) -> None:
+        with self.condition:
+            self.frame, self.result, self.stats = frame, result, stats
+            self.condition.notify_all()
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
+
+
+def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep the terminal for results
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path in ("/", "/index.html"):
+                self._send(PAGE.encode(), "text/html; charset=utf-8")
+            elif self.path.startswith("/stats"):
+                with state.condition:
+                    body = {**state.stats, "result": state.result.as_dict() if state.result else None}
+                self._send(json.dumps(body).encode(), "application/json")
+            elif self.path.startswith("/stream.mjpg"):
+                self._stream()
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+
+        def _send(self, body: bytes, content_type: str) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _stream(self) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            last = 0
+            try:
+                while True:
+                    with state.condition:
+                        state.condition.wait_for(
+                            lambda: state.closed or (state.frame is not None and state.frame.number != last),  # noqa: B023
+                            1.0,
+                        )
+                        if state.closed:
+                            return
+                        frame, result, fps = state.frame, state.result, state.stats.get("fps", 0.0)
+                    if frame is None or frame.number == last:
+                        continue
+                    last = frame.number
+                    ok, jpeg = cv2.imencode(
+                        ".jpg", draw_overlay(frame.image, result, fps), [cv2.IMWRITE_JPEG_QUALITY, 80]
+                    )
+                    if not ok:
+                        continue
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                    self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg.tobytes() + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the viewer went away
+
+    return Handler
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EdgetlError(f"--serve {text} is not HOST:PORT.", "Example: --serve 127.0.0.1:8080 (0.0.0.0 for the LAN).")
+    return host or "127.0.0.1", int(port)
+
+
+def start_server(address: str, state: LiveState) -> ThreadingHTTPServer:
+    host, port = parse_address(address)
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(state))
+    except OSError as error:
+        raise EdgetlError(f"Cannot serve on {host}:{port}: {error.strerror}.", "Pick another port.") from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="edgetl-web", daemon=True).start()
+    return server
