@@ -50,11 +50,11 @@ class Classifier:
         content = model_path.read_bytes()
         info = read_model_info(content)
         probe = ImageClassifierModel(content, threads=threads, backend=backend)
-        mean, std = self._normalisation(probe, info.mean, info.std, input_mean, input_std)
+        normalization = self._normalization(probe, info.mean, info.std, input_mean, input_std)
         self.model = (
             probe
-            if (mean, std) == (0.0, 1.0)
-            else ImageClassifierModel(content, threads=threads, backend=backend, mean=mean, std=std)
+            if normalization == (0.0, 1.0)
+            else ImageClassifierModel(content, threads=threads, backend=backend, normalization=normalization)
         )
         if self.model.height != self.model.width:
             raise EdgetlError(
@@ -68,14 +68,18 @@ class Classifier:
         self.path = model_path
 
     @staticmethod
-    def _normalisation(model, meta_mean, meta_std, input_mean, input_std) -> tuple:
+    def _normalization(model, meta_mean, meta_std, input_mean, input_std) -> tuple | None:
+        """The options win, then the model's metadata; without either, float models get [-1, 1] and
+        quantized ones raw pixels (the conventions of published classifiers)."""
         if input_mean is not None or input_std is not None:
-            return (input_mean or 0.0), (input_std or 1.0)
-        if model.input_dtype != np.float32 and model.input_dtype != np.float16:
-            return 0.0, 1.0  # quantized input: its own scale and zero point say everything
-        if meta_mean is not None and meta_std is not None:
-            return (meta_mean if len(meta_mean) > 1 else meta_mean[0]), (meta_std if len(meta_std) > 1 else meta_std[0])
-        return DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD
+            return (0.0 if input_mean is None else input_mean), (1.0 if input_std is None else input_std)
+        if meta_mean and meta_std:
+            mean = meta_mean if len(meta_mean) > 1 else meta_mean[0]
+            std = meta_std if len(meta_std) > 1 else meta_std[0]
+            return (0.0, 1.0) if (np.allclose(mean, 0) and np.allclose(std, 1)) else (mean, std)
+        if np.issubdtype(model.input_dtype, np.floating):
+            return DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD
+        return None
 
     def _labels(self, model_path: Path, option: Path | None, embedded: list[str]) -> list[str]:
         if option is not None:

@@ -84,10 +84,13 @@ class ImageClassifierModel:
         *,
         threads: int | None = None,
         backend: str = "auto",
-        mean: float | list[float] = 0.0,
-        std: float | list[float] = 1.0,
+        normalization: tuple[float | list[float], float | list[float]] | None = (0.0, 1.0),
     ) -> None:
-        """`mean`/`std` normalise float inputs: (pixel - mean) / std; edgetl models take raw pixels (0, 1)."""
+        """`normalization` = (mean, std): the input tensor's real value is (pixel - mean) / std (edgetl: 0, 1).
+
+        None means "raw pixels" by convention: float inputs get 0–255, quantized inputs the pixel
+        shifted into the integer type's range, which is how published quantized classifiers are fed.
+        """
         self.backend, interpreter = interpreter_class(backend)
         source = {"model_content": bytes(model)} if isinstance(model, bytes | bytearray) else {"model_path": str(model)}
         try:
@@ -121,22 +124,35 @@ class ImageClassifierModel:
         self.input_quantization = Quantization(*self._input["quantization"])
         self.output_quantization = Quantization(*self._output["quantization"])
         self.classes = int(self._output["shape"][1])
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.std = np.asarray(std, dtype=np.float32)
-        self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
+        self._transform = self._input_transform(normalization)
+
+    def _input_transform(self, normalization) -> tuple[np.ndarray, np.ndarray] | None:
+        """pixel → input tensor as `pixel * a + b` (None: pass uint8 pixels through untouched)."""
+        quant, integer = self.input_quantization, np.issubdtype(self.input_dtype, np.integer)
+        if normalization is None:
+            if integer:
+                offset = float(np.iinfo(self.input_dtype).min)
+                return None if offset == 0 else (np.float32(1.0), np.float32(offset))
+            return (np.float32(1.0), np.float32(0.0))
+        mean, std = (np.asarray(v, dtype=np.float32) for v in normalization)
+        scale, shift = 1.0 / std, -mean / std  # real value = pixel * scale + shift
+        if integer and quant.active:
+            scale, shift = scale / quant.scale, shift / quant.scale + quant.zero_point
+        identity = np.allclose(scale, 1.0, atol=1e-3) and np.allclose(shift, 0.0, atol=0.51)
+        if identity and self.input_dtype == np.uint8:
+            return None
+        return scale.astype(np.float32), shift.astype(np.float32)
 
     def _prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 pixels → the input tensor's type; a no-op for uint8 models with scale 1, zero point 0."""
-        quant = self.input_quantization
-        if self.input_dtype == np.uint8 and (not quant.active or (quant.scale, quant.zero_point) == (1.0, 0)):
+        """uint8 pixels → the input tensor: a no-op for edgetl uint8 models, else one affine map."""
+        if self._transform is None:
             return rgb[None]
-        if quant.active:
+        scale, shift = self._transform
+        values = rgb.astype(np.float32) * scale + shift
+        if np.issubdtype(self.input_dtype, np.integer):
             info = np.iinfo(self.input_dtype)
-            values = np.round(rgb.astype(np.float32) / quant.scale + quant.zero_point)
-            return np.clip(values, info.min, info.max).astype(self.input_dtype)[None]
-        if self._normalise:
-            return ((rgb.astype(np.float32) - self.mean) / self.std).astype(self.input_dtype)[None]
-        return rgb.astype(self.input_dtype)[None]
+            values = np.clip(np.round(values), info.min, info.max)
+        return values.astype(self.input_dtype)[None]
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         """Class scores (float32) for one HxWx3 uint8 RGB image already at the model's size."""

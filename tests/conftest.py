@@ -62,3 +62,18 @@ def tiny_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def copy_run(run: Path, destination: Path) -> Path:
     shutil.copytree(run, destination)
     return destination
+
+
+LOOSE = {"max_drop": 100.0, "calibration_samples": 40}  # tiny random-init models: test the mechanics
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A copy of `tiny_run` converted to every format: (run directory, conversion report)."""
+    from rich.console import Console
+
+    from edgetl.convert.run import ConvertOptions, convert
+
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("convert") / "run")
+    options = ConvertOptions(formats=("int8", "float32", "fp16", "dynamic"), **LOOSE)
+    return run, convert(run, options, console=Console(quiet=True))

@@ -13,7 +13,7 @@ import tensorflow as tf
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import copy_run
+from conftest import LOOSE, copy_run
 from edgetl.cli import app
 from edgetl.convert.calibration import load_images, stratified_sample
 from edgetl.convert.run import REPORT_FILE, ConvertOptions, convert
@@ -25,14 +25,6 @@ from edgetl.images import load_for_model
 from edgetl.train.data import Sample
 
 QUIET = Console(quiet=True)
-LOOSE = {"max_drop": 100.0, "calibration_samples": 40}  # tiny random-init models: test the mechanics
-
-
-@pytest.fixture(scope="module")
-def converted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    run = copy_run(tiny_run, tmp_path_factory.mktemp("convert") / "run")
-    report = convert(run, ConvertOptions(formats=("int8", "float32", "fp16", "dynamic"), **LOOSE), console=QUIET)
-    return run, report
 
 
 def test_every_format_is_written_checked_and_reported(converted: tuple[Path, dict]) -> None:

@@ -1,0 +1,368 @@
+"""The device side: classify and camera on video files standing in for cameras, with TensorFlow blocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_cli import BLOCK_TF
+
+from conftest import REPO
+from edgetl.edge.camera import CameraOptions, StopFlag, run_camera
+from edgetl.edge.capture import Capture, SourceSpec
+from edgetl.edge.classifier import Classifier
+from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.errors import EdgetlError
+
+UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def edge_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The real entry point with TensorFlow and Keras made unimportable, as on a Raspberry Pi."""
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        **kwargs,
+    )
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = (96, 72), fps: float = 30.0) -> Path:
+    """An MJPG .avi whose frame i carries its number in the red channel of its top-left block."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        frame = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        frame[:16, :16] = (0, 0, (i * 7) % 256)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_model(converted: tuple[Path, dict]) -> Path:
+    return converted[0] / "model_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", 60)
+
+
+# --- classify ------------------------------------------------------------------------------------------------------
+
+
+def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
+    int8_model: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    shutil.copytree(sample_data / "circle", folder / "circle")
+    (folder / "circle" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = edge_cli(
+        "classify", str(int8_model), str(folder), str(sample_data / "star" / "*.png"), "--json", "-k", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    stars = len(list((sample_data / "star").glob("*.png")))
+    assert len(lines) == 24 + 1 + stars  # every image, plus the broken one reported
+    broken = [line for line in lines if "error" in line]
+    assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and "skipped" in result.stderr
+    labels = set((int8_model.parent / "labels.txt").read_text().split())
+    good = [line for line in lines if "error" not in line]
+    assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels for line in good)
+    assert all(line["scores"][0] >= line["scores"][1] for line in good)
+
+    csv_out = edge_cli("classify", str(int8_model), str(folder / "circle"), "--csv", "-k", "1")
+    header, *rows = csv_out.stdout.splitlines()
+    assert header == "path,label1,score1,error" and len(rows) == 25
+
+
+def test_classify_table_and_errors(int8_model: Path, sample_data: Path, tmp_path: Path) -> None:
+    table = edge_cli("classify", str(int8_model), str(next((sample_data / "square").iterdir())))
+    assert table.returncode == 0 and "#1" in table.stdout and "litert" in table.stdout
+    missing = edge_cli("classify", str(tmp_path / "none.tflite"), str(sample_data))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "junk.tflite").write_bytes(b"junk")
+    junk = edge_cli("classify", str(tmp_path / "junk.tflite"), str(sample_data))
+    assert junk.returncode == 2 and "could not be loaded as a TFLite model" in junk.stderr
+    nothing = edge_cli("classify", str(int8_model), str(tmp_path / "nothing*.jpg"))
+    assert nothing.returncode == 2 and "No images to classify" in nothing.stderr
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Float and uint8 models without metadata that expect [-1, 1] input, like published classifiers."""
+    import keras
+
+    from edgetl.convert.tflite import calibrate, convert_float, quantize, saved_model
+
+    folder = tmp_path_factory.mktemp("third_party")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    calibration = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+    with saved_model(model) as saved:
+        (folder / "float.tflite").write_bytes(convert_float(saved, "float32"))
+        calibrated = calibrate(saved, lambda: ([image[None]] for image in calibration))
+        (folder / "uint8.tflite").write_bytes(quantize(calibrated, "uint8"))
+    (folder / "labels.txt").write_text("background\nred\ngreen\nblue\n")
+    return {"model": model, "folder": folder}
+
+
+def test_third_party_float_model_gets_minus_one_to_one_and_background_label_is_dropped(third_party: dict) -> None:
+    folder = third_party["folder"]
+    classifier = Classifier(folder / "float.tflite", labels=folder / "labels.txt")
+    assert classifier.labels == ["red", "green", "blue"]
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    expected = third_party["model"].predict(pixels[None].astype(np.float32) / 127.5 - 1, verbose=0)[0]
+    np.testing.assert_allclose(classifier.scores(pixels), expected, atol=1e-5)
+
+
+def test_third_party_uint8_model_is_fed_from_its_own_quantization(third_party: dict) -> None:
+    folder = third_party["folder"]
+    classifier = Classifier(folder / "uint8.tflite", labels=folder / "labels.txt")
+    model = classifier.model
+    assert model.input_dtype == np.uint8 and model.output_dtype == np.uint8
+    pixels = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    expected = third_party["model"].predict(pixels.astype(np.float32) / 127.5 - 1, verbose=0)
+    got = np.stack([classifier.scores(p) for p in pixels])
+    assert np.abs(got - expected).max() < 0.05  # int8 noise, not a wrong input mapping
+
+
+def test_labels_that_do_not_fit_the_model_are_refused(third_party: dict, tmp_path: Path) -> None:
+    (tmp_path / "two.txt").write_text("a\nb\n")
+    with pytest.raises(EdgetlError, match="names 2 classes but the model scores 3"):
+        Classifier(third_party["folder"] / "float.tflite", labels=tmp_path / "two.txt")
+
+
+def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    from edgetl.convert.tflite import convert_float, saved_model
+
+    inputs = keras.Input((10,))
+    with saved_model(keras.Model(inputs, keras.layers.Dense(2)(inputs))) as saved:
+        content = convert_float(saved, "float32")
+    with pytest.raises(EdgetlError, match="not one image tensor"):
+        ImageClassifierModel(content)
+
+
+# --- capture -------------------------------------------------------------------------------------------------------
+
+
+def test_capture_hands_out_only_the_newest_frame(video: Path) -> None:
+    capture = Capture(SourceSpec(str(video)))
+    try:
+        time.sleep(0.5)  # a slow consumer: the whole file is decoded meanwhile
+        frame = capture.latest(timeout=2)
+        assert frame is not None and frame.number == 60  # the newest, not the oldest buffered one
+        assert capture.latest(timeout=0.5) is None and capture.finished  # nothing newer: end of file
+        assert capture.stats.dropped == 59 and capture.stats.delivered == 1
+    finally:
+        capture.close()
+
+
+def test_capture_loops_a_file_when_asked(video: Path) -> None:
+    capture = Capture(SourceSpec(str(video)), loop=True)
+    try:
+        deadline = time.monotonic() + 10
+        while capture.stats.loops < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert capture.stats.loops >= 2 and not capture.finished
+    finally:
+        capture.close()
+
+
+class FlakyReader:
+    """A stream that delivers `frames` frames and then drops, like a network camera going away."""
+
+    opened = 0
+
+    def __init__(self, spec: SourceSpec, frames: int = 5) -> None:
+        FlakyReader.opened += 1
+        if FlakyReader.opened not in (1, 4):  # the 1st open and the 3rd reconnect attempt succeed
+            raise OSError("connection refused")
+        self.left = frames
+
+    def read(self) -> np.ndarray | None:
+        time.sleep(0.002)
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_dropped_stream_reconnects_with_backoff_and_gives_up_when_told() -> None:
+    FlakyReader.opened = 0
+    capture = Capture(
+        SourceSpec("rtsp://camera.invalid/stream"), opener=FlakyReader, backoff=(0.01, 0.05), max_reconnects=3
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not capture.finished and time.monotonic() < deadline:
+            capture.latest(timeout=0.1)
+        # open → 5 frames → drop; 2 failed attempts, the 3rd works → 5 frames → drop; 3 failed attempts: give up.
+        assert capture.finished and capture.stats.reconnects == 1 and capture.stats.captured == 10
+        assert "3 reconnect attempt(s) failed" in capture.error
+    finally:
+        capture.close()
+
+
+def test_a_source_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EdgetlError, match="Cannot open video source"):
+        Capture(SourceSpec(str(tmp_path / "missing.avi")))
+    result = edge_cli("camera", str(tmp_path / "x.tflite"), "--source", "99")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+# --- camera --------------------------------------------------------------------------------------------------------
+
+
+def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
+    int8_model: Path, video: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    result = edge_cli(
+        "camera", str(int8_model), "--source", str(video), "--json", str(out), "--realtime", "--no-window"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 10 <= len(lines) <= 60
+    frames = [line["frame"] for line in lines]
+    assert frames == sorted(set(frames))  # each frame at most once, in order
+    for line in lines:
+        assert set(line) == {"timestamp", "frame", "labels", "scores", "latency_ms", "age_ms"}
+        assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}
+    assert "results" in result.stdout and "dropped" in result.stdout
+    again = edge_cli("camera", str(int8_model), "--source", str(video), "--json", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr  # a results file is not clobbered
+
+
+def test_camera_json_to_stdout_and_frame_limit(int8_model: Path, video: Path) -> None:
+    result = edge_cli("camera", str(int8_model), "--source", str(video), "--json", "-", "--max-frames", "5", "--loop")
+    assert result.returncode == 0, result.stderr
+    assert len([json.loads(line) for line in result.stdout.splitlines()]) == 5  # stdout is pure JSON
+    assert "results" in result.stderr  # the summary went to stderr
+
+
+def test_sigterm_releases_the_camera_prints_stats_and_leaves_complete_json(
+    int8_model: Path, video: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    args = ["camera", str(int8_model), "--source", str(video), "--loop", "--json", str(out), "--realtime"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNBUFFERED
+    )
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.stat().st_size < 200) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stdout
+    assert all(json.loads(line)["frame"] > 0 for line in out.read_text().splitlines())  # every line whole
+
+
+def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
+    classifier = Classifier(int8_model)
+    capture = Capture(SourceSpec(str(video)), realtime=True)
+    seen: list = []
+    try:
+        options = CameraOptions(top_k=2, smooth=5, threshold=1.01, max_frames=8)
+        stats = run_camera(classifier, capture, options, on_result=lambda result, frame: seen.append(result))
+    finally:
+        capture.close()
+    assert stats.results == 8 and all(result.prediction.labels[0] == "unknown" for result in seen)
+    assert all(len(result.prediction.labels) == 2 for result in seen)
+
+
+def test_result_age_stays_under_one_inference_plus_one_frame_interval(int8_model: Path, tmp_path: Path) -> None:
+    """A 30 fps source: each result comes from a frame at most ~1 inference + 1 frame interval old."""
+    clip = write_video(tmp_path / "fast.avi", 90, fps=30)
+    classifier = Classifier(int8_model)
+    capture = Capture(SourceSpec(str(clip)), realtime=True)
+    seen: list = []
+    try:
+        run_camera(classifier, capture, CameraOptions(), on_result=lambda result, frame: seen.append(result))
+    finally:
+        capture.close()
+    ages = np.array([result.age_ms for result in seen[5:]])
+    inference = np.median([result.latency_ms["inference"] for result in seen])
+    assert len(ages) > 20 and np.median(ages) < inference + 1000 / 30 + 5  # ms; +5 for a noisy shared machine
+
+
+def test_stop_flag_ends_the_loop_from_another_thread(int8_model: Path, video: Path) -> None:
+    classifier, capture, stop = Classifier(int8_model), Capture(SourceSpec(str(video)), loop=True), StopFlag()
+    threading.Timer(0.5, stop.event.set).start()
+    try:
+        stats = run_camera(classifier, capture, CameraOptions(), stop=stop)
+    finally:
+        capture.close()
+    assert stats.results > 0
+
+
+# --- web page ------------------------------------------------------------------------------------------------------
+
+
+def test_web_page_in_headless_chromium_shows_video_and_predictions(
+    int8_model: Path, video: Path, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        message = "chromium is not installed (Debian: apt install chromium); the web page test needs it"
+        if os.environ.get("EDGETL_REQUIRE_SHARED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    args = ["camera", str(int8_model), "--source", str(video), "--loop", "--realtime", "--serve", "127.0.0.1:0"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNBUFFERED
+    )
+    try:
+        line = server.stdout.readline()
+        assert "Serving http://127.0.0.1:" in line, line + server.stderr.read()
+        url = line.split("Serving ")[1].strip()
+        browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=4000"]
+        dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=60).stdout
+        labels = (int8_model.parent / "labels.txt").read_text().split()
+        top1 = dom.split('id="top1">')[1].split("<")[0]
+        assert top1.split()[0] in labels and "%" in top1  # filled in by the page's script from /stats
+        assert "FPS" in dom and "threads" in dom
+        shot = tmp_path / "page.png"
+        subprocess.run(
+            [*browser, "--window-size=500,400", f"--screenshot={shot}", url], capture_output=True, timeout=60
+        )
+        image = cv2.imread(str(shot))
+        video_area = image[80:150, 30:110]  # where the MJPEG stream is drawn
+        assert video_area.std() > 20  # random-noise video frames, not an empty box
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+
+
+def test_edge_modules_import_no_tensorflow() -> None:
+    modules = ["interpreter", "metadata", "classifier", "classify", "capture", "camera", "serve"]
+    code = (
+        BLOCK_TF
+        + "".join(f"import edgetl.edge.{name}\n" for name in modules)
+        + ("import sys\nassert sys.modules.get('tensorflow') is None and sys.modules.get('keras') is None\n")
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
