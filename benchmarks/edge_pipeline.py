@@ -151,9 +151,14 @@ def main() -> None:
         start = cold_start(args.model, image)
         rows.append(("cold start: edgetl classify, one image (median of 5)", f"{start:.2f} s", "", "< 1.5 s"))
 
-        long_run = camera_run(
-            args.model, video, args.threads, ["--loop", "--max-frames", str(args.frames)], sample_rss=True
+        long_run = (
+            None
+            if args.frames == 0
+            else camera_run(
+                args.model, video, args.threads, ["--loop", "--max-frames", str(args.frames)], sample_rss=True
+            )
         )
+    if long_run is not None:
         rss = np.array(long_run["rss_kb"]) / 1024
         quarter = max(len(rss) // 4, 1)
         rows.append(

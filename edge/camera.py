@@ -147,7 +147,7 @@ def run_camera(
                 break
             continue
         t0 = time.perf_counter()
-        prepared = classifier.prepare_bgr(frame.image)
+        prepared = frame.prepared if frame.prepared is not None else classifier.prepare_bgr(frame.image)
         t1 = time.perf_counter()
         scores = classifier.scores(prepared)
         t2 = time.perf_counter()
@@ -163,7 +163,7 @@ def run_camera(
             prediction=prediction,
             latency_ms={
                 "capture_wait": 1000 * (t0 - waited),
-                "preprocess": 1000 * (t1 - t0),
+                "preprocess": frame.prepare_ms if frame.prepared is not None else 1000 * (t1 - t0),
                 "inference": 1000 * (t2 - t1),
                 "postprocess": 1000 * (t3 - t2),
             },

@@ -3,14 +3,19 @@
 A camera driver buffers frames; reading them in the inference loop would classify frames that
 are several inference-times old. Here a thread reads continuously and keeps only the latest
 frame (older ones are counted as dropped), so a result is never older than one inference plus
-one frame interval. Streams that drop are reopened with exponential backoff; the end of a
-video file ends the run (or starts it over with `loop`).
+one frame interval. A video file read faster than real time is different: nothing goes stale,
+so every frame is classified in order, with one frame decoded ahead. Preprocessing (resize,
+BGR→RGB) can run here too, on each frame as it arrives, so it overlaps the previous inference
+instead of adding to it. Streams that drop are
+reopened with exponential backoff; the end of a video file ends the run (or starts it over
+with `loop`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +118,8 @@ class Frame:
     image: np.ndarray  # BGR
     number: int  # 1, 2, 3… in capture order (counting dropped ones)
     captured: float  # time.monotonic() when read
+    prepared: np.ndarray | None = None  # the model input, when capture was given `prepare`
+    prepare_ms: float = 0.0
 
 
 @dataclass
@@ -138,7 +145,8 @@ class Capture:
     max_reconnects: int | None = None  # None: keep trying (a camera on a Pi should come back)
     backoff: tuple[float, float] = (0.5, 10.0)  # first and longest wait between reconnect attempts
     realtime: bool = False  # pace a video file at its own frame rate, like a camera
-    opener: object = open_reader
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None  # preprocessing, run here so it overlaps inference
+    opener: Callable[[SourceSpec], FrameReader] = open_reader
     stats: CaptureStats = field(default_factory=CaptureStats)
 
     def __post_init__(self) -> None:
@@ -156,11 +164,25 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="edgetl-capture", daemon=True)
         self._thread.start()
 
+    @property
+    def newest_only(self) -> bool:
+        """Live sources (and files played in real time) skip to the newest frame; other files keep every frame."""
+        return self.spec.is_live or self.realtime
+
+    def _wait_until_taken(self) -> None:
+        """File mode: decode one frame ahead of inference, never more (nothing is dropped)."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._stop.is_set() or self._latest is None or self._latest.number <= self._taken
+            )
+
     def _run(self) -> None:
         fps = getattr(self._reader, "fps", None)
         interval = 1.0 / fps if self.realtime and fps else 0.0
         next_due = time.monotonic()
         while not self._stop.is_set():
+            if not self.newest_only:
+                self._wait_until_taken()
             frame = self._reader.read()
             if frame is None:
                 if not self._recover():
@@ -172,9 +194,15 @@ class Capture:
             if interval:
                 next_due += interval
                 time.sleep(max(next_due - time.monotonic(), 0.0))
+            captured = time.monotonic()
+            prepared, prepare_ms = None, 0.0
+            if self.prepare is not None:
+                started = time.perf_counter()
+                prepared = self.prepare(frame)
+                prepare_ms = 1000 * (time.perf_counter() - started)
             with self._condition:
                 self.stats.captured += 1
-                self._latest = Frame(frame, self.stats.captured, time.monotonic())
+                self._latest = Frame(frame, self.stats.captured, captured, prepared, prepare_ms)
                 self._condition.notify_all()
         with self._condition:
             self.finished = True
@@ -218,9 +246,12 @@ class Capture:
                 return None
             self._taken = self._latest.number
             self.stats.delivered += 1
+            self._condition.notify_all()  # file mode: the capture thread may decode the next one
             return self._latest
 
     def close(self) -> None:
         self._stop.set()
+        with self._condition:
+            self._condition.notify_all()
         self._thread.join(timeout=5)
         self._reader.release()

@@ -362,7 +362,13 @@ def camera(
         host, port = server.server_address[:2]
         status.print(f"Serving http://{host}:{port}/")
     show = window if window is not None else bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    capture = Capture(SourceSpec(source), loop=loop, realtime=realtime, max_reconnects=max_reconnects)
+    capture = Capture(
+        SourceSpec(source),
+        loop=loop,
+        realtime=realtime,
+        max_reconnects=max_reconnects,
+        prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
+    )
     options = CameraOptions(
         top_k=min(top_k, len(classifier.labels)),
         smooth=smooth,
@@ -457,6 +463,38 @@ def demo(
 
     console.rule("Conversion: int8 (and float32 for reference), checked against the float model")
     run_conversion(run_dir, ConvertOptions(formats=("int8", "float32")), console=console)
+
+    console.rule("Camera: a headless run over a video made from the test images (no TensorFlow on this path)")
+    _demo_camera(run_dir)
+
+
+def _demo_camera(run_dir: Path) -> None:
+    """Write a 30 fps video of the held-out test images and classify it as a camera would."""
+    import cv2
+
+    from edgetl.edge.camera import CameraOptions, print_summary, run_camera
+    from edgetl.edge.capture import Capture, SourceSpec
+    from edgetl.edge.classifier import Classifier
+    from edgetl.images import load_rgb
+    from edgetl.rundir import load_run
+
+    meta = load_run(run_dir)
+    lines = (run_dir / meta["data"]["split_files"]["test"]).read_text().splitlines()
+    video = run_dir / "demo-camera.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for line in lines:
+        frame = cv2.cvtColor(load_rgb(Path(meta["data"]["root"]) / line.split("\t")[0]), cv2.COLOR_RGB2BGR)
+        for _ in range(5):  # each image held for 5 frames, like an object in front of a camera
+            writer.write(cv2.resize(frame, (320, 240)))
+    writer.release()
+    classifier = Classifier(run_dir / "model_int8.tflite", threads=2)
+    capture = Capture(SourceSpec(str(video)), realtime=True, prepare=classifier.prepare_bgr)
+    try:
+        stats = run_camera(classifier, capture, CameraOptions(smooth=3), on_result=None)
+    finally:
+        capture.close()
+    console.print(f"`edgetl camera {run_dir / 'model_int8.tflite'} --source {video} --realtime` gave:")
+    print_summary(stats.summary(capture, classifier, 2), console)
 
 
 def run() -> None:
