@@ -23,6 +23,7 @@ from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.classifier import Classifier, Prediction
 
 UNKNOWN = "unknown"
+WINDOW = 2_000  # results the summary's medians are taken over
 
 
 @dataclass
@@ -56,20 +57,17 @@ class Result:
 class RunStats:
     results: int = 0
     started: float = field(default_factory=time.monotonic)
-    stage_ms: dict[str, list[float]] = field(default_factory=dict)
-    ages_ms: list[float] = field(default_factory=list)
+    # The last WINDOW results only: memory stays flat however long the camera runs.
+    stage_ms: dict[str, deque] = field(default_factory=dict)
+    ages_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     recent: deque = field(default_factory=lambda: deque(maxlen=60))  # result times, for live FPS
 
     def add(self, result: Result) -> None:
         self.results += 1
         self.recent.append(time.monotonic())
         for stage, value in result.latency_ms.items():
-            self.stage_ms.setdefault(stage, []).append(value)
+            self.stage_ms.setdefault(stage, deque(maxlen=WINDOW)).append(value)
         self.ages_ms.append(result.age_ms)
-        if len(self.ages_ms) > 10_000:  # bounded memory on long runs: keep a recent window
-            del self.ages_ms[:5_000]
-            for values in self.stage_ms.values():
-                del values[:5_000]
 
     @property
     def fps(self) -> float:

@@ -328,7 +328,9 @@ def camera(
     max_reconnects: Annotated[
         int | None, typer.Option(help="Give up on a dropped stream after N tries [never].")
     ] = None,
-    threads: Annotated[int, typer.Option(help="Interpreter threads (4 suits a Raspberry Pi 4/5).")] = 4,
+    threads: Annotated[
+        int | None, typer.Option(help="Interpreter threads [cores − 1: one core stays free for capture].")
+    ] = None,
     backend: BackendOpt = "auto",
     labels: LabelsOpt = None,
     input_mean: MeanOpt = None,
@@ -351,6 +353,7 @@ def camera(
     json_path = None if json_out in (None, "-") else Path(json_out)
     if json_path is not None and json_path.exists() and not force:
         raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
+    threads = threads or max((os.cpu_count() or 2) - 1, 1)
     classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize)
     status = err_console if json_out == "-" else console  # keep stdout pure JSON when it carries the results
     server = state = None
