@@ -422,6 +422,74 @@ def camera(
         raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    sources: Annotated[
+        list[Path] | None, typer.Argument(help="A run directory (all its models), or .tflite files.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled images, one folder per class [the run's test split].")
+    ] = None,
+    threads: Annotated[str, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4.")] = "1",
+    runs: Annotated[int, typer.Option(help="Timed single inferences per model and thread count.")] = 100,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
+    backend: BackendOpt = "auto",
+    batch_latency: Annotated[bool, typer.Option(help="Also time batched inference (per image).")] = False,
+    max_drop: Annotated[float, typer.Option(help="Accuracy budget (top-1 points) for the recommendation.")] = 1.0,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many images for accuracy.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [RUN/bench or ./bench].")] = None,
+    compare: Annotated[
+        list[Path] | None, typer.Option(help="Combine bench.json files from several machines into one table.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
+) -> None:
+    """Latency and accuracy of every model variant: table, recommendation, bench.json/.md/.html.
+
+    Example: [bold]edgetl bench runs/flowers --threads 1,2,4[/]
+    """
+    from edgetl.rundir import read_json, write_atomic
+
+    if compare:
+        from edgetl.benchmarks.bench_report import compare as compare_reports
+
+        text = compare_reports([read_json(path) for path in compare], console)
+        if out is not None:
+            write_atomic(out / "compare.md", text)
+            console.print(f"Written: {out / 'compare.md'}")
+        return
+    if not sources:
+        raise EdgetlError(
+            "Nothing to benchmark.", "Pass a run directory or .tflite files (or --compare a.json b.json)."
+        )
+    try:
+        counts = [int(t) for t in threads.split(",") if t.strip()]
+    except ValueError:
+        raise EdgetlError(f"--threads {threads} is not a list of numbers.", "Example: --threads 1,2,4") from None
+    if not counts or min(counts) < 1:
+        raise EdgetlError(f"--threads {threads}: thread counts must be 1 or more.", "Example: --threads 1,2,4")
+    if runs < 1 or warmup < 0:
+        raise EdgetlError("--runs must be at least 1 and --warmup not negative.")
+    folder = out or (sources[0] / "bench" if sources[0].is_dir() else Path("bench"))
+    if (folder / "bench.json").exists() and not force:
+        raise EdgetlError(
+            f"{folder / 'bench.json'} already exists.", "Pass --force to replace it, or --out another folder."
+        )
+    from edgetl.benchmarks.bench import BenchOptions, run_bench
+    from edgetl.benchmarks.bench_report import print_table, write_reports
+
+    options = BenchOptions(
+        threads=counts, runs=runs, warmup=warmup, backend=backend, max_drop=max_drop, batch_latency=batch_latency
+    )
+    report = run_bench(
+        sources, options, data=data, limit=limit, progress=lambda text: console.print(f"measuring {text}")
+    )
+    print_table(report, console)
+    page = write_reports(report, folder)
+    console.print(f"Report: {page}  (bench.json, bench.md, plots)")
+    if all("error" in row for row in report["models"]):
+        raise typer.Exit(1)
+
+
 def _next_free(path: Path) -> Path:
     """runs/demo, then runs/demo2, runs/demo3…: a demo never replaces an earlier run."""
     candidate, n = path, 1

@@ -1,0 +1,426 @@
+"""`edgetl bench`: latency, accuracy, size and memory of every model variant, measured where it will run.
+
+In the spirit of LiteRT's `benchmark_model`: warm-up runs discarded, then percentiles of single
+inferences, thread count stated. But on real preprocessed images (not random tensors), with
+accuracy on labelled data next to the latency, so the table answers "which file do I deploy?".
+TensorFlow is optional: with only the [edge] install the `.tflite` rows are measured, and the
+Keras row is added when TensorFlow is importable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.edge.classifier import Classifier
+from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.errors import EdgetlError
+from edgetl.images import IMAGE_SUFFIXES, load_for_model
+from edgetl.rundir import load_run
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class BenchOptions:
+    threads: list[int] = field(default_factory=lambda: [1])
+    runs: int = 100
+    warmup: int = 10
+    backend: str = "auto"
+    max_drop: float = 1.0  # accuracy budget (points of top-1) for the recommendation
+    batch_latency: bool = False
+
+
+@dataclass
+class Candidate:
+    name: str  # e.g. "int8", "keras"
+    path: Path
+    kind: str  # "tflite" or "keras"
+
+
+@dataclass
+class Dataset:
+    labels: list[str]
+    files: list[Path]
+    targets: np.ndarray  # class index per file
+    source: str
+    _cache: dict = field(default_factory=dict)
+
+    def images(self, size: int, resize: str) -> np.ndarray:
+        """Decoded and resized once per (size, policy): every model sees the same pixels."""
+        key = (size, resize)
+        if key not in self._cache:
+            self._cache[key] = np.stack([load_for_model(path, size, resize) for path in self.files])  # type: ignore[arg-type]
+        return self._cache[key]
+
+
+# --- what to benchmark, on what ------------------------------------------------------------------------------------
+
+
+def find_models(sources: list[Path]) -> tuple[list[Candidate], dict | None, Path | None]:
+    """Candidates from a run directory (Keras model + every .tflite) or from .tflite files."""
+    if len(sources) == 1 and sources[0].is_dir():
+        run = sources[0]
+        meta = load_run(run)
+        candidates = [Candidate(p.stem.removeprefix("model_"), p, "tflite") for p in sorted(run.glob("*.tflite"))]
+        keras_file = run / meta.get("model_file", "model.keras")
+        if keras_file.exists() and importlib.util.find_spec("tensorflow") is not None:
+            candidates.insert(0, Candidate("keras", keras_file, "keras"))
+        if not candidates:
+            raise EdgetlError(f"{run} has no models to benchmark.", "Run `edgetl convert` on it first.")
+        return candidates, meta, run
+    candidates = []
+    for path in sources:
+        if path.is_dir():
+            raise EdgetlError(f"{path} is a folder: pass one run directory, or .tflite files.", "")
+        if not path.is_file():
+            raise EdgetlError(f"{path} does not exist.", "Pass a run directory or .tflite files.")
+        if path.suffix != ".tflite":
+            raise EdgetlError(f"{path} is not a .tflite file.", "Pass a run directory or .tflite files.")
+        candidates.append(Candidate(path.stem, path, "tflite"))
+    return candidates, None, None
+
+
+def load_dataset(
+    data: Path | None, meta: dict | None, run: Path | None, labels: list[str], limit: int | None
+) -> Dataset:
+    """--data DIR (class folders), else the run's held-out test split."""
+    if data is None:
+        if meta is None or run is None:
+            raise EdgetlError("No data to measure accuracy on.", "Pass --data DIR (one sub-folder per class).")
+        root = Path(meta["data"]["root"])
+        lines = (run / meta["data"]["split_files"]["test"]).read_text().splitlines()
+        pairs = [(root / line.split("\t")[0], line.split("\t")[1]) for line in lines if line.strip()]
+        source = f"test split of {run.name} ({len(pairs)} images)"
+    else:
+        if not data.is_dir():
+            raise EdgetlError(f"--data {data} is not a folder.", "Pass a folder with one sub-folder per class.")
+        folders = [p for p in sorted(data.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        foreign = [p.name for p in folders if p.name not in labels]
+        if not folders or foreign:
+            what = f"classes the model does not know: {foreign[:5]}" if foreign else "no class folders"
+            raise EdgetlError(f"--data {data} has {what}.", f"Use folders named like the labels: {labels[:5]}…")
+        pairs = [
+            (path, folder.name)
+            for folder in folders
+            for path in sorted(folder.rglob("*"))
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        ]
+        source = f"{data} ({len(pairs)} images)"
+    missing = [str(path) for path, _ in pairs[:20] if not path.exists()]
+    if missing:
+        raise EdgetlError(f"Images are missing, e.g. {missing[0]}.", "Pass --data DIR with the images.")
+    if not pairs:
+        raise EdgetlError("No images to measure accuracy on.", "Pass --data DIR with images in class folders.")
+    if limit:
+        pairs = pairs[:limit]
+    index = {name: i for i, name in enumerate(labels)}
+    return Dataset(labels, [p for p, _ in pairs], np.array([index[name] for _, name in pairs]), source)
+
+
+# --- measuring ---------------------------------------------------------------------------------------------------
+
+
+def latency_stats(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000
+    return {
+        "min_ms": round(float(ms.min()), 3),
+        "median_ms": round(float(np.median(ms)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "std_ms": round(float(ms.std()), 3),
+        "fps": round(1000 / float(np.median(ms)), 2),
+        "samples_ms": [round(float(v), 3) for v in ms],
+    }
+
+
+def time_single_inferences(
+    run_one: Callable[[np.ndarray], object], images: np.ndarray, options: BenchOptions
+) -> tuple[float, list[float]]:
+    """(first inference s, per-inference s after warm-up), cycling through real images."""
+    started = time.perf_counter()
+    run_one(images[0])
+    first = time.perf_counter() - started
+    for i in range(options.warmup):
+        run_one(images[i % len(images)])
+    times = []
+    for i in range(options.runs):
+        image = images[i % len(images)]
+        started = time.perf_counter()
+        run_one(image)
+        times.append(time.perf_counter() - started)
+    return first, times
+
+
+def delegation(model: ImageClassifierModel) -> dict:
+    """Ops in the model, and the ones that run outside the accelerated (XNNPACK) delegate."""
+    ops = model.interpreter._get_ops_details()  # noqa: SLF001 - the only way LiteRT exposes the plan
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    plain = [op for op in ops if op["op_name"] != "DELEGATE"]
+    counts = Counter(op["op_name"] for op in plain)
+    if not delegates:
+        return {"ops": dict(counts), "delegated": False, "fallback_ops": dict(counts)}
+    boundary_in = {int(t) for d in delegates for t in d["inputs"]}
+    boundary_out = {int(t) for d in delegates for t in d["outputs"]}
+    fallback = Counter(
+        op["op_name"]
+        for op in plain
+        if {int(t) for t in op["outputs"]} & boundary_in or {int(t) for t in op["inputs"]} & boundary_out
+    )
+    return {"ops": dict(counts), "delegated": True, "fallback_ops": dict(fallback)}
+
+
+def peak_rss_mb(path: Path, threads: int, backend: str) -> float | None:
+    """Peak RSS of loading the model and running 20 inferences in a fresh process (TensorFlow blocked)."""
+    code = (
+        "import sys, resource; sys.modules['tensorflow'] = None\n"
+        "import numpy as np\nfrom edgetl.edge.interpreter import ImageClassifierModel\n"
+        f"m = ImageClassifierModel({str(path)!r}, threads={threads}, backend={backend!r})\n"
+        "x = np.zeros((m.height, m.width, 3), np.uint8)\n"
+        "for _ in range(20): m.scores(x)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        return None
+    return round(int(result.stdout.split()[-1]) / 1024, 1)  # Linux reports KiB
+
+
+def accuracy(scores: np.ndarray, targets: np.ndarray, labels: list[str], reference: np.ndarray | None) -> dict:
+    predicted = scores.argmax(1)
+    result = {"top1": float(np.mean(predicted == targets)), "images": int(len(targets))}
+    if len(labels) > 5:
+        top5 = np.argsort(-scores, axis=1)[:, :5]
+        result["top5"] = float(np.mean([t in row for t, row in zip(targets, top5)]))
+    if reference is not None:
+        result["agreement"] = float(np.mean(predicted == reference.argmax(1)))
+    result["per_class"] = {
+        name: float(np.mean(predicted[targets == i] == i)) if np.any(targets == i) else None
+        for i, name in enumerate(labels)
+    }
+    return result
+
+
+def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, resize: str) -> dict:
+    row: dict = {
+        "name": candidate.name,
+        "kind": "tflite",
+        "file": str(candidate.path),
+        "bytes": candidate.path.stat().st_size,
+    }
+    per_threads = {}
+    for threads in options.threads:
+        started = time.perf_counter()
+        classifier = Classifier(candidate.path, threads=threads, backend=options.backend, resize=resize)
+        load = time.perf_counter() - started
+        images = dataset.images(classifier.size, classifier.resize)
+        first, times = time_single_inferences(classifier.scores, images, options)
+        per_threads[str(threads)] = {
+            "load_ms": round(1000 * load, 2),
+            "first_ms": round(1000 * first, 2),
+            **latency_stats(times),
+        }
+        if threads == options.threads[0]:
+            row["scores"] = classifier.model.scores_batch(images)
+            row["runtime"] = classifier.model.backend
+            row.update(delegation(classifier.model))
+            if options.batch_latency:
+                row["batch_latency"] = _batch_latency(classifier, images)
+    row["latency"] = per_threads
+    row["peak_rss_mb"] = peak_rss_mb(candidate.path, options.threads[0], options.backend)
+    return row
+
+
+def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -> dict | None:
+    """Per-image time when the interpreter runs a batch (resized input); None if the model cannot."""
+    interpreter, details = classifier.model.interpreter, classifier.model.interpreter.get_input_details()[0]
+    try:
+        interpreter.resize_tensor_input(details["index"], [batch, *details["shape"][1:]])
+        interpreter.allocate_tensors()
+        stack = np.stack([classifier.model._prepare(image)[0] for image in images[:batch]])  # noqa: SLF001
+        times = []
+        for _ in range(10):
+            started = time.perf_counter()
+            interpreter.set_tensor(details["index"], stack)
+            interpreter.invoke()
+            times.append((time.perf_counter() - started) / batch)
+        return {"batch": batch, "per_image_ms": round(1000 * float(np.median(times)), 3)}
+    except Exception:
+        return None
+    finally:
+        interpreter.resize_tensor_input(details["index"], list(details["shape"]))
+        interpreter.allocate_tensors()
+
+
+def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, size: int, resize: str) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    started = time.perf_counter()
+    model = keras.models.load_model(candidate.path, compile=False)
+    load = time.perf_counter() - started
+    images = dataset.images(size, resize)
+    first, times = time_single_inferences(
+        lambda image: model(image[None].astype(np.float32), training=False), images, options
+    )
+    scores = np.asarray(model.predict(images.astype(np.float32), batch_size=32, verbose=0))
+    return {
+        "name": "keras",
+        "kind": "keras",
+        "file": str(candidate.path),
+        "bytes": candidate.path.stat().st_size,
+        "runtime": f"tensorflow {__import__('tensorflow').__version__}",
+        "latency": {
+            "tf": {"load_ms": round(1000 * load, 2), "first_ms": round(1000 * first, 2), **latency_stats(times)}
+        },
+        "scores": scores,
+        "peak_rss_mb": None,
+    }
+
+
+def environment(options: BenchOptions) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        fields = dict(
+            (key.strip().lower(), value.strip())
+            for key, _, value in (line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines())
+        )
+        cpu = fields.get("model name") or fields.get("model") or fields.get("hardware") or cpu  # x86, Pi, other ARM
+    except OSError:
+        pass
+    runtime, version = "unknown", ""
+    try:
+        from edgetl.edge.interpreter import interpreter_class
+
+        runtime = interpreter_class(options.backend)[0]
+        from importlib.metadata import version as package_version
+
+        version = package_version(
+            {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}.get(runtime, "tensorflow")
+        )
+    except Exception:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "runtime": runtime,
+        "runtime_version": version,
+        "threads": options.threads,
+        "hostname": platform.node(),
+    }
+
+
+def run_bench(
+    sources: list[Path],
+    options: BenchOptions,
+    data: Path | None = None,
+    limit: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Measure every candidate; a model that fails is reported in its row and the others still run."""
+    candidates, meta, run = find_models(sources)
+    labels, size, resize = _labels_and_input(candidates, meta)
+    dataset = load_dataset(data, meta, run, labels, limit)
+    rows = []
+    for candidate in candidates:
+        progress(f"{candidate.name}: {candidate.path.name}")
+        try:
+            if candidate.kind == "keras":
+                rows.append(bench_keras(candidate, dataset, options, size, resize))
+            else:
+                rows.append(bench_tflite(candidate, dataset, options, resize))
+        except (EdgetlError, Exception) as error:  # one broken model must not hide the others
+            text = str(error).splitlines()[0] if str(error) else type(error).__name__
+            rows.append({"name": candidate.name, "kind": candidate.kind, "file": str(candidate.path), "error": text})
+    reference = _reference(rows)
+    reference_scores = reference["scores"] if reference is not None else None
+    for row in rows:
+        if "scores" in row:
+            if len(row["scores"]) and row["scores"].shape[1] != len(labels):
+                row["error"] = f"scores {row['scores'].shape[1]} classes, the data has labels for {len(labels)}"
+            else:
+                ref = reference_scores if row is not reference else None
+                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, ref)
+    for row in rows:
+        row.pop("scores", None)
+    for row in rows:
+        if "accuracy" in row and reference is not None and "accuracy" in reference:
+            row["accuracy"]["drop_pp"] = round(100 * (reference["accuracy"]["top1"] - row["accuracy"]["top1"]), 3)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": [str(s) for s in sources],
+        "data": dataset.source,
+        "labels": labels,
+        "reference": reference["name"] if reference is not None else None,
+        "options": {
+            "threads": options.threads,
+            "runs": options.runs,
+            "warmup": options.warmup,
+            "max_drop_pp": options.max_drop,
+        },
+        "environment": environment(options),
+        "models": rows,
+    }
+    report["recommendation"] = recommend(report)
+    return report
+
+
+def _labels_and_input(candidates: list[Candidate], meta: dict | None) -> tuple[list[str], int, str]:
+    if meta is not None:
+        return list(meta["labels"]), int(meta["input"]["height"]), meta["input"].get("resize", "stretch")
+    first = next(c for c in candidates if c.kind == "tflite")
+    classifier = Classifier(first.path)
+    return classifier.labels, classifier.size, classifier.resize
+
+
+def _reference(rows: list[dict]) -> dict | None:
+    """The float model accuracy is compared against: Keras if measured, else float32 TFLite."""
+    for name in ("keras", "float32"):
+        for row in rows:
+            if row["name"] == name and "scores" in row:
+                return row
+    return None
+
+
+def best_latency(row: dict) -> tuple[str, dict] | None:
+    if not row.get("latency"):
+        return None
+    return min(row["latency"].items(), key=lambda item: item[1]["median_ms"])
+
+
+def recommend(report: dict) -> str:
+    """The fastest model whose top-1 is within the budget of the reference."""
+    budget = report["options"]["max_drop_pp"]
+    eligible = [
+        row
+        for row in report["models"]
+        if "error" not in row
+        and "accuracy" in row
+        and row["accuracy"].get("drop_pp", 0.0) <= budget
+        and row["kind"] == "tflite"
+    ]
+    if not eligible:
+        return f"No .tflite model is within {budget} points of the reference; see the table."
+    best = min(eligible, key=lambda row: best_latency(row)[1]["median_ms"])
+    threads, stats = best_latency(best)
+    drop = best["accuracy"].get("drop_pp")
+    drop_text = f", {drop:+.2f} pt vs {report['reference']}" if drop is not None else ""
+    return (
+        f"Deploy {Path(best['file']).name}: fastest within {budget} pt of top-1 — median {stats['median_ms']:.2f} ms "
+        f"at {threads} thread(s), top-1 {100 * best['accuracy']['top1']:.1f}%{drop_text}."
+    )

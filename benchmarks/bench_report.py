@@ -1,0 +1,210 @@
+"""Bench results as a terminal table, bench.json, bench.md, bench.html (self-contained) and PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.util
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edgetl.benchmarks.bench import best_latency
+from edgetl.rundir import write_atomic, write_json
+
+COLUMNS = ("model", "MB", "top-1", "top-5", "drop pt", "agree", "median ms", "p90 ms", "FPS", "threads")
+
+
+def _rows(report: dict) -> list[list[str]]:
+    rows = []
+    for row in report["models"]:
+        if "error" in row:
+            rows.append(
+                [row["name"], row.get("runtime", ""), "", "", "", "", "", "", "", "", f"FAILED: {row['error']}"]
+            )
+            continue
+        acc = row.get("accuracy", {})
+        threads, stats = best_latency(row)
+        rows.append(
+            [
+                row["name"],
+                f"{row['bytes'] / 1e6:.2f}",
+                f"{100 * acc['top1']:.1f}%" if "top1" in acc else "–",
+                f"{100 * acc['top5']:.1f}%" if "top5" in acc else "–",
+                f"{acc['drop_pp']:+.2f}" if "drop_pp" in acc else "–",
+                f"{100 * acc['agreement']:.1f}%" if "agreement" in acc else "–",
+                f"{stats['median_ms']:.2f}",
+                f"{stats['p90_ms']:.2f}",
+                f"{stats['fps']:.0f}",
+                threads,
+            ]
+        )
+    return rows
+
+
+def environment_line(report: dict) -> str:
+    env = report["environment"]
+    return (
+        f"{env['cpu']} ({env['cores']} cores, {env['machine']}), {env['os']}, Python {env['python']}, "
+        f"{env['runtime']} {env['runtime_version']}; threads {','.join(map(str, env['threads']))}; "
+        f"{report['options']['runs']} runs after {report['options']['warmup']} warm-up; data: {report['data']}"
+    )
+
+
+def print_table(report: dict, console: Console) -> None:
+    rows = _rows(report)
+    keep = [i for i, column in enumerate(COLUMNS) if column != "top-5" or any(r[i] not in ("", "–") for r in rows)]
+    table = Table(title="edgetl bench", caption=environment_line(report), caption_justify="left")
+    for i in keep:
+        table.add_column(COLUMNS[i], justify="left" if COLUMNS[i] == "model" else "right")
+    for cells in rows:
+        table.add_row(*[cells[i] for i in keep])
+    console.print(table)
+    console.print(f"[bold]{report['recommendation']}[/]")
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# edgetl bench",
+        "",
+        f"Reference for drop and agreement: {report['reference'] or 'none'}.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _rows(report)]
+    lines += ["", f"**{report['recommendation']}**", "", f"Environment: {environment_line(report)}", ""]
+    lines += ["Latency per thread count (median / p90 / p99 ms; load and first inference ms):", ""]
+    for row in report["models"]:
+        for threads, stats in (row.get("latency") or {}).items():
+            percentiles = f"{stats['median_ms']:.2f} / {stats['p90_ms']:.2f} / {stats['p99_ms']:.2f}"
+            lines.append(
+                f"- {row['name']} @ {threads}: {percentiles}; "
+                f"load {stats['load_ms']:.0f}, first {stats['first_ms']:.1f}"
+            )
+        if row.get("fallback_ops"):
+            lines.append(f"  - ops outside the accelerated delegate: {row['fallback_ops']}")
+        if row.get("peak_rss_mb"):
+            lines.append(f"  - peak RSS in a fresh process: {row['peak_rss_mb']} MB")
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict, folder: Path) -> list[Path]:
+    """PNG plots (needs matplotlib, which the [train] extra has; a bare Pi install skips them)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [row for row in report["models"] if "error" not in row and row.get("latency")]
+    if not ok:
+        return []
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in ok:
+        _, stats = best_latency(row)
+        if "accuracy" in row:
+            ax.scatter(stats["median_ms"], 100 * row["accuracy"]["top1"], s=60)
+            ax.annotate(
+                row["name"],
+                (stats["median_ms"], 100 * row["accuracy"]["top1"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+            )
+    ax.set_xlabel("median latency, ms (best thread count)")
+    ax.set_ylabel("top-1 %")
+    ax.set_title("Accuracy vs latency (up and left is better)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(folder / "pareto.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    samples = [best_latency(row)[1]["samples_ms"] for row in ok]
+    ax.boxplot(samples, whis=(1, 99), showfliers=False)
+    ax.set_xticks(range(1, len(ok) + 1), [f"{row['name']}\n@{best_latency(row)[0]}" for row in ok])
+    ax.set_ylabel("single-inference latency, ms")
+    ax.set_title("Latency distribution (whiskers p1–p99)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    paths.append(folder / "latency.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh([row["name"] for row in ok], [row["bytes"] / 1e6 for row in ok])
+    ax.set_xlabel("file size, MB")
+    ax.set_title("Model size")
+    fig.tight_layout()
+    paths.append(folder / "size.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def html_page(report: dict, images: list[Path]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in _rows(report)
+    )
+    figures = (
+        "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,{_base64(p)}"></figure>' for p in images)
+        or "<p>(plots need matplotlib: pip install matplotlib)</p>"
+    )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>edgetl bench</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem}}table{{border-collapse:collapse}}
+th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}
+figure{{display:inline-block;margin:1rem 1rem 0 0}}img{{max-width:34rem}}</style></head><body>
+<h1>edgetl bench</h1><p><strong>{html.escape(report["recommendation"])}</strong></p>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>{html.escape(environment_line(report))}</p>
+<p>Reference for drop and agreement: {html.escape(str(report["reference"]))}.</p>
+{figures}
+<details><summary>bench.json</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
+</body></html>
+"""
+
+
+def write_reports(report: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "bench.json", report)
+    write_atomic(folder / "bench.md", markdown(report))
+    page = folder / "bench.html"
+    write_atomic(page, html_page(report, plots(report, folder)))
+    return page
+
+
+def compare(reports: list[dict], console: Console) -> str:
+    """One table across machines: per model, each machine's best median latency and top-1."""
+    machines = [f"{r['environment']['hostname']} ({r['environment']['cpu'][:30]})" for r in reports]
+    models = sorted({row["name"] for r in reports for row in r["models"]})
+    table = Table(title="edgetl bench --compare: median ms (best threads) / top-1")
+    table.add_column("model")
+    for machine in machines:
+        table.add_column(machine, justify="right")
+    lines = ["| model | " + " | ".join(machines) + " |", "|---|" + "---|" * len(machines)]
+    for name in models:
+        cells = []
+        for report in reports:
+            row = next((r for r in report["models"] if r["name"] == name), None)
+            if row is None or "error" in row or not row.get("latency"):
+                cells.append("–")
+                continue
+            threads, stats = best_latency(row)
+            top1 = row.get("accuracy", {}).get("top1")
+            cells.append(
+                f"{stats['median_ms']:.2f} ms @{threads}" + (f" / {100 * top1:.1f}%" if top1 is not None else "")
+            )
+        table.add_row(name, *cells)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    console.print(table)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,107 @@
+"""`edgetl bench`: every model measured, a failing one reported in its row, reports written, errors clear."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_edge import edge_cli
+
+from conftest import copy_run
+from edgetl.benchmarks.bench import BenchOptions, run_bench
+from edgetl.benchmarks.bench_report import markdown, write_reports
+from edgetl.errors import EdgetlError
+
+
+@pytest.fixture(scope="module")
+def report(converted: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run = copy_run(converted[0], tmp_path_factory.mktemp("bench") / "run")
+    options = BenchOptions(threads=[1, 2], runs=7, warmup=2)
+    return run, run_bench([run], options, progress=lambda text: None)
+
+
+def test_every_model_in_the_run_is_measured_at_every_thread_count(report: tuple[Path, dict]) -> None:
+    run, result = report
+    names = [row["name"] for row in result["models"]]
+    assert names[0] == "keras" and set(names[1:]) == {"int8", "float32", "fp16", "dynamic"}
+    assert result["reference"] == "keras"
+    for row in result["models"]:
+        assert "error" not in row, row
+        for stats in row["latency"].values():
+            assert stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+            assert len(stats["samples_ms"]) == 7 and stats["first_ms"] > 0 and stats["load_ms"] > 0
+        accuracy = row["accuracy"]
+        assert 0 <= accuracy["top1"] <= 1 and accuracy["images"] == len(
+            (run / "split" / "test.txt").read_text().splitlines()
+        )
+        if row["kind"] == "tflite":
+            assert set(row["latency"]) == {"1", "2"}
+            assert "agreement" in accuracy and row["peak_rss_mb"] > 10
+            assert "CONV_2D" in row["ops"] and isinstance(row["fallback_ops"], dict)
+    keras = result["models"][0]
+    assert keras["accuracy"]["drop_pp"] == 0.0
+    float32 = next(row for row in result["models"] if row["name"] == "float32")
+    assert float32["accuracy"]["agreement"] == 1.0  # the float32 file is the Keras model
+    env = result["environment"]
+    assert env["cores"] >= 1 and env["runtime"] == "litert" and env["threads"] == [1, 2] and env["cpu"]
+    assert result["recommendation"].startswith("Deploy model_")
+
+
+def test_reports_are_written_and_self_contained(report: tuple[Path, dict], tmp_path: Path) -> None:
+    _, result = report
+    page = write_reports(result, tmp_path)
+    assert json.loads((tmp_path / "bench.json").read_text())["schema_version"] == 1
+    assert {p.name for p in tmp_path.glob("*.png")} == {"pareto.png", "latency.png", "size.png"}
+    text = page.read_text()
+    assert "data:image/png;base64," in text and 'src="http' not in text  # one file, nothing fetched
+    assert "| model |" in markdown(result) and result["recommendation"] in markdown(result)
+
+
+def test_tflite_files_benchmark_without_tensorflow_and_a_broken_one_is_reported(
+    converted: tuple[Path, dict], sample_data: Path, tmp_path: Path
+) -> None:
+    run = converted[0]
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    out = tmp_path / "report"
+    result = edge_cli(
+        "bench",
+        str(run / "model_int8.tflite"),
+        str(broken),
+        "--data",
+        str(sample_data),
+        "--runs",
+        "5",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    bench = json.loads((out / "bench.json").read_text())
+    rows = {row["name"]: row for row in bench["models"]}
+    assert "keras" not in rows and "error" not in rows["model_int8"] and rows["model_int8"]["accuracy"]["images"] == 96
+    assert "could not be loaded" in rows["broken"]["error"]
+    assert "FAILED" in result.stdout and "Deploy model_int8.tflite" in result.stdout
+    again = edge_cli("bench", str(run / "model_int8.tflite"), "--data", str(sample_data), "--out", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    compared = edge_cli("bench", "--compare", str(out / "bench.json"), "--compare", str(other / "bench.json"))
+    assert compared.returncode == 0 and "model_int8" in compared.stdout
+
+
+def test_bad_input_gets_clear_errors(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    run = converted[0]
+    zero = edge_cli("bench", str(run / "model_int8.tflite"), "--threads", "0")
+    assert zero.returncode == 2 and "thread counts must be 1 or more" in zero.stderr
+    foreign = tmp_path / "data" / "giraffe"
+    foreign.mkdir(parents=True)
+    wrong = edge_cli("bench", str(run / "model_int8.tflite"), "--data", str(foreign.parent))
+    assert wrong.returncode == 2 and "classes the model does not know" in wrong.stderr
+    empty_run = copy_run(run, tmp_path / "empty")
+    for model in [*empty_run.glob("*.tflite"), empty_run / "model.keras"]:
+        model.unlink()
+    with pytest.raises(EdgetlError, match="has no models to benchmark"):
+        run_bench([empty_run], BenchOptions(), progress=lambda text: None)
