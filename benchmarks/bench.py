@@ -80,6 +80,9 @@ def find_models(sources: list[Path]) -> tuple[list[Candidate], dict | None, Path
             raise EdgetlError(f"{run} has no models to benchmark.", "Run `edgetl convert` on it first.")
         return candidates, meta, run
     candidates = []
+    folders = {path.parent for path in sources}
+    run = next(iter(folders)) if len(folders) == 1 else None
+    meta = load_run(run) if run is not None and (run / "edgetl.json").exists() else None
     for path in sources:
         if path.is_dir():
             raise EdgetlError(f"{path} is a folder: pass one run directory, or .tflite files.", "")
@@ -88,7 +91,7 @@ def find_models(sources: list[Path]) -> tuple[list[Candidate], dict | None, Path
         if path.suffix != ".tflite":
             raise EdgetlError(f"{path} is not a .tflite file.", "Pass a run directory or .tflite files.")
         candidates.append(Candidate(path.stem, path, "tflite"))
-    return candidates, None, None
+    return candidates, meta, run if meta is not None else None  # files inside a run: its test split by default
 
 
 def load_dataset(

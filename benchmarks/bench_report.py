@@ -21,9 +21,8 @@ def _rows(report: dict) -> list[list[str]]:
     rows = []
     for row in report["models"]:
         if "error" in row:
-            rows.append(
-                [row["name"], row.get("runtime", ""), "", "", "", "", "", "", "", "", f"FAILED: {row['error']}"]
-            )
+            failed = f"FAILED: {row['error'][:70]}"  # the whole message is in bench.json
+            rows.append([row["name"], "", failed, *[""] * (len(COLUMNS) - 3)])
             continue
         acc = row.get("accuracy", {})
         threads, stats = best_latency(row)

@@ -538,6 +538,14 @@ def demo(
     console.rule("Camera: a headless run over a video made from the test images (no TensorFlow on this path)")
     _demo_camera(run_dir)
 
+    console.rule("Benchmark: every model variant on the test images")
+    from edgetl.benchmarks.bench import BenchOptions, run_bench
+    from edgetl.benchmarks.bench_report import print_table, write_reports
+
+    report = run_bench([run_dir], BenchOptions(threads=[1, 2], runs=50), progress=lambda text: None)
+    print_table(report, console)
+    console.print(f"Report: {write_reports(report, run_dir / 'bench')}")
+
 
 def _demo_camera(run_dir: Path) -> None:
     """Write a 30 fps video of the held-out test images and classify it as a camera would."""
