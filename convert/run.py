@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import edgetl
@@ -44,6 +43,7 @@ from edgetl.convert.tflite import (
     saved_model,
 )
 from edgetl.errors import EdgetlError
+from edgetl.progress import progress_bar
 from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
 
 REPORT_FILE = "conversion.json"
@@ -70,19 +70,8 @@ def model_file(fmt: str) -> str:
     return f"model_{fmt}.tflite"
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def _load(samples, source: Source, label: str, console: Console) -> tuple[np.ndarray, np.ndarray]:
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(label, total=len(samples))
         images, labels, bad = load_images(samples, source.size, source.resize, lambda: progress.advance(task))
     if bad:

@@ -18,9 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 import edgetl
+from edgetl.progress import progress_bar
 from edgetl.rundir import (
     FORMAT_VERSION,
     LABELS_FILE,
@@ -55,18 +56,6 @@ from edgetl.train.report import classification_metrics, plot_confusion, plot_cur
 CONFIG = "config.json"
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 class BatchProgress(keras.callbacks.Callback):
     """A Rich progress bar over the batches of each epoch: fine-tuning epochs take minutes on a CPU."""
 
@@ -86,7 +75,7 @@ class BatchProgress(keras.callbacks.Callback):
 
 
 def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
 
         def start(total: int):
             task = progress.add_task("Checking images", total=total)
@@ -169,7 +158,7 @@ def train(
         )
 
     train_steps = -(-len(index.splits["train"]) // config.batch_size)
-    with strategy.scope(), _progress(console) as progress:
+    with strategy.scope(), progress_bar(console) as progress:
         clf = build_classifier(
             config.backbone,
             k,
