@@ -379,3 +379,27 @@ def test_edge_modules_import_no_tensorflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_http_mjpeg_stream_is_a_source_and_losing_it_is_reported(int8_model: Path, video: Path) -> None:
+    """One edgetl camera serves MJPEG; a second reads that URL, then sees the stream end and gives up cleanly."""
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    serve = ["camera", str(int8_model), "--source", str(video), "--loop", "--realtime", "--serve", "127.0.0.1:0"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, *serve, "--duration", "6", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=UNBUFFERED,
+    )
+    try:
+        url = server.stdout.readline().split("Serving ")[1].strip() + "stream.mjpg"
+        client = edge_cli(
+            "camera", str(int8_model), "--source", url, "--json", "-", "--max-reconnects", "2", "--threads", "1"
+        )
+    finally:
+        server.communicate(timeout=30)
+    results = [json.loads(line) for line in client.stdout.splitlines()]
+    assert len(results) > 5  # frames came over HTTP
+    assert client.returncode == 1 and "2 reconnect attempt(s) failed" in client.stderr  # the stream ended: reported
+    assert "results" in client.stderr  # final stats still printed
