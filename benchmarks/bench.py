@@ -273,10 +273,11 @@ def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, s
     started = time.perf_counter()
     model = keras.models.load_model(candidate.path, compile=False)
     load = time.perf_counter() - started
+    import tensorflow as tf
+
     images = dataset.images(size, resize)
-    first, times = time_single_inferences(
-        lambda image: model(image[None].astype(np.float32), training=False), images, options
-    )
+    call = tf.function(lambda x: model(x, training=False), autograph=False)  # graph mode, as deployed TF runs
+    first, times = time_single_inferences(lambda image: call(image[None].astype(np.float32)), images, options)
     scores = np.asarray(model.predict(images.astype(np.float32), batch_size=32, verbose=0))
     return {
         "name": "keras",
