@@ -17,6 +17,13 @@ from edgetl.rundir import write_atomic, write_json
 COLUMNS = ("model", "MB", "top-1", "top-5", "drop pt", "agree", "median ms", "p90 ms", "FPS", "threads")
 
 
+def _table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows, without the top-5 column when no model has top-5 (five classes or fewer)."""
+    rows = _rows(report)
+    keep = [i for i, column in enumerate(COLUMNS) if column != "top-5" or any(r[i] not in ("", "–") for r in rows)]
+    return [COLUMNS[i] for i in keep], [[r[i] for i in keep] for r in rows]
+
+
 def _rows(report: dict) -> list[list[str]]:
     rows = []
     for row in report["models"]:
@@ -53,27 +60,27 @@ def environment_line(report: dict) -> str:
 
 
 def print_table(report: dict, console: Console) -> None:
-    rows = _rows(report)
-    keep = [i for i, column in enumerate(COLUMNS) if column != "top-5" or any(r[i] not in ("", "–") for r in rows)]
+    columns, rows = _table(report)
     table = Table(title="edgetl bench", caption=environment_line(report), caption_justify="left")
-    for i in keep:
-        table.add_column(COLUMNS[i], justify="left" if COLUMNS[i] == "model" else "right")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
     for cells in rows:
-        table.add_row(*[cells[i] for i in keep])
+        table.add_row(*cells)
     console.print(table)
     console.print(f"[bold]{report['recommendation']}[/]")
 
 
 def markdown(report: dict) -> str:
+    columns, rows = _table(report)
     lines = [
         "# edgetl bench",
         "",
         f"Reference for drop and agreement: {report['reference'] or 'none'}.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _rows(report)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     lines += ["", f"**{report['recommendation']}**", "", f"Environment: {environment_line(report)}", ""]
     lines += ["Latency per thread count (median / p90 / p99 ms; load and first inference ms):", ""]
     for row in report["models"]:
@@ -114,7 +121,8 @@ def plots(report: dict, folder: Path) -> list[Path]:
                 textcoords="offset points",
                 xytext=(5, 5),
             )
-    ax.set_xlabel("median latency, ms (best thread count)")
+    ax.set_xscale("log")  # a Keras row can be 100× slower than int8
+    ax.set_xlabel("median latency, ms (best thread count, log scale)")
     ax.set_ylabel("top-1 %")
     ax.set_title("Accuracy vs latency (up and left is better)")
     ax.grid(alpha=0.3)
@@ -127,7 +135,8 @@ def plots(report: dict, folder: Path) -> list[Path]:
     samples = [best_latency(row)[1]["samples_ms"] for row in ok]
     ax.boxplot(samples, whis=(1, 99), showfliers=False)
     ax.set_xticks(range(1, len(ok) + 1), [f"{row['name']}\n@{best_latency(row)[0]}" for row in ok])
-    ax.set_ylabel("single-inference latency, ms")
+    ax.set_yscale("log")
+    ax.set_ylabel("single-inference latency, ms (log scale)")
     ax.set_title("Latency distribution (whiskers p1–p99)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -151,10 +160,9 @@ def _base64(path: Path) -> str:
 
 
 def html_page(report: dict, images: list[Path]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in _rows(report)
-    )
+    columns, rows = _table(report)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in rows)
     figures = (
         "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,{_base64(p)}"></figure>' for p in images)
         or "<p>(plots need matplotlib: pip install matplotlib)</p>"
