@@ -171,10 +171,17 @@ def _int8(
     metrics = check(content)
     log.add("calibrate", images=len(calibration_images), seed=options.seed, **_summary(metrics), passes=passes(metrics))
     if options.bias_correction:
-        content = quantize(calibrated, options.input_type)
-        metrics = check(content)
+        corrected = quantize(calibrated, options.input_type)
+        corrected_metrics = check(corrected)
         images = min(len(calibration_images), BIAS_CORRECTION_IMAGES)
-        log.add("bias_correction", images=images, **_summary(metrics), passes=passes(metrics))
+        kept = passes(corrected_metrics) or not passes(metrics)  # never trade a passing model for a failing one
+        log.add(
+            "bias_correction", images=images, **_summary(corrected_metrics), passes=passes(corrected_metrics), kept=kept
+        )
+        if kept:
+            content, metrics = corrected, corrected_metrics
+        else:
+            calibrated = plain
     if passes(metrics) or not options.repair:
         return content, {"calibration_images": len(calibration_images), "repair": log.steps}
 
@@ -349,7 +356,8 @@ def describe_repair(entry: dict) -> str:
     parts = [f"plain int8 {_describe(first)}"]
     corrected = next((step for step in steps if step["action"] == "bias_correction"), None)
     if corrected:
-        parts.append(f"bias-corrected {_describe(corrected)}")
+        kept = "" if corrected.get("kept", True) else " (not kept: plain int8 passed, this did not)"
+        parts.append(f"bias-corrected {_describe(corrected)}{kept}")
     if chosen:
         parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({_describe(chosen)})")
     layers = entry.get("float_layers") or []

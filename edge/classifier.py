@@ -49,13 +49,8 @@ class Classifier:
             raise EdgetlError(f"Model {model_path} does not exist.", "Pass a .tflite file from `edgetl convert`.")
         content = model_path.read_bytes()
         info = read_model_info(content)
-        probe = ImageClassifierModel(content, threads=threads, backend=backend)
-        normalization = self._normalization(probe, info.mean, info.std, input_mean, input_std)
-        self.model = (
-            probe
-            if normalization == (0.0, 1.0)
-            else ImageClassifierModel(content, threads=threads, backend=backend, normalization=normalization)
-        )
+        self.model = ImageClassifierModel(content, threads=threads, backend=backend)
+        self.model.set_normalization(self._normalization(self.model, info.mean, info.std, input_mean, input_std))
         if self.model.height != self.model.width:
             raise EdgetlError(
                 f"{model_path.name} takes {self.model.height}x{self.model.width} images.", "edgetl needs square inputs."

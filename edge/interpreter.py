@@ -124,6 +124,10 @@ class ImageClassifierModel:
         self.input_quantization = Quantization(*self._input["quantization"])
         self.output_quantization = Quantization(*self._output["quantization"])
         self.classes = int(self._output["shape"][1])
+        self.set_normalization(normalization)
+
+    def set_normalization(self, normalization: tuple | None) -> None:
+        """What the input tensor's real value is, as (mean, std) on pixels; None for the raw-pixel convention."""
         self._transform = self._input_transform(normalization)
 
     def _input_transform(self, normalization) -> tuple[np.ndarray, np.ndarray] | None:

@@ -4,6 +4,8 @@ the commands that need it, so `edgetl --help` and the edge commands start fast w
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -52,8 +54,6 @@ def require_tensorflow() -> None:
 
 def _quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing) hides the output that matters."""
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -342,9 +342,6 @@ def camera(
 
     Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
     """
-    import os
-    import sys
-
     from edgetl.edge.camera import CameraOptions, RunStats, StopFlag, print_summary, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
 
@@ -430,7 +427,9 @@ def bench(
     data: Annotated[
         Path | None, typer.Option(help="Labelled images, one folder per class [the run's test split].")
     ] = None,
-    threads: Annotated[str, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4.")] = "1",
+    threads: Annotated[
+        str | None, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4 [1 and all cores].")
+    ] = None,
     runs: Annotated[int, typer.Option(help="Timed single inferences per model and thread count.")] = 100,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
     backend: BackendOpt = "auto",
@@ -461,6 +460,7 @@ def bench(
         raise EdgetlError(
             "Nothing to benchmark.", "Pass a run directory or .tflite files (or --compare a.json b.json)."
         )
+    threads = threads or ",".join(sorted({"1", str(os.cpu_count() or 1)}, key=int))
     try:
         counts = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
