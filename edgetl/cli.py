@@ -165,7 +165,7 @@ def convert(
     calibration: Annotated[Path | None, typer.Option(help="Bare model: folder of calibration images.")] = None,
     test: Annotated[Path | None, typer.Option(help="Bare model: folder-per-class images to check on.")] = None,
     preprocessing: Annotated[
-        str, typer.Option(help="Bare model's expected input: none (0–255), tf ([-1,1]), unit ([0,1]) or torch.")
+        str, typer.Option(help="Bare model's expected input: none (0–255), tf (-1..1), unit (0..1) or torch.")
     ] = "none",
     resize: Annotated[str, typer.Option(help="Bare model: stretch or crop, as the camera frames will be resized.")] = (
         "stretch"
@@ -240,8 +240,8 @@ LabelsOpt = Annotated[
 ]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Interpreter threads (default: the runtime's choice).")]
 BackendOpt = Annotated[str, typer.Option(help="auto, litert, tflite-runtime or tensorflow.")]
-MeanOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input mean [127.5].")]
-StdOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input std [127.5].")]
+MeanOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input mean (default: 127.5).")]
+StdOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input std (default: 127.5).")]
 ResizeOpt = Annotated[str | None, typer.Option(help="stretch or crop (default: from the model, else stretch).")]
 
 
@@ -319,17 +319,17 @@ def camera(
     ] = None,
     serve: Annotated[str | None, typer.Option(help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
     window: Annotated[
-        bool | None, typer.Option("--window/--no-window", help="On-screen window [when a display is there].")
+        bool | None, typer.Option("--window/--no-window", help="On-screen window (default: when a display is there).")
     ] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many results.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     loop: Annotated[bool, typer.Option(help="Restart a video file at its end.")] = False,
     realtime: Annotated[bool, typer.Option(help="Play a video file at its own frame rate, like a camera.")] = False,
     max_reconnects: Annotated[
-        int | None, typer.Option(help="Give up on a dropped stream after N tries [never].")
+        int | None, typer.Option(help="Give up on a dropped stream after N tries (default: never).")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Interpreter threads [cores − 1: one core stays free for capture].")
+        int | None, typer.Option(help="Interpreter threads (default: cores − 1: one core stays free for capture).")
     ] = None,
     backend: BackendOpt = "auto",
     labels: LabelsOpt = None,
@@ -425,10 +425,10 @@ def bench(
         list[Path] | None, typer.Argument(help="A run directory (all its models), or .tflite files.")
     ] = None,
     data: Annotated[
-        Path | None, typer.Option(help="Labelled images, one folder per class [the run's test split].")
+        Path | None, typer.Option(help="Labelled images, one folder per class (default: the run's test split).")
     ] = None,
     threads: Annotated[
-        str | None, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4 [1 and all cores].")
+        str | None, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4 (default: 1 and all cores).")
     ] = None,
     runs: Annotated[int, typer.Option(help="Timed single inferences per model and thread count.")] = 100,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
@@ -436,7 +436,9 @@ def bench(
     batch_latency: Annotated[bool, typer.Option(help="Also time batched inference (per image).")] = False,
     max_drop: Annotated[float, typer.Option(help="Accuracy budget (top-1 points) for the recommendation.")] = 1.0,
     limit: Annotated[int | None, typer.Option(help="Use at most this many images for accuracy.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [RUN/bench or ./bench].")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN/bench or ./bench).")
+    ] = None,
     compare: Annotated[
         list[Path] | None, typer.Option(help="Combine bench.json files from several machines into one table.")
     ] = None,
