@@ -79,14 +79,18 @@ def keep_layers_in_float(
     check: Callable[[list[str]], dict],
     log: RepairLog,
     progress: Callable[[str], None],
+    baseline: tuple[int, float],
     max_layers: int = DEFAULT_MAX_FLOAT_LAYERS,
 ) -> list[str]:
     """Greedy search: each round keeps one more layer in float, the one that most improves fidelity.
 
-    `try_model(keep)` → (disagreements, mean score diff) on the repair images; `check(keep)`
-    → the test-split summary with a "passes" flag. Returns the tensors kept in float (empty when nothing helped).
+    `try_model(keep)` → (disagreements, mean score diff) on the repair images, `baseline` the same
+    for the model as it is; `check(keep)` → the test-split summary with a "passes" flag. A layer is
+    only kept if it makes the model follow float more closely on the repair images, so the search
+    stops instead of trading speed for nothing. Returns the tensors kept in float (empty when none helped).
     """
     keep: list[str] = []
+    current = baseline
     for round_number in range(1, max_layers + 1):
         candidates = [layer for layer in ranked if layer.tensor not in keep][:CANDIDATES_PER_ROUND]
         if not candidates:
@@ -94,6 +98,10 @@ def keep_layers_in_float(
         progress(f"repair round {round_number}: trying {len(candidates)} layers in float")
         trials = [(try_model([*keep, layer.tensor]), layer) for layer in candidates]
         (disagreements, diff), best = min(trials, key=lambda trial: trial[0])
+        if (disagreements, diff) >= current:
+            log.add("stop", reason="no layer in float brings the model closer to float on the repair images")
+            break
+        current = (disagreements, diff)
         keep.append(best.tensor)
         result = check(keep)
         log.add(

@@ -202,7 +202,7 @@ def _int8(
             log.add("calibrate", images=len(images_i), seed=seed_i, repair_disagreements=score[0])
             if score < best[0]:
                 best = (score, calibrated_i, images_i, seed_i)
-    _, calibrated, calibration_images, seed = best
+    fidelity_now, calibrated, calibration_images, seed = best
     content = quantize(calibrated, options.input_type)
     metrics = check(content)
     log.add(
@@ -217,11 +217,9 @@ def _int8(
         {"layer": layer.short_name, "op": layer.op, "rmse_over_scale": round(layer.rmse_over_scale, 3)}
         for layer in ranked[:10]
     ]
-    final: dict = {}
 
     def check_with(keep: list[str]) -> dict:
-        final["content"] = quantize(calibrated, options.input_type, keep)
-        metrics = check(final["content"])
+        metrics = check(quantize(calibrated, options.input_type, keep))
         return {**_summary(metrics), "passes": passes(metrics)}
 
     keep = keep_layers_in_float(
@@ -230,10 +228,11 @@ def _int8(
         check_with,
         log,
         lambda text: console.print(f"  {text}"),
+        fidelity_now,
         options.max_float_layers,
     )
     if keep:
-        content = final["content"]
+        content = quantize(calibrated, options.input_type, keep)  # the last kept set (a stop may follow a trial)
     extra = {
         "calibration_images": len(calibration_images),
         "repair": log.steps,
@@ -362,7 +361,7 @@ def describe_repair(entry: dict) -> str:
         parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({_describe(chosen)})")
     layers = entry.get("float_layers") or []
     if layers:
-        last = steps[-1]
+        last = [step for step in steps if step["action"] == "keep_layer_in_float"][-1]
         cost = f"{last['bytes'] / first['bytes'] - 1:+.0%} size"
         if last.get("median_invoke_ms") and first.get("median_invoke_ms"):
             cost += f", {last['median_invoke_ms'] / first['median_invoke_ms'] - 1:+.0%} latency"
