@@ -231,13 +231,19 @@ def _int8(
         fidelity_now,
         options.max_float_layers,
     )
+    kept_steps = [step for step in log.steps if step["action"] == "keep_layer_in_float"]
+    if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < metrics["agreement"]:
+        # The repair images (validation split) are few: what helped there can hurt on the test split.
+        # Never hand back a model that checks worse than the one the repair started from.
+        log.add("revert", reason="the layers kept in float lowered test agreement; int8 without them is kept")
+        keep = []
     if keep:
-        content = quantize(calibrated, options.input_type, keep)  # the last kept set (a stop may follow a trial)
+        content = quantize(calibrated, options.input_type, keep)
     extra = {
         "calibration_images": len(calibration_images),
         "repair": log.steps,
         "worst_layers": log.ranked_layers,
-        "float_layers": [step["layer"] for step in log.steps if step["action"] == "keep_layer_in_float"],
+        "float_layers": [step["layer"] for step in kept_steps] if keep else [],
     }
     return content, extra
 
@@ -360,6 +366,8 @@ def describe_repair(entry: dict) -> str:
     if chosen:
         parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({_describe(chosen)})")
     layers = entry.get("float_layers") or []
+    if any(step["action"] == "revert" for step in steps):
+        parts.append("layers kept in float lowered test agreement, so int8 without them was kept")
     if layers:
         last = [step for step in steps if step["action"] == "keep_layer_in_float"][-1]
         cost = f"{last['bytes'] / first['bytes'] - 1:+.0%} size"
