@@ -25,7 +25,7 @@ import numpy as np
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.errors import EdgetlError
-from edgetl.images import IMAGE_SUFFIXES, load_for_model
+from edgetl.images import list_images, load_for_model
 from edgetl.rundir import load_run
 
 SCHEMA_VERSION = 1
@@ -113,12 +113,7 @@ def load_dataset(
         if not folders or foreign:
             what = f"classes the model does not know: {foreign[:5]}" if foreign else "no class folders"
             raise EdgetlError(f"--data {data} has {what}.", f"Use folders named like the labels: {labels[:5]}…")
-        pairs = [
-            (path, folder.name)
-            for folder in folders
-            for path in sorted(folder.rglob("*"))
-            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-        ]
+        pairs = [(path, folder.name) for folder in folders for path in list_images(folder)]
         source = f"{data} ({len(pairs)} images)"
     missing = [str(path) for path, _ in pairs[:20] if not path.exists()]
     if missing:

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES
-from edgetl.rundir import load_run
+from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES, list_images
+from edgetl.rundir import load_run, parse_labels
 from edgetl.train.data import Sample, read_split_file
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
@@ -204,7 +204,7 @@ def with_preprocessing(model: keras.Model, preprocessing: str) -> keras.Model:
 def _read_labels(path: Path) -> list[str]:
     if not path.is_file():
         raise EdgetlError(f"Labels file {path} does not exist.", "Pass a text file with one class name per line.")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = parse_labels(path.read_text())
     if not names:
         raise EdgetlError(f"Labels file {path} is empty.", "Put one class name per line, in the model's output order.")
     return names
@@ -225,21 +225,13 @@ def _list_images(folder: Path, labels: list[str], option: str, *, require_classe
                 "Use the same class names as the labels file (one folder per class).",
             )
         for sub in subdirs:
-            samples += [Sample(p, label_of[sub.name]) for p in _images_in(sub)]
+            samples += [Sample(p, label_of[sub.name]) for p in list_images(sub)]
     elif require_classes:
         raise EdgetlError(
             f"{option} folder {folder} has no class folders.", "Put the images in one sub-folder per class."
         )
     else:
-        samples = [Sample(p, -1) for p in _images_in(folder)]
+        samples = [Sample(p, -1) for p in list_images(folder)]
     if not samples:
         raise EdgetlError(f"{option} folder {folder} holds no images.", f"Add images ({', '.join(IMAGE_SUFFIXES)}).")
     return samples
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return [
-        p
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]

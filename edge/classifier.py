@@ -17,6 +17,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, resize_rgb
+from edgetl.rundir import LABELS_FILE, parse_labels
 
 # A float model with no metadata is assumed to want [-1, 1], the convention of TFLite's
 # label_image example and most published float classifiers; --input-mean/--input-std override it.
@@ -80,15 +81,13 @@ class Classifier:
         if option is not None:
             if not option.is_file():
                 raise EdgetlError(f"Labels file {option} does not exist.", "Pass a text file, one class per line.")
-            names = [line.strip() for line in option.read_text().splitlines() if line.strip()]
+            names = parse_labels(option.read_text())
             source = str(option)
         elif embedded:
             names, source = embedded, "the model's metadata"
-        elif (model_path.parent / "labels.txt").is_file():
-            names = [
-                line.strip() for line in (model_path.parent / "labels.txt").read_text().splitlines() if line.strip()
-            ]
-            source = str(model_path.parent / "labels.txt")
+        elif (model_path.parent / LABELS_FILE).is_file():
+            names = parse_labels((model_path.parent / LABELS_FILE).read_text())
+            source = str(model_path.parent / LABELS_FILE)
         else:
             return [f"class_{i}" for i in range(self.model.classes)]
         if len(names) == self.model.classes + 1 and names[0].lower() in ("background", "__background__", "???"):

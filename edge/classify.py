@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgetl.edge.classifier import Classifier
-from edgetl.images import IMAGE_SUFFIXES, load_rgb
+from edgetl.images import list_images, load_rgb
 
 
 def expand(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -29,9 +29,8 @@ def expand(patterns: list[str]) -> tuple[list[Path], list[str]]:
             missing.append(pattern)
         for match in matches:
             if match.is_dir():
-                for path in sorted(match.rglob("*")):
-                    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-                        found.setdefault(path)
+                for path in list_images(match):
+                    found.setdefault(path)
             else:
                 found.setdefault(match)
     return list(found), missing

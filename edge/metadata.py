@@ -17,6 +17,8 @@ from pathlib import Path
 import flatbuffers
 from flatbuffers.table import Table
 
+from edgetl.rundir import parse_labels
+
 METADATA_NAME = "TFLITE_METADATA"
 _NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions union member
 _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
@@ -117,7 +119,7 @@ def read_model_info(model: bytes | Path) -> ModelInfo:
                     labels_file = _string(entry, 0)
     labels = associated_file(content, labels_file)
     if labels:
-        info.labels = [line.strip() for line in labels.decode().splitlines() if line.strip()]
+        info.labels = parse_labels(labels.decode())
     card = associated_file(content, "edgetl.json")
     if card:
         info.resize = json.loads(card).get("input", {}).get("resize")

@@ -22,6 +22,15 @@ RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
 Image.MAX_IMAGE_PIXELS = 300_000_000
 
 
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, sorted; hidden files left out."""
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    ]
+
+
 def load_rgb(path: str | Path | BinaryIO) -> np.ndarray:
     """Read any image Pillow can open as an HxWx3 uint8 RGB array, upright.
 

@@ -116,3 +116,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 def write_labels(path: Path, labels: list[str]) -> None:
     write_atomic(path, "".join(f"{label}\n" for label in labels))
+
+
+def parse_labels(text: str) -> list[str]:
+    """Class names from a labels file's text: one per line, blank lines ignored."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
