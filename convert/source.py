@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.float32 import as_float32
 from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES, list_images
 from edgetl.rundir import load_run, parse_labels
 from edgetl.train.data import Sample, read_split_file
@@ -154,8 +155,9 @@ def _from_model_file(
 
 
 def _load_keras(path: Path) -> keras.Model:
+    """Load a Keras model in float32: a mixed-precision model (GPU training) is rebuilt, weights kept."""
     try:
-        return keras.models.load_model(path, compile=False)
+        return as_float32(keras.models.load_model(path, compile=False))
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = "Save the whole model with model.save('model.keras')."

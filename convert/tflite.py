@@ -52,17 +52,24 @@ def _run(converter: tf.lite.TFLiteConverter) -> bytes:
             return converter.convert()
     except Exception as error:  # ConverterError, or ValueError for unsupported graphs
         text = str(error)
-        ops = sorted(set(re.findall(r"(?:Custom|Flex|Select TF) ops: ([\w, ]+)", text)))
-        if ops or "ops_custom" in text or "ops_select" in text:
+        ops = unsupported_ops(text)
+        if ops or "ops_custom" in text or "ops_select" in text or "ERROR_NEEDS_FLEX_OPS" in text:
             raise EdgetlError(
-                f"The model needs ops that TFLite has no builtin kernel for ({', '.join(ops) or 'see above'}); they "
-                "would need the Flex delegate or custom kernels, which the Raspberry Pi runtimes do not have.",
+                f"The model needs ops that TFLite has no builtin kernel for ({', '.join(ops) or 'names not given'}); "
+                "they would need the Flex delegate or custom kernels, which the Raspberry Pi runtimes do not have.",
                 "Replace the layers that use them (tensorflow.org/lite/guide/ops_compatibility).",
             ) from None
         first = next((line for line in text.splitlines() if "error" in line.lower()), text.splitlines()[0])
         raise EdgetlError(
             f"TFLite conversion failed: {first.strip()[:300]}", "Check that the model runs in Keras."
         ) from None
+
+
+def unsupported_ops(converter_error: str) -> list[str]:
+    """The TensorFlow op names a converter error says have no builtin kernel, e.g. ['Conv2D', 'Mul']."""
+    listed = re.findall(r"(?:Custom|Flex|Select TF) ops: ([\w, ]+)", converter_error)
+    named = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", converter_error)
+    return sorted({op.strip() for group in listed for op in group.split(",") if op.strip()} | set(named))
 
 
 def convert_float(saved: str, kind: str) -> bytes:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import edgetl
+from edgetl import interrupt
 from edgetl.errors import EdgetlError
 
 console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
@@ -89,6 +90,9 @@ def train(
         bool | None, typer.Option("--mixed-precision/--no-mixed-precision", help="Default: on with a GPU.")
     ] = None,
     strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multi-worker (TF_CONFIG).")] = "auto",
+    deterministic: Annotated[
+        bool, typer.Option(help="Same seed and data give the same model (TensorFlow op determinism).")
+    ] = True,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:
@@ -98,6 +102,7 @@ def train(
     """
     require_tensorflow()
     _quiet_tensorflow()
+    interrupt.install("Completed epochs are checkpointed: run the same command with --resume to continue.")
     from edgetl.images import RESIZE_POLICIES
     from edgetl.train.fit import TrainConfig
     from edgetl.train.models import BACKBONES
@@ -133,6 +138,7 @@ def train(
         test_fraction=test_fraction,
         mixed_precision=mixed_precision,
         strategy=strategy,
+        deterministic=deterministic,
     )
     from edgetl.train.run import train as run_training
 
@@ -182,6 +188,7 @@ def convert(
     """
     require_tensorflow()
     _quiet_tensorflow()
+    interrupt.install("Existing .tflite files are untouched; new ones are written only when complete.")
     formats = tuple(
         name for name, wanted in (("int8", int8), ("fp16", fp16), ("dynamic", dynamic), ("float32", float32)) if wanted
     )
@@ -450,6 +457,7 @@ def bench(
     """
     from edgetl.rundir import read_json, write_atomic
 
+    interrupt.install("No report was written.")
     if compare:
         from edgetl.benchmarks.bench_report import compare as compare_reports
 
@@ -509,6 +517,7 @@ def demo(
     """Run the pipeline on a generated sample dataset: train, then convert (minutes on a CPU, no network)."""
     require_tensorflow()
     _quiet_tensorflow()
+    interrupt.install("Run `edgetl demo` again to start a new demo run.")
     from edgetl.train.fit import TrainConfig
     from edgetl.train.models import build_backbone, expected_weights_file, resolve_weights
     from edgetl.train.run import train as run_training
@@ -585,6 +594,8 @@ def run() -> None:
     except EdgetlError as error:
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]Interrupted.[/] Completed epochs are checkpointed: add --resume to continue.")
-        raise SystemExit(130) from None
+    except interrupt.Interrupted as stop:
+        err_console.print(f"[yellow]{escape(interrupt.message())}[/]", highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.exit_code)  # not SystemExit: TensorFlow's teardown at exit can hang after an interrupt

@@ -77,3 +77,57 @@ def converted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     run = copy_run(tiny_run, tmp_path_factory.mktemp("convert") / "run")
     options = ConvertOptions(formats=("int8", "float32", "fp16", "dynamic"), **LOOSE)
     return run, convert(run, options, console=Console(quiet=True))
+
+
+@pytest.fixture(scope="session")
+def beans_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real dataset: 12 beans photos per class and split from ../shared, linked, not copied."""
+    source = shared_path("datasets", "beans")
+    root = tmp_path_factory.mktemp("beans_subset")
+    for split in ("train", "validation", "test"):
+        for folder in sorted((source / split).iterdir()):
+            (root / split / folder.name).mkdir(parents=True)
+            for image in sorted(folder.iterdir())[:12]:
+                (root / split / folder.name / image.name).symlink_to(image)
+    return root
+
+
+class Process:
+    """`edgetl ARGS` in a fresh process, its output read line by line as it comes (for signal tests)."""
+
+    def __init__(self, *args: str, env: dict | None = None, cwd: Path | None = None) -> None:
+        import subprocess
+        import sys
+        import threading
+        import time
+
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from edgetl.cli import run; import sys; sys.argv[0] = 'edgetl'; run()", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})},
+        )
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {text!r}:\n{self.output[-3000:]}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 300) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code

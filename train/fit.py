@@ -25,9 +25,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edgetl.errors import EdgetlError
 from edgetl.rundir import write_atomic, write_json
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
+from edgetl.train.multi_worker import prepare_fit
 from edgetl.train.pipeline import augmentation, image_dataset
 
 # Keras warns about these for every tf.data input of unknown length (ours drop unreadable files,
@@ -36,6 +38,7 @@ warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed", category
 warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
 
 CHECKPOINT = "checkpoint.weights.h5"
+PEER_TIMEOUT_SECONDS = float(os.environ.get("EDGETL_PEER_TIMEOUT", 600))  # multi-worker: a lost peer
 STATE = "state.json"
 
 
@@ -65,6 +68,7 @@ class TrainConfig:
     test_fraction: float = 0.15
     mixed_precision: bool | None = None  # None: on when a GPU is present
     strategy: str = "auto"
+    deterministic: bool = True  # identical runs for identical inputs (TensorFlow op determinism)
 
 
 @dataclass
@@ -74,6 +78,15 @@ class TrainState:
     phase: str = "head"  # head → finetune → done
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0  # wall seconds of every session of this run, up to the last save
+
+    def __post_init__(self) -> None:
+        self._session = (time.perf_counter(), self.elapsed)  # this session's start, and the time before it
+
+    def total_seconds(self) -> float:
+        """Wall time of the whole run so far, earlier sessions (before --resume) included."""
+        started, before = self._session
+        return before + time.perf_counter() - started
 
     def seconds(self) -> dict[str, float]:
         """Training time per phase, summed from the per-epoch history."""
@@ -83,6 +96,7 @@ class TrainState:
         return totals
 
     def save(self, work: Path) -> None:
+        self.elapsed = round(self.total_seconds(), 3)
         write_json(work / STATE, asdict(self))
 
     @classmethod
@@ -90,10 +104,32 @@ class TrainState:
         return cls(**json.loads((work / STATE).read_text()))
 
 
+def cluster_task() -> tuple[str, int, bool]:
+    """This process's place in a TF_CONFIG cluster: (type, index, is_chief); ("", 0, True) alone.
+
+    The chief is the "chief" task, or worker 0 when the cluster names no chief (TensorFlow's rule).
+    """
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task = tf_config.get("task") or {}
+        kind, index = str(task.get("type", "")), int(task.get("index", 0))
+    except (ValueError, AttributeError, TypeError):
+        raise EdgetlError(
+            "TF_CONFIG is not valid JSON with a task type and index.",
+            'Example: {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}',
+        ) from None
+    if not kind:
+        return "", 0, True
+    has_chief = bool(tf_config.get("cluster", {}).get("chief"))
+    return kind, index, kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """GPUs are used when present: several through MirroredStrategy, several machines via TF_CONFIG."""
     if name == "multi-worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # A collective that waits longer than this for a peer fails instead of hanging forever.
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=PEER_TIMEOUT_SECONDS)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -221,8 +257,11 @@ def _compile_and_fit(
     extra_callbacks: list[keras.callbacks.Callback],
     train_count: int,
 ) -> None:
-    steps = -(-train_count // config.batch_size) * epochs
-    model.compile(optimizer=_optimizer(lr, steps), loss=_loss(config), metrics=["accuracy"])
+    steps_per_epoch = -(-train_count // config.batch_size)
+    prepare_fit(model, data[0], tf.distribute.get_strategy())
+    model.compile(optimizer=_optimizer(lr, steps_per_epoch * epochs), loss=_loss(config), metrics=["accuracy"])
+    # On --resume the learning-rate schedule continues where it stopped instead of starting over.
+    model.optimizer.iterations.assign(steps_per_epoch * state.epoch)
     model.fit(
         data[0],
         validation_data=data[1],

@@ -60,7 +60,7 @@ def image_dataset(
         image.set_shape((size, size, 3))
         return tf.cast(image, tf.float32), label
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=not shuffle).ignore_errors()
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()  # parallel, order kept
     ds = ds.batch(batch_size)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)

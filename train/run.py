@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 import edgetl
+from edgetl.float32 import as_float32
 from edgetl.progress import progress_bar
 from edgetl.rundir import (
     FORMAT_VERSION,
@@ -44,6 +44,7 @@ from edgetl.train.fit import (
     TrainConfig,
     TrainState,
     choose_strategy,
+    cluster_task,
     fine_tune,
     predict,
     train_head,
@@ -51,6 +52,7 @@ from edgetl.train.fit import (
     write_history_csv,
 )
 from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
+from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 
 CONFIG = "config.json"
@@ -122,20 +124,26 @@ def train(
     """Train a classifier on `data` and write the run directory `out`; return it."""
     console = console or Console()
     data, out = Path(data), Path(out)
-    check_output(out, force=force, resume=resume)
+    kind, task_index, chief = cluster_task()
+    # In a cluster only the chief writes the run; every other worker trains in its own folder beside
+    # it (checkpoints for --resume) and deletes it at the end, so shared storage or not, nothing clashes.
+    target = out if chief else out.with_name(f"{out.name}.{kind}-{task_index}")
+    check_output(target, force=force, resume=resume)
     if resume:
-        config = TrainConfig(**read_json(partial_dir(out) / CONFIG))
+        config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
     index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
     _print_data_summary(index, console)
-    work = prepare_output(out, force=force, resume=resume)
+    work = prepare_output(target, force=force, resume=resume)
     if resume:
         state = TrainState.load(work)
         console.print(f"Resuming {work} at phase '{state.phase}', epoch {state.epoch}.")
     else:
         write_json(work / CONFIG, asdict(config))
         state = TrainState()
-    started = time.perf_counter()
+        state.save(work)  # from now on --resume works, even when stopped during the first feature pass
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()  # same seed, data and machine → same weights
 
     write_split_files(index, work / SPLIT_DIR)
     write_json(work / "data_report.json", index.report())
@@ -158,7 +166,7 @@ def train(
         )
 
     train_steps = -(-len(index.splits["train"]) // config.batch_size)
-    with strategy.scope(), progress_bar(console) as progress:
+    with strategy.scope(), progress_bar(console) as progress, lost_peer_is_an_error(strategy, work):
         clf = build_classifier(
             config.backbone,
             k,
@@ -167,7 +175,7 @@ def train(
             weights=weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
             dropout=config.dropout,
         )
-        if resume:
+        if resume and (work / CHECKPOINT).exists():  # none yet when stopped before the first epoch ended
             clf.model.load_weights(work / CHECKPOINT)
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
@@ -202,6 +210,10 @@ def train(
             )
         state.phase = "done"
         state.save(work)
+        if not chief:
+            shutil.rmtree(work)
+            console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
+            return out
 
         console.print("Evaluating on the validation and test splits…")
         results = {}
@@ -209,9 +221,10 @@ def train(
             probs, labels = predict(clf.model, index.splits[split], config, k)
             results[split] = classification_metrics(probs, labels, index.classes)
 
-    clf.model.save(work / MODEL_FILE)
+    keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
+    as_float32(clf.model).save(work / MODEL_FILE)
     _write_reports(work, index, state, results)
-    seconds = {**state.seconds(), "total": time.perf_counter() - started}
+    seconds = {**state.seconds(), "total": round(state.total_seconds(), 3)}  # across --resume sessions
     metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds)
     for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
         if leftover.is_dir():

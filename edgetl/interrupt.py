@@ -1,0 +1,76 @@
+"""Ctrl-C and SIGTERM that always end a long command, within seconds, with the right hint.
+
+The first signal raises `Interrupted` in the main thread, so `finally` blocks run and the last
+checkpoint stays whole. TensorFlow can block that thread in native code (tearing down a tf.data
+pipeline, waiting in a collective for a lost worker), where a Python handler never runs; so a
+watcher thread also sees every signal (through `signal.set_wakeup_fd`) and ends the process
+itself after `GRACE_SECONDS`, or at once on a second signal. Checkpoints are written by
+rename, so even that hard exit leaves the previous one intact.
+
+`Interrupted` derives from BaseException, not KeyboardInterrupt: Typer turns KeyboardInterrupt
+into a bare exit 130 inside its own main, before `edgetl.cli.run` could print the hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+
+GRACE_SECONDS = 5.0
+_state: dict = {"hint": "", "installed": False}
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by the first SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
+
+
+def message() -> str:
+    """What to print when interrupted: the command's own hint, if it set one."""
+    return f"Interrupted. {_state['hint']}".strip()
+
+
+def install(hint: str = "") -> None:
+    """Make SIGINT/SIGTERM end this command within GRACE_SECONDS; `hint` says what to do next."""
+    _state["hint"] = hint
+    if _state["installed"] or threading.current_thread() is not threading.main_thread():
+        return
+    _state["installed"] = True
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    raised = threading.Event()
+
+    def on_signal(signum: int, frame) -> None:
+        if not raised.is_set():
+            raised.set()
+            raise Interrupted(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    threading.Thread(target=_watch, args=(reader, writer), name="edgetl-interrupt", daemon=True).start()
+
+
+def _watch(reader: socket.socket, writer: socket.socket) -> None:
+    first = reader.recv(1)  # the C-level handler writes here even while the main thread is stuck
+    reader.settimeout(GRACE_SECONDS)
+    with contextlib.suppress(TimeoutError):
+        reader.recv(1)  # a second signal: the user does not want to wait
+    _hard_exit(first[0] if first else signal.SIGINT)
+
+
+def _hard_exit(signum: int) -> None:
+    sys.stderr.flush()
+    os.write(2, f"\n{message()}\n".encode())
+    os._exit(128 + signum)

@@ -1,0 +1,81 @@
+"""Ctrl-C and SIGTERM on a real `edgetl train` process: it ends in seconds, says how to resume, keeps its
+checkpoint, and --resume then finishes the run with the learning-rate schedule and times continued."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Process
+
+ARGS = ["--alpha", "0.35", "--size", "96", "--weights", "none", "--batch-size", "16"]
+HINT = "Completed epochs are checkpointed: run the same command with --resume to continue."
+
+
+def _interrupt(proc: Process, signum: int = signal.SIGINT) -> tuple[int, float]:
+    sent = time.monotonic()
+    proc.proc.send_signal(signum)
+    code = proc.finish(timeout=30)
+    return code, time.monotonic() - sent
+
+
+STEPS = [  # (where, options, printed just before, printed just after)
+    ("feature pass", ["--head-epochs", "2", "--finetune-epochs", "2"], "Phase 1", "extraction epoch 1:"),
+    (
+        "head epoch",
+        ["--no-feature-cache", "--head-epochs", "3", "--finetune-epochs", "1"],
+        "extraction epoch 1:",
+        "extraction epoch 2:",
+    ),
+    ("fine-tuning epoch", ["--head-epochs", "1", "--finetune-epochs", "3"], "fine-tuning epoch 1:", "tuning epoch 2:"),
+]
+
+
+@pytest.mark.parametrize(("where", "options", "marker", "not_reached"), STEPS)
+def test_sigint_ends_training_fast_with_the_hint_and_resume_finishes(
+    sample_data: Path, tmp_path: Path, where: str, options: list[str], marker: str, not_reached: str
+) -> None:
+    out = tmp_path / "run"
+    command = ["train", str(sample_data), "--out", str(out), *ARGS, *options]
+    proc = Process(*command)
+    proc.wait_for(marker)
+    time.sleep(0.3)
+    code, seconds = _interrupt(proc)
+    assert code == 130, proc.output[-2000:]
+    assert not_reached not in proc.output, f"the signal came after the {where}"
+    assert seconds < 10, f"{where}: took {seconds:.1f}s to stop"
+    assert HINT in proc.output
+    partial = out.with_name("run.partial")
+    assert partial.is_dir() and not out.exists()
+    if (partial / "state.json").exists():  # written atomically: always whole
+        json.loads((partial / "state.json").read_text())
+
+    resumed = Process(*command, "--resume")
+    assert resumed.finish() == 0, resumed.output[-3000:]
+    meta = json.loads((out / "edgetl.json").read_text())
+    seconds_by_phase = meta["training"]["seconds"]
+    assert seconds_by_phase["total"] >= sum(v for k, v in seconds_by_phase.items() if k != "total")
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    finetune = [row for row in rows if row["phase"] == "finetune"]
+    rates = [float(row["learning_rate"]) for row in finetune]
+    assert rates == sorted(rates, reverse=True) and len(set(rates)) == len(rates), rates  # cosine went on
+
+
+def test_sigterm_ends_training_and_a_second_ctrl_c_is_immediate(sample_data: Path, tmp_path: Path) -> None:
+    command = ["train", str(sample_data), "--out", str(tmp_path / "run"), *ARGS, "--head-epochs", "1"]
+    proc = Process(*command, "--finetune-epochs", "5")
+    proc.wait_for("fine-tuning epoch 1:")
+    code, seconds = _interrupt(proc, signal.SIGTERM)
+    assert code == 143 and seconds < 10 and HINT in proc.output, proc.output[-2000:]
+
+    again = Process(*command, "--resume", "--finetune-epochs", "5")
+    again.wait_for("Phase 2")
+    again.proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    code, seconds = _interrupt(again)
+    assert code == 130 and seconds < 3, (code, seconds, again.output[-2000:])
