@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_for_model
+from edgetl.metrics import near_chance, near_chance_message
 from edgetl.rundir import load_run
 
 SCHEMA_VERSION = 1
@@ -179,20 +181,41 @@ def delegation(model: ImageClassifierModel) -> dict:
     return {"ops": dict(counts), "delegated": True, "fallback_ops": dict(fallback)}
 
 
-def peak_rss_mb(path: Path, threads: int, backend: str) -> float | None:
-    """Peak RSS of loading the model and running 20 inferences in a fresh process (TensorFlow blocked)."""
+# The child's own peak: VmHWM belongs to the address space exec() created, whereas ru_maxrss keeps
+# the peak of the (large) parent that forked it. Elsewhere ru_maxrss is the best there is.
+_PEAK_RSS_KIB = """
+def peak_kib():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource, sys
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak  # macOS reports bytes
+"""
+
+
+def peak_rss_mb(path: Path, threads: int, backend: str) -> tuple[float | None, str | None]:
+    """Peak RSS of loading the model and running 20 inferences in a fresh process (TensorFlow blocked).
+
+    Returns (MB, None), or (None, why). The child runs from a neutral folder, so a source checkout
+    in the working directory cannot shadow the installed package.
+    """
     code = (
-        "import sys, resource; sys.modules['tensorflow'] = None\n"
+        "import sys; sys.modules['tensorflow'] = None\n"
+        f"{_PEAK_RSS_KIB}\n"
         "import numpy as np\nfrom edgetl.edge.interpreter import ImageClassifierModel\n"
-        f"m = ImageClassifierModel({str(path)!r}, threads={threads}, backend={backend!r})\n"
+        f"m = ImageClassifierModel({str(path.resolve())!r}, threads={threads}, backend={backend!r})\n"
         "x = np.zeros((m.height, m.width, 3), np.uint8)\n"
         "for _ in range(20): m.scores(x)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(peak_kib())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory(prefix="edgetl-rss-") as neutral:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=neutral)
     if result.returncode != 0:
-        return None
-    return round(int(result.stdout.split()[-1]) / 1024, 1)  # Linux reports KiB
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        return None, lines[-1][:200]
+    return round(int(result.stdout.split()[-1]) / 1024, 1), None
 
 
 def accuracy(scores: np.ndarray, targets: np.ndarray, labels: list[str], reference: np.ndarray | None) -> dict:
@@ -236,7 +259,9 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
             if options.batch_latency:
                 row["batch_latency"] = _batch_latency(classifier, images)
     row["latency"] = per_threads
-    row["peak_rss_mb"] = peak_rss_mb(candidate.path, options.threads[0], options.backend)
+    row["peak_rss_mb"], rss_error = peak_rss_mb(candidate.path, options.threads[0], options.backend)
+    if rss_error:
+        row["peak_rss_error"] = rss_error
     return row
 
 
@@ -416,6 +441,9 @@ def recommend(report: dict) -> str:
     if not eligible:
         return f"No .tflite model is within {budget} points of the reference; see the table."
     best = min(eligible, key=lambda row: best_latency(row)[1]["median_ms"])
+    top1, classes = best["accuracy"]["top1"], len(report["labels"])
+    if near_chance(top1, classes):
+        return f"Not usable: {Path(best['file']).name} {near_chance_message(top1, classes)}."
     threads, stats = best_latency(best)
     drop = best["accuracy"].get("drop_pp")
     drop_text = f", {drop:+.2f} pt vs {report['reference']}" if drop is not None else ""

@@ -43,6 +43,7 @@ from edgetl.convert.tflite import (
     saved_model,
 )
 from edgetl.errors import EdgetlError
+from edgetl.metrics import near_chance, near_chance_message
 from edgetl.progress import progress_bar
 from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
 
@@ -96,6 +97,9 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     labels = test_labels if source.test_labelled else None
     console.print(f"Float Keras model on {len(test_images)} test images…")
     reference = keras_scores(source.model, test_images).values
+    if labels is not None and near_chance(float(np.mean(reference.argmax(1) == labels)), len(source.labels)):
+        top1 = float(np.mean(reference.argmax(1) == labels))
+        console.print(f"[bold yellow]warning:[/] the float model's {near_chance_message(top1, len(source.labels))}.")
 
     entries: dict[str, dict] = {}
     with saved_model(source.model) as saved:

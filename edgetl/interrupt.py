@@ -57,9 +57,20 @@ def install(hint: str = "") -> None:
             raised.set()
             raise Interrupted(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    _state["handler"] = on_signal
+    reclaim()
     threading.Thread(target=_watch, args=(reader, writer), name="edgetl-interrupt", daemon=True).start()
+
+
+def reclaim() -> None:
+    """Take SIGINT/SIGTERM back after native code replaced the handlers (a no-op if never installed).
+
+    MultiWorkerMirroredStrategy's coordination service installs a C-level SIGTERM handler of its own
+    (a preemption notifier) that swallows the signal: a worker would never stop.
+    """
+    if _state.get("handler") and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _state["handler"])
 
 
 def _watch(reader: socket.socket, writer: socket.socket) -> None:

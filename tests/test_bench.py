@@ -46,7 +46,37 @@ def test_every_model_in_the_run_is_measured_at_every_thread_count(report: tuple[
     assert float32["accuracy"]["agreement"] == 1.0  # the float32 file is the Keras model
     env = result["environment"]
     assert env["cores"] >= 1 and env["runtime"] == "litert" and env["threads"] == [1, 2] and env["cpu"]
-    assert result["recommendation"].startswith("Deploy model_")
+    assert result["recommendation"].startswith(("Deploy model_", "Not usable: model_"))
+
+
+def test_recommendation_never_deploys_a_model_near_chance(report: tuple[Path, dict]) -> None:
+    from edgetl.benchmarks.bench import recommend
+
+    _, result = report
+    tflite = next(row for row in result["models"] if row["kind"] == "tflite" and "error" not in row)
+    for top1, verdict in ((0.30, "Not usable"), (0.90, "Deploy")):
+        row = {**tflite, "accuracy": {**tflite["accuracy"], "top1": top1, "drop_pp": 0.0}}
+        text = recommend({**result, "labels": ["a", "b", "c", "d"], "models": [row]})
+        assert text.startswith(verdict), text
+    assert "chance (25.0% for 4 classes)" in recommend(
+        {
+            **result,
+            "labels": list("abcd"),
+            "models": [{**tflite, "accuracy": {**tflite["accuracy"], "top1": 0.3, "drop_pp": 0.0}}],
+        }
+    )
+
+
+def test_peak_rss_is_the_childs_own_even_under_a_large_parent(converted: tuple[Path, dict]) -> None:
+    """ru_maxrss survives fork+exec; the figure must not: a 700 MB parent, a few-MB model."""
+    import numpy as np
+
+    from edgetl.benchmarks.bench import peak_rss_mb
+
+    ballast = np.ones(700 * 2**20, dtype=np.uint8)  # touched: really resident in this (parent) process
+    mb, error = peak_rss_mb(converted[0] / "model_int8.tflite", 1, "auto")
+    assert error is None and 10 < mb < 150, (mb, error)
+    del ballast
 
 
 def test_reports_are_written_and_self_contained(report: tuple[Path, dict], tmp_path: Path) -> None:

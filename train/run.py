@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 import edgetl
+from edgetl import interrupt
 from edgetl.float32 import as_float32
 from edgetl.progress import progress_bar
 from edgetl.rundir import (
@@ -152,6 +153,7 @@ def train(
 
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
+    interrupt.reclaim()  # a multi-worker strategy installs its own SIGTERM handler, which never exits
     weights = resolve_weights(config.backbone, config.weights, config.alpha, config.size)
     console.print(
         f"Model: {config.backbone} (alpha {config.alpha}) at {config.size}px, weights {weights or 'none (random)'}; "

@@ -1,0 +1,63 @@
+"""The GPU path's mixed float16, forced on CPU, through training and every conversion; and same seed → same model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from rich.console import Console
+
+from edgetl.float32 import is_mixed
+from edgetl.train.fit import TrainConfig
+from edgetl.train.run import train
+
+PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 3, "finetune_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def imagenet_weights(keras_home: Path) -> str:
+    return str(keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5")
+
+
+def test_mixed_precision_run_converts_to_every_format_and_matches_float32(
+    beans_subset: Path, tmp_path: Path, imagenet_weights: str
+) -> None:
+    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.edge.interpreter import ImageClassifierModel
+
+    runs = {}
+    for mixed in (True, False):
+        config = TrainConfig(**PRETRAINED, weights=imagenet_weights, mixed_precision=mixed)
+        runs[mixed] = train(beans_subset, tmp_path / f"mixed-{mixed}", config, console=Console(quiet=True))
+    assert keras.mixed_precision.global_policy().name == "float32"  # training does not leave it behind
+    meta = json.loads((runs[True] / "edgetl.json").read_text())
+    assert meta["training"]["mixed_precision"] is True
+    model = keras.saving.load_model(runs[True] / "model.keras")
+    assert not is_mixed(model) and model.output.dtype == "float32"
+
+    report = convert(runs[True], ConvertOptions(formats=("int8", "float32", "fp16")), console=Console(quiet=True))
+    for fmt, (input_type, output_type) in {
+        "int8": (np.uint8, np.uint8),
+        "float32": (np.float32, np.float32),
+        "fp16": (np.float32, np.float32),
+    }.items():
+        interpreter = ImageClassifierModel(runs[True] / f"model_{fmt}.tflite").interpreter
+        assert interpreter.get_input_details()[0]["dtype"] == input_type
+        assert interpreter.get_output_details()[0]["dtype"] == output_type
+        assert report["models"][fmt]["passed"], report["models"][fmt]
+    top1 = {mixed: json.loads((run / "metrics.json").read_text())["test"]["top1"] for mixed, run in runs.items()}
+    assert top1[True] > 0.5 and abs(top1[True] - top1[False]) <= 0.15, top1  # 36 test images: ±5 of them
+
+
+def test_same_seed_same_data_gives_the_same_model(beans_subset: Path, tmp_path: Path) -> None:
+    config = TrainConfig(alpha=0.35, size=64, weights="none", batch_size=16, head_epochs=2, finetune_epochs=2)
+    runs = [train(beans_subset, tmp_path / f"run{i}", config, console=Console(quiet=True)) for i in range(2)]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    assert metrics[0] == metrics[1]
+    weights = [keras.saving.load_model(run / "model.keras").get_weights() for run in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    history = [(run / "history.csv").read_text().splitlines() for run in runs]
+    assert [line.rsplit(",", 1)[0] for line in history[0]] == [line.rsplit(",", 1)[0] for line in history[1]]
