@@ -54,8 +54,30 @@ def require_tensorflow() -> None:
 
 
 def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probing) hides the output that matters."""
+    """Import TensorFlow without its start-up chatter (absl preamble, oneDNN note, CUDA probing).
+
+    Those lines come from C++ at import, before TF_CPP_MIN_LOG_LEVEL applies, so file descriptor 2
+    is captured during the import and only the informational lines are dropped; warnings and errors
+    are replayed.
+    """
+    import re
+    import tempfile
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    noise = re.compile(r"^(I\d{4} |WARNING: All log messages before absl::InitializeLog)")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines() if not noise.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 @app.command()
@@ -295,15 +317,19 @@ def classify(
     else:
         from rich.table import Table
 
-        table = Table(title=f"{model.name}: {len(files)} image(s), {classifier.model.backend}")
-        table.add_column("image")
+        shown = [r["path"] for r in results if "error" not in r]
+        base = os.path.commonpath([os.path.dirname(p) for p in shown]) if len(shown) > 1 else ""
+        title = f"{model.name}: {len(files)} image(s){f' in {base}' if base else ''}, {classifier.model.backend}"
+        table = Table(title=escape(title))
+        table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
         for rank in range(top_k):
             table.add_column(f"#{rank + 1}")
         table.add_column("ms", justify="right")
         for result in results:
             if "error" not in result:
                 cells = [f"{label} {score:.2f}" for label, score in zip(result["labels"], result["scores"])]
-                table.add_row(escape(result["path"]), *cells, f"{result['ms']:.1f}")
+                name = os.path.relpath(result["path"], base) if base else result["path"]
+                table.add_row(escape(name), *cells, f"{result['ms']:.1f}")
         console.print(table)
     if all("error" in result for result in results):
         raise typer.Exit(1)
@@ -422,6 +448,8 @@ def camera(
 
             cv2.destroyAllWindows()
     print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
+    if serve and not capture.spec.is_live and not loop and not stop.signal and not capture.error:
+        status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if capture.error:
         raise typer.Exit(1)
 
@@ -514,7 +542,10 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to put the sample data and the run.")] = Path("runs"),
     images_per_class: Annotated[int, typer.Option(help="Generated images per class.")] = 100,
 ) -> None:
-    """Run the pipeline on a generated sample dataset: train, then convert (minutes on a CPU, no network)."""
+    """Run the pipeline on a generated sample dataset: train, convert, camera, bench (minutes on a CPU).
+
+    Uses the network once, for Keras' download of the ImageNet weights when they are not cached.
+    """
     require_tensorflow()
     _quiet_tensorflow()
     interrupt.install("Run `edgetl demo` again to start a new demo run.")

@@ -7,10 +7,15 @@ Scaling to the backbone's range lives inside the model (raw 0–255 RGB goes in)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-import cv2
+# OpenCV's own WARN/ERROR lines (a missing camera prints about ten) would bury edgetl's one-line error;
+# set OPENCV_LOG_LEVEL yourself (e.g. DEBUG) to see them.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+
+import cv2  # noqa: E402
 import numpy as np
 from PIL import Image, ImageOps
 

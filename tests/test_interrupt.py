@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Process
 
-ARGS = ["--alpha", "0.35", "--size", "96", "--weights", "none", "--batch-size", "16"]
+ARGS = ["--alpha", "0.35", "--size", "64", "--weights", "none", "--batch-size", "16"]
 HINT = "Completed epochs are checkpointed: run the same command with --resume to continue."
 
 

@@ -55,6 +55,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, len(history) + 1)
+    names = {"head": "feature extraction", "finetune": "fine-tuning"}
+    phases = [names[p] for p in dict.fromkeys(row["phase"] for row in history)]  # only the phases that ran
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + metric, np.nan) for row in history]
@@ -63,7 +65,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         for b in boundaries:
             ax.axvline(b, color="grey", linewidth=1, linestyle=":")
             ax.text(b, ax.get_ylim()[1], " fine-tuning", va="top", fontsize=8, color="grey")
-        ax.set_xlabel("epoch (feature extraction, then fine-tuning)")
+        ax.set_xlabel(f"epoch ({', then '.join(phases)})")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -89,7 +89,7 @@ def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> Da
         )
 
 
-def _print_data_summary(index: DatasetIndex, console: Console) -> None:
+def _print_data_summary(index: DatasetIndex, console: Console, report: Path) -> None:
     counts = {split: sum(index.counts(split)) for split in SPLITS}
     layout = "pre-split" if index.presplit else "split here (stratified, seeded)"
     console.print(
@@ -97,7 +97,7 @@ def _print_data_summary(index: DatasetIndex, console: Console) -> None:
         f"{counts['test']} test images ({layout})."
     )
     for warning in index.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {warning.replace('data_report.json', str(report))}")
 
 
 def _environment() -> dict[str, Any]:
@@ -133,7 +133,7 @@ def train(
     if resume:
         config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
     index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
-    _print_data_summary(index, console)
+    _print_data_summary(index, console, report=out / "data_report.json")
     work = prepare_output(target, force=force, resume=resume)
     if resume:
         state = TrainState.load(work)
