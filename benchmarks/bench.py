@@ -28,7 +28,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_for_model
 from edgetl.metrics import near_chance, near_chance_message
-from edgetl.rundir import load_run
+from edgetl.rundir import load_run, read_split_file
 
 SCHEMA_VERSION = 1
 
@@ -103,9 +103,8 @@ def load_dataset(
     if data is None:
         if meta is None or run is None:
             raise EdgetlError("No data to measure accuracy on.", "Pass --data DIR (one sub-folder per class).")
-        root = Path(meta["data"]["root"])
-        lines = (run / meta["data"]["split_files"]["test"]).read_text().splitlines()
-        pairs = [(root / line.split("\t")[0], line.split("\t")[1]) for line in lines if line.strip()]
+        test = read_split_file(run / meta["data"]["split_files"]["test"], Path(meta["data"]["root"]), labels)
+        pairs = [(sample.path, labels[sample.label]) for sample in test]
         source = f"test split of {run.name} ({len(pairs)} images)"
     else:
         if not data.is_dir():

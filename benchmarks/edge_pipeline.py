@@ -92,7 +92,9 @@ def cold_start(model: Path, image: Path, repeats: int = 5) -> float:
     for _ in range(repeats):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", CLI, "classify", str(model), str(image), "--json"], capture_output=True, check=True
+            [sys.executable, "-c", CLI, "classify", str(model), str(image), "--json", "-"],
+            capture_output=True,
+            check=True,
         )
         times.append(time.perf_counter() - started)
     return float(np.median(times))

@@ -1,1 +1,2 @@
-"""TFLite conversion and int8 quantization of a run directory (to come; see the open conversion issue)."""
+"""Conversion of a run (or a Keras model) to TFLite: calibration, bias correction, the check against the float
+model, repair, metadata. Uses the device's interpreter (`edgetl.edge`) to check what it writes."""

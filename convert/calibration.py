@@ -15,7 +15,7 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.images import load_for_model
-from edgetl.train.data import Sample
+from edgetl.rundir import Sample
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 SMALL_CALIBRATION = 100  # below this the ranges of rare activations are often missed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +50,8 @@ from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
 REPORT_FILE = "conversion.json"
 REPAIR_IMAGES = 500
 REPORT_VERSION = 1
+DEFAULT_MIN_AGREEMENT = 99.0
+MIN_IMAGES_FOR_AGREEMENT = 100
 
 
 @dataclass
@@ -58,7 +60,9 @@ class ConvertOptions:
     input_type: str = "uint8"
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_drop: float = 1.0  # percentage points of top-1
-    min_agreement: float = 0.0  # percent of test images with the same top-1 as the float model
+    # Percent of test images on which each converted model must give the float model's top-1. None: 99 when
+    # the test split has at least 100 images (one image is then at most a point), else not applied.
+    min_agreement: float | None = None
     bias_correction: bool = True
     repair: bool = True
     max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS  # the repair's limit on layers kept in float
@@ -95,6 +99,10 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     if len(test_images) == 0:
         raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
     labels = test_labels if source.test_labelled else None
+    notes_before = len(source.notes)
+    options = replace(options, min_agreement=_min_agreement(options.min_agreement, len(test_images), source.notes))
+    for note in source.notes[notes_before:]:
+        console.print(f"[yellow]note:[/] {note}")
     console.print(f"Float Keras model on {len(test_images)} test images…")
     reference = keras_scores(source.model, test_images).values
     if labels is not None and near_chance(float(np.mean(reference.argmax(1) == labels)), len(source.labels)):
@@ -131,6 +139,19 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     report = _write_report(source, options, entries, len(float32))
     print_table(report, console)
     return report
+
+
+def _min_agreement(requested: float | None, images: int, notes: list[str]) -> float:
+    """The agreement target to apply: the user's, else the default where the test split can measure it."""
+    if requested is not None:
+        return requested
+    if images >= MIN_IMAGES_FOR_AGREEMENT:
+        return DEFAULT_MIN_AGREEMENT
+    notes.append(
+        f"Agreement target ({DEFAULT_MIN_AGREEMENT:g} %) not applied: {images} test images are too few to measure "
+        f"it (one image is {100 / images:.1f} points); pass --min-agreement to apply one anyway."
+    )
+    return 0.0
 
 
 def _passes(entry: dict, options: ConvertOptions) -> bool:

@@ -17,8 +17,7 @@ import numpy as np
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES, list_images
-from edgetl.rundir import load_run, parse_labels
-from edgetl.train.data import Sample, read_split_file
+from edgetl.rundir import Sample, load_run, parse_labels, read_split_file
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
 PREPROCESSING_PRESETS: dict[str, tuple[list[float], list[float]]] = {

@@ -1,1 +1,1 @@
-"""The device side (to come: the TFLite runtime, camera and classify commands). Imports no TensorFlow."""
+"""The device side: TFLite interpreter, model metadata, classify and camera. Imports no TensorFlow."""

@@ -180,8 +180,12 @@ def convert(
     calibration_samples: Annotated[int, typer.Option(help="Representative images for int8 calibration.")] = 300,
     max_drop: Annotated[float, typer.Option(help="Fail when top-1 drops more than this (points).")] = 1.0,
     min_agreement: Annotated[
-        float, typer.Option(help="Fail when fewer test images (percent) keep the float model's top-1.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Fail when fewer test images (percent) keep the float model's top-1 "
+            "(default: 99 with at least 100 test images, else not applied)."
+        ),
+    ] = None,
     bias_correction: Annotated[
         bool, typer.Option(help="int8: cancel the mean error of int8 weights in each layer's bias.")
     ] = True,
@@ -248,7 +252,7 @@ def convert(
     if failed:
         err_console.print(
             f"[bold red]error:[/] {', '.join(failed)} missed the accuracy budget (--max-drop {max_drop}"
-            f"{f', --min-agreement {min_agreement}' if min_agreement else ''}); files kept, marked in the report."
+            f", --min-agreement {report['min_agreement_pct']}); files kept, marked in the report."
         )
         raise typer.Exit(1)
 
@@ -280,8 +284,12 @@ def classify(
     paths: Annotated[list[str], typer.Argument(help="Images, folders (recursive) or glob patterns.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 3,
     labels: LabelsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="One JSON object per line to FILE, or - for stdout.")
+    ] = None,
+    csv_out: Annotated[
+        str | None, typer.Option("--csv", help="CSV with a header row to FILE, or - for stdout.")
+    ] = None,
     threads: ThreadsOpt = None,
     backend: BackendOpt = "auto",
     input_mean: MeanOpt = None,
@@ -294,9 +302,13 @@ def classify(
     """
     from edgetl.edge.classify import as_csv as to_csv
     from edgetl.edge.classify import as_json_lines, classify_files, expand
+    from edgetl.rundir import write_atomic
 
-    if as_json and as_csv:
+    if json_out and csv_out:
         raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
+    target = json_out or csv_out
+    if target not in (None, "-") and Path(target).exists():
+        raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
     if top_k < 1:
         raise EdgetlError(f"--top-k {top_k} must be at least 1.")
     files, missing = expand(paths)
@@ -310,10 +322,13 @@ def classify(
     for result in results:
         if "error" in result:
             err_console.print(f"[yellow]skipped[/] {escape(result['path'])}: {escape(result['error'])}")
-    if as_json:
-        print(as_json_lines(results), end="")
-    elif as_csv:
-        print(to_csv(results, top_k), end="")
+    if target is not None:
+        text = as_json_lines(results) if json_out else to_csv(results, top_k)
+        if target == "-":
+            print(text, end="")
+        else:
+            write_atomic(Path(target), text)
+            err_console.print(f"Written: {escape(target)} ({len(results)} results)")
     else:
         from rich.table import Table
 
@@ -528,94 +543,24 @@ def bench(
         raise typer.Exit(1)
 
 
-def _next_free(path: Path) -> Path:
-    """runs/demo, then runs/demo2, runs/demo3…: a demo never replaces an earlier run."""
-    candidate, n = path, 1
-    while candidate.exists() or candidate.with_name(candidate.name + ".partial").exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}{n}")
-    return candidate
-
-
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to put the sample data and the run.")] = Path("runs"),
-    images_per_class: Annotated[int, typer.Option(help="Generated images per class.")] = 100,
+    images_per_class: Annotated[
+        int | None, typer.Option(help="Generated images per class (default: 100, or 1200 without ImageNet weights).")
+    ] = None,
 ) -> None:
     """Run the pipeline on a generated sample dataset: train, convert, camera, bench (minutes on a CPU).
 
-    Uses the network once, for Keras' download of the ImageNet weights when they are not cached.
+    Uses the network once, for Keras' download of the ImageNet weights when they are not cached; without
+    them it trains from random weights on more images instead (slower, still a working model).
     """
     require_tensorflow()
     _quiet_tensorflow()
     interrupt.install("Run `edgetl demo` again to start a new demo run.")
-    from edgetl.train.fit import TrainConfig
-    from edgetl.train.models import build_backbone, expected_weights_file, resolve_weights
-    from edgetl.train.run import train as run_training
-    from edgetl.train.sample import SHAPES, make_sample_dataset
+    from edgetl.demo import run_demo
 
-    data = out / "demo-data"
-    if not data.exists():
-        console.print(f"Drawing the sample dataset ({len(SHAPES)} shapes × {images_per_class} images) in {data}…")
-        make_sample_dataset(data.with_name("demo-data.partial"), per_class=images_per_class).rename(data)
-    config = TrainConfig(alpha=0.35, size=96, head_epochs=15, finetune_epochs=4, finetune_lr=3e-4, batch_size=32)
-    try:
-        build_backbone("mobilenet_v2", config.size, config.alpha, resolve_weights("mobilenet_v2", "imagenet", 0.35, 96))
-    except EdgetlError as error:
-        config.weights, config.head_epochs, config.finetune_epochs, config.finetune_lr = "none", 0, 12, 2e-3
-        config.patience = 12
-        console.print(
-            f"[bold red]No ImageNet weights:[/] {error.message} The demo falls back to RANDOM initialisation, so "
-            f"its accuracy says nothing about transfer learning. Put the weights at "
-            f"{expected_weights_file('mobilenet_v2', 0.35, 224)} to use them."
-        )
-    run_dir = run_training(data, _next_free(out / "demo"), config, console=console)
-
-    from edgetl.convert.run import ConvertOptions
-    from edgetl.convert.run import convert as run_conversion
-
-    console.rule("Conversion: int8 (and float32 for reference), checked against the float model")
-    run_conversion(run_dir, ConvertOptions(formats=("int8", "float32")), console=console)
-
-    console.rule("Camera: a headless run over a video made from the test images (no TensorFlow on this path)")
-    _demo_camera(run_dir)
-
-    console.rule("Benchmark: every model variant on the test images")
-    from edgetl.benchmarks.bench import BenchOptions, run_bench
-    from edgetl.benchmarks.bench_report import print_table, write_reports
-
-    report = run_bench([run_dir], BenchOptions(threads=[1, 2], runs=50), progress=lambda text: None)
-    print_table(report, console)
-    console.print(f"Report: {write_reports(report, run_dir / 'bench')}")
-
-
-def _demo_camera(run_dir: Path) -> None:
-    """Write a 30 fps video of the held-out test images and classify it as a camera would."""
-    import cv2
-
-    from edgetl.edge.camera import CameraOptions, print_summary, run_camera
-    from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
-    from edgetl.images import load_rgb
-    from edgetl.rundir import load_run
-
-    meta = load_run(run_dir)
-    lines = (run_dir / meta["data"]["split_files"]["test"]).read_text().splitlines()
-    video = run_dir / "demo-camera.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for line in lines:
-        frame = cv2.cvtColor(load_rgb(Path(meta["data"]["root"]) / line.split("\t")[0]), cv2.COLOR_RGB2BGR)
-        for _ in range(5):  # each image held for 5 frames, like an object in front of a camera
-            writer.write(cv2.resize(frame, (320, 240)))
-    writer.release()
-    classifier = Classifier(run_dir / "model_int8.tflite", threads=2)
-    capture = Capture(SourceSpec(str(video)), realtime=True, prepare=classifier.prepare_bgr)
-    try:
-        stats = run_camera(classifier, capture, CameraOptions(smooth=3), on_result=None)
-    finally:
-        capture.close()
-    console.print(f"`edgetl camera {run_dir / 'model_int8.tflite'} --source {video} --realtime` gave:")
-    print_summary(stats.summary(capture, classifier, 2), console)
+    run_demo(out, images_per_class, console)
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,31 @@ def write_labels(path: Path, labels: list[str]) -> None:
 def parse_labels(text: str) -> list[str]:
     """Class names from a labels file's text: one per line, blank lines ignored."""
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset and its class index."""
+
+    path: Path
+    label: int
+
+
+def write_split_file(path: Path, root: Path, classes: list[str], samples: list[Sample]) -> None:
+    """One split's exact file list, "relative/path<TAB>class" per line, so every stage uses the same images."""
+    lines = (f"{sample.path.relative_to(root).as_posix()}\t{classes[sample.label]}\n" for sample in samples)
+    write_atomic(path, "".join(lines))
+
+
+def read_split_file(path: Path, root: Path, classes: list[str]) -> list[Sample]:
+    """Read one split list written by `write_split_file`."""
+    label_of = {name: i for i, name in enumerate(classes)}
+    samples = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        relative, name = line.split("\t")
+        if name not in label_of:
+            raise EdgetlError(f"{path} names class '{name}', which the run does not have.", "Re-run `edgetl train`.")
+        samples.append(Sample(root / relative, label_of[name]))
+    return samples

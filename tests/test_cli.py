@@ -55,6 +55,10 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "does not exist" in errors[0] and "Traceback" not in result.stderr
+    chatter = [
+        line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("error:", "no ", "tens"))
+    ]
+    assert not chatter, chatter  # TensorFlow's import-time absl/oneDNN/CUDA lines are gone
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "run.partial").exists()  # a failed start leaves nothing that looks resumable
 

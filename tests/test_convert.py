@@ -22,7 +22,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import METADATA_NAME, associated_file, read_model_info
 from edgetl.errors import EdgetlError
 from edgetl.images import load_for_model
-from edgetl.train.data import Sample
+from edgetl.rundir import Sample
 
 QUIET = Console(quiet=True)
 
@@ -406,3 +406,12 @@ def test_the_edge_interpreter_runs_converted_models_without_tensorflow(converted
     assert backend == "litert"
     expected = ImageClassifierModel(run / "model_int8.tflite").scores(pixels)
     np.testing.assert_allclose(np.array(scores, dtype=np.float32), expected, atol=1e-6)
+
+
+def test_agreement_target_defaults_to_99_where_the_test_split_can_measure_it() -> None:
+    from edgetl.convert.run import _min_agreement
+
+    notes: list[str] = []
+    assert _min_agreement(None, 128, notes) == 99.0 and notes == []
+    assert _min_agreement(None, 60, notes) == 0.0 and "60 test images are too few" in notes[0]
+    assert _min_agreement(95.0, 10, []) == 95.0  # an explicit target always applies

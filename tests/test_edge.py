@@ -72,7 +72,7 @@ def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
     shutil.copytree(sample_data / "circle", folder / "circle")
     (folder / "circle" / "broken.jpg").write_bytes(b"not a jpeg")
     result = edge_cli(
-        "classify", str(int8_model), str(folder), str(sample_data / "star" / "*.png"), "--json", "-k", "2"
+        "classify", str(int8_model), str(folder), str(sample_data / "star" / "*.png"), "--json", "-", "-k", "2"
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -85,9 +85,22 @@ def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
     assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels for line in good)
     assert all(line["scores"][0] >= line["scores"][1] for line in good)
 
-    csv_out = edge_cli("classify", str(int8_model), str(folder / "circle"), "--csv", "-k", "1")
+    csv_out = edge_cli("classify", str(int8_model), str(folder / "circle"), "--csv", "-", "-k", "1")
     header, *rows = csv_out.stdout.splitlines()
     assert header == "path,label1,score1,error" and len(rows) == 25
+
+    to_file = edge_cli("classify", str(int8_model), str(folder / "circle"), "--json", str(tmp_path / "out.jsonl"))
+    assert to_file.returncode == 0 and to_file.stdout.count("{") == 0  # the results went to the file only
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 25
+    again = edge_cli("classify", str(int8_model), str(folder / "circle"), "--json", str(tmp_path / "out.jsonl"))
+    assert again.returncode == 2 and "already exists" in again.stderr  # never overwrites the user's file
+
+
+def test_classify_table_shows_the_distinguishing_end_of_each_path(int8_model: Path, sample_data: Path) -> None:
+    files = [sorted((sample_data / shape).iterdir())[0] for shape in ("circle", "star")]
+    table = edge_cli("classify", str(int8_model), *map(str, files))
+    assert table.returncode == 0, table.stderr
+    assert f"circle/{files[0].name}" in table.stdout and f"star/{files[1].name}" in table.stdout
 
 
 def test_classify_table_and_errors(int8_model: Path, sample_data: Path, tmp_path: Path) -> None:
@@ -244,6 +257,13 @@ def test_a_source_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> No
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+def test_a_missing_camera_is_one_line_without_opencv_chatter(int8_model: Path) -> None:
+    result = edge_cli("camera", str(int8_model), "--source", "7", "--max-reconnects", "0", "--no-window")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and line != "no tensorflow"]
+    assert result.returncode == 2 and "Cannot open video source '7'" in result.stderr, result.stderr
+    assert not [line for line in lines if "WARN" in line or "global " in line], lines
+
+
 # --- camera --------------------------------------------------------------------------------------------------------
 
 
@@ -263,6 +283,8 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
         assert set(line) == {"timestamp", "frame", "labels", "scores", "latency_ms", "age_ms"}
         assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}
     assert "results" in result.stdout and "dropped" in result.stdout
+    served = edge_cli("camera", str(int8_model), "--source", str(video), "--serve", "127.0.0.1:0", "--no-window")
+    assert served.returncode == 0 and "--loop --realtime" in served.stdout  # the page ends with the file: say so
     again = edge_cli("camera", str(int8_model), "--source", str(video), "--json", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr  # a results file is not clobbered
 

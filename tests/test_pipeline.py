@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from edgetl.images import load_for_model
-from edgetl.train.data import Sample
+from edgetl.rundir import Sample
 from edgetl.train.pipeline import augmentation, image_dataset
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.images import load_rgb
-from edgetl.rundir import SPLITS, write_atomic
+from edgetl.rundir import SPLITS, Sample, write_split_file
 
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
@@ -31,12 +31,6 @@ IMBALANCE_WARNING = 3.0
 MIN_SIDE = 8  # pixels; smaller "images" are icons or broken files
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: int
 
 
 @dataclass
@@ -314,21 +308,4 @@ def _warn_about_balance(index: DatasetIndex) -> None:
 def write_split_files(index: DatasetIndex, folder: Path) -> None:
     """Exact file lists, so every later stage uses the same held-out test images."""
     for name, samples in index.splits.items():
-        lines = (
-            f"{sample.path.relative_to(index.root).as_posix()}\t{index.classes[sample.label]}\n" for sample in samples
-        )
-        write_atomic(folder / f"{name}.txt", "".join(lines))
-
-
-def read_split_file(path: Path, root: Path, classes: list[str]) -> list[Sample]:
-    """Read one split list written by `write_split_files`."""
-    label_of = {name: i for i, name in enumerate(classes)}
-    samples = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        relative, name = line.split("\t")
-        if name not in label_of:
-            raise EdgetlError(f"{path} names class '{name}', which the run does not have.", "Re-run `edgetl train`.")
-        samples.append(Sample(root / relative, label_of[name]))
-    return samples
+        write_split_file(folder / f"{name}.txt", index.root, index.classes, samples)

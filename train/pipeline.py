@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from edgetl.images import ResizePolicy, load_for_model
-from edgetl.train.data import Sample
+from edgetl.rundir import Sample
 
 AUTOTUNE = tf.data.AUTOTUNE
 

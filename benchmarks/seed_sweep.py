@@ -1,0 +1,127 @@
+"""Train the same configuration with several seeds: the spread of test accuracy, time and int8 agreement.
+
+Each seed is one full `edgetl train` (defaults unless told) and `edgetl convert --int8` with its default
+budget (agreement ≥ 99 % with ≥ 100 test images, repair when missed). The first seed is trained once more
+with --no-deterministic to measure what determinism costs (and, with --repeat, a third time to show
+that a run repeats exactly; tests/test_precision_and_determinism.py checks that on a small subset).
+
+    python benchmarks/seed_sweep.py                         # beans, MobileNetV2 1.0 @224, seeds 1 2 3
+    python benchmarks/seed_sweep.py --seeds 1 2 3 --size 160 --repeat
+
+Prints one table and the median and range; quote those, never one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(os.environ.get("EDGETL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED / "datasets" / "beans")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--repeat", action="store_true", help="Also train the first seed a second time.")
+    args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    work = Path(tempfile.mkdtemp(prefix="edgetl-seed-sweep-"))
+    if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
+        shutil.copytree(SHARED / "keras" / "models", work / "keras" / "models")
+        os.environ["KERAS_HOME"] = str(work / "keras")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.run import train
+
+    console = Console()
+    quiet = Console(quiet=True)
+    plan = [(seed, True, "") for seed in args.seeds] + [(args.seeds[0], False, "no-deterministic")]
+    if args.repeat:
+        plan.append((args.seeds[0], True, "repeat"))
+    rows = []
+    for seed, deterministic, note in plan:
+        console.print(f"[bold]seed {seed}[/] {note}…")
+        config = TrainConfig(alpha=args.alpha, size=args.size, seed=seed, deterministic=deterministic)
+        started = time.perf_counter()
+        run = train(args.data, work / f"seed{seed}{note}", config, console=quiet)
+        train_seconds = time.perf_counter() - started
+        report = convert(run, ConvertOptions(formats=("int8",)), console=quiet)
+        int8 = report["models"]["int8"]
+        meta = json.loads((run / "edgetl.json").read_text())
+        rows.append(
+            {
+                "seed": seed,
+                "note": note,
+                "test_top1": meta["metrics"]["test_top1"],
+                "val_top1": meta["metrics"]["validation_top1"],
+                "train_s": train_seconds,
+                "finetune_s": meta["training"]["seconds"].get("finetune", 0.0),
+                "int8_top1": int8["top1"],
+                "agreement": int8["agreement"],
+                "repaired": any(step["action"] == "choose_calibration" for step in int8.get("repair", [])),
+                "passed": int8["passed"],
+            }
+        )
+
+    table = Table(title=f"{args.data.name}: MobileNetV2 {args.alpha} @{args.size}, defaults")
+    for column in ("seed", "test top-1", "val top-1", "train s", "int8 top-1", "agreement", "repair", "passed"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            f"{row['seed']} {row['note']}".strip(),
+            f"{100 * row['test_top1']:.1f} %",
+            f"{100 * row['val_top1']:.1f} %",
+            f"{row['train_s']:.0f}",
+            f"{100 * row['int8_top1']:.1f} %",
+            f"{100 * row['agreement']:.1f} %",
+            "yes" if row["repaired"] else "no",
+            "yes" if row["passed"] else "NO",
+        )
+    console.print(table)
+    sweep = [row for row in rows if not row["note"]]
+    for key, label, scale in (
+        ("test_top1", "test top-1 %", 100),
+        ("agreement", "int8 agreement %", 100),
+        ("train_s", "train seconds", 1),
+    ):
+        values = [scale * row[key] for row in sweep]
+        console.print(
+            f"{label}: median {statistics.median(values):.1f}, range {min(values):.1f}–{max(values):.1f} "
+            f"over {len(values)} seeds"
+        )
+    first, loose = rows[0], next(row for row in rows if row["note"] == "no-deterministic")
+    if args.repeat:
+        same = first["test_top1"] == rows[-1]["test_top1"] and _same_weights(work, args.seeds[0])
+        console.print(f"repeat of seed {args.seeds[0]}: {'identical metrics and weights' if same else 'DIFFERENT'}")
+    console.print(
+        f"determinism cost: deterministic {first['train_s']:.0f} s vs --no-deterministic "
+        f"{loose['train_s']:.0f} s (ratio {first['train_s'] / loose['train_s']:.2f}, one run each)"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _same_weights(work: Path, seed: int) -> bool:
+    import keras
+    import numpy as np
+
+    a = keras.saving.load_model(work / f"seed{seed}" / "model.keras").get_weights()
+    b = keras.saving.load_model(work / f"seed{seed}repeat" / "model.keras").get_weights()
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+if __name__ == "__main__":
+    main()
