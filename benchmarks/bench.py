@@ -27,7 +27,15 @@ from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_for_model
-from edgetl.metrics import near_chance, near_chance_message
+from edgetl.metrics import (
+    TOP5_FROM_CLASSES,
+    agreement,
+    near_chance,
+    near_chance_message,
+    per_class,
+    top1,
+    topk,
+)
 from edgetl.rundir import load_run, read_split_file
 
 SCHEMA_VERSION = 1
@@ -218,17 +226,12 @@ def peak_rss_mb(path: Path, threads: int, backend: str) -> tuple[float | None, s
 
 
 def accuracy(scores: np.ndarray, targets: np.ndarray, labels: list[str], reference: np.ndarray | None) -> dict:
-    predicted = scores.argmax(1)
-    result = {"top1": float(np.mean(predicted == targets)), "images": int(len(targets))}
-    if len(labels) > 5:
-        top5 = np.argsort(-scores, axis=1)[:, :5]
-        result["top5"] = float(np.mean([t in row for t, row in zip(targets, top5)]))
+    result = {"top1": top1(scores, targets), "images": int(len(targets))}
+    if len(labels) >= TOP5_FROM_CLASSES:
+        result["top5"] = topk(scores, targets, 5)
     if reference is not None:
-        result["agreement"] = float(np.mean(predicted == reference.argmax(1)))
-    result["per_class"] = {
-        name: float(np.mean(predicted[targets == i] == i)) if np.any(targets == i) else None
-        for i, name in enumerate(labels)
-    }
+        result["agreement"] = agreement(reference, scores)
+    result["per_class"] = per_class(scores, targets, labels)
     return result
 
 
@@ -440,9 +443,9 @@ def recommend(report: dict) -> str:
     if not eligible:
         return f"No .tflite model is within {budget} points of the reference; see the table."
     best = min(eligible, key=lambda row: best_latency(row)[1]["median_ms"])
-    top1, classes = best["accuracy"]["top1"], len(report["labels"])
-    if near_chance(top1, classes):
-        return f"Not usable: {Path(best['file']).name} {near_chance_message(top1, classes)}."
+    best_top1, classes = best["accuracy"]["top1"], len(report["labels"])
+    if near_chance(best_top1, classes):
+        return f"Not usable: {Path(best['file']).name} {near_chance_message(best_top1, classes)}."
     threads, stats = best_latency(best)
     drop = best["accuracy"].get("drop_pp")
     drop_text = f", {drop:+.2f} pt vs {report['reference']}" if drop is not None else ""

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.metrics import TOP5_FROM_CLASSES, agreement, fidelity, per_class, top1, topk
 
 
 @dataclass
@@ -42,35 +43,20 @@ def tflite_scores(
     return Scores(np.stack(values) if values else np.zeros((0, runner.classes), np.float32), median)
 
 
-def _topk(values: np.ndarray, labels: np.ndarray, k: int) -> float:
-    top = np.argsort(-values, axis=1)[:, :k]
-    return float(np.mean([label in row for label, row in zip(labels, top)]))
-
-
-def fidelity(reference: np.ndarray, values: np.ndarray) -> tuple[int, float]:
-    """(top-1 disagreements, mean absolute score difference): how closely a model follows the float one."""
-    disagreements = int(np.sum(reference.argmax(1) != values.argmax(1)))
-    return disagreements, float(np.mean(np.abs(reference - values)))
-
-
 def compare(reference: np.ndarray, values: np.ndarray, labels: np.ndarray | None, names: list[str]) -> dict:
     """Top-1 (top-5 with more than five classes), drop in points, agreement, per-class accuracy."""
     result: dict = {
         "images": int(len(values)),
-        "agreement": float(np.mean(reference.argmax(1) == values.argmax(1))) if len(values) else 0.0,
-        "mean_abs_score_diff": fidelity(reference, values)[1] if len(values) else 0.0,
+        "agreement": agreement(reference, values),
+        "mean_abs_score_diff": fidelity(reference, values)[1],
     }
     if labels is None or len(values) == 0:
         return result
-    result["float_top1"] = float(np.mean(reference.argmax(1) == labels))
-    result["top1"] = float(np.mean(values.argmax(1) == labels))
+    result["float_top1"] = top1(reference, labels)
+    result["top1"] = top1(values, labels)
     result["drop_pp"] = round(100 * (result["float_top1"] - result["top1"]), 4)
-    if len(names) > 5:
-        result["float_top5"] = _topk(reference, labels, 5)
-        result["top5"] = _topk(values, labels, 5)
-    predicted = values.argmax(1)
-    result["per_class"] = {
-        name: float(np.mean(predicted[labels == index] == index)) if np.any(labels == index) else None
-        for index, name in enumerate(names)
-    }
+    if len(names) >= TOP5_FROM_CLASSES:
+        result["float_top5"] = topk(reference, labels, 5)
+        result["top5"] = topk(values, labels, 5)
+    result["per_class"] = per_class(values, labels, names)
     return result

@@ -28,7 +28,7 @@ from edgetl.convert.calibration import (
     representative_dataset,
     stratified_sample,
 )
-from edgetl.convert.evaluate import compare, fidelity, keras_scores, tflite_scores
+from edgetl.convert.evaluate import compare, keras_scores, tflite_scores
 from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
 from edgetl.convert.repair import DEFAULT_MAX_FLOAT_LAYERS, RepairLog, keep_layers_in_float, rank_layers
 from edgetl.convert.source import Source, load_source
@@ -43,7 +43,7 @@ from edgetl.convert.tflite import (
     saved_model,
 )
 from edgetl.errors import EdgetlError
-from edgetl.metrics import near_chance, near_chance_message
+from edgetl.metrics import fidelity, near_chance, near_chance_message, top1
 from edgetl.progress import progress_bar
 from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
 
@@ -105,9 +105,9 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"Float Keras model on {len(test_images)} test images…")
     reference = keras_scores(source.model, test_images).values
-    if labels is not None and near_chance(float(np.mean(reference.argmax(1) == labels)), len(source.labels)):
-        top1 = float(np.mean(reference.argmax(1) == labels))
-        console.print(f"[bold yellow]warning:[/] the float model's {near_chance_message(top1, len(source.labels))}.")
+    if labels is not None and near_chance(float_top1 := top1(reference, labels), len(source.labels)):
+        message = near_chance_message(float_top1, len(source.labels))
+        console.print(f"[bold yellow]warning:[/] the float model's {message}.")
 
     entries: dict[str, dict] = {}
     with saved_model(source.model) as saved:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from edgetl.metrics import TOP5_FROM_CLASSES, top1, topk
+
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Top-1 (and top-5 with more than five classes), per-class P/R/F1 and the confusion matrix."""
@@ -18,11 +20,10 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     np.add.at(confusion, (labels, predicted), 1)
     metrics: dict[str, Any] = {
         "count": int(len(labels)),
-        "top1": float((predicted == labels).mean()) if len(labels) else 0.0,
+        "top1": top1(probs, labels),
     }
-    if k > 5:
-        top5 = np.argsort(-probs, axis=1)[:, :5]
-        metrics["top5"] = float((top5 == labels[:, None]).any(axis=1).mean())
+    if k >= TOP5_FROM_CLASSES:
+        metrics["top5"] = topk(probs, labels, 5)
     per_class = {}
     for i, name in enumerate(classes):
         tp = confusion[i, i]
