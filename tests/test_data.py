@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from edgetl.errors import EdgetlError
-from edgetl.train.data import read_split_file, scan, write_split_files
+from edgetl.rundir import read_split_file
+from edgetl.train.data import scan, write_split_files
 
 
 def _image(path: Path, value: int, size: int = 32, fmt: str | None = None) -> Path:
