@@ -23,7 +23,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-SHARED = Path(os.environ.get("EDGETL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from edgetl.benchmarks.shared_data import SHARED
+
 RUN_FILES = ("edgetl.json", "model.keras", "labels.txt", "split")
 
 

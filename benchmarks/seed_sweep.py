@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(os.environ.get("EDGETL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
 
 
 def main() -> None:
@@ -36,9 +36,7 @@ def main() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = Path(tempfile.mkdtemp(prefix="edgetl-seed-sweep-"))
-    if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
-        shutil.copytree(SHARED / "keras" / "models", work / "keras" / "models")
-        os.environ["KERAS_HOME"] = str(work / "keras")
+    use_shared_keras_weights()
 
     from rich.console import Console
     from rich.table import Table

@@ -19,7 +19,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-SHARED = Path(os.environ.get("EDGETL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
 
 
 def main() -> None:
@@ -33,9 +33,7 @@ def main() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = Path(tempfile.mkdtemp(prefix="edgetl-train-speed-"))
-    if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").is_dir():
-        shutil.copytree(SHARED / "keras" / "models", work / "keras" / "models")
-        os.environ["KERAS_HOME"] = str(work / "keras")
+    use_shared_keras_weights()
 
     from rich.console import Console
     from rich.table import Table

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-SHARED = Path(os.environ.get("EDGETL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
 
 
 def classic_recipe(data: Path, size: int, weights: str, out: Path, console: Console) -> tuple[Path, float, float]:
@@ -73,10 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     console = Console(width=150)
-    if "KERAS_HOME" not in os.environ and (SHARED / "keras" / "models").exists():
-        home = Path(tempfile.mkdtemp(prefix="edgetl-keras-"))
-        shutil.copytree(SHARED / "keras" / "models", home / "models")
-        os.environ["KERAS_HOME"] = str(home)
+    use_shared_keras_weights()
 
     from edgetl.convert.run import ConvertOptions, convert
     from edgetl.train.fit import TrainConfig
