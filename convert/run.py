@@ -99,9 +99,10 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     if len(test_images) == 0:
         raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
     labels = test_labels if source.test_labelled else None
-    notes_before = len(source.notes)
-    options = replace(options, min_agreement=_min_agreement(options.min_agreement, len(test_images), source.notes))
-    for note in source.notes[notes_before:]:
+    min_agreement, note = _min_agreement(options.min_agreement, len(test_images))
+    options = replace(options, min_agreement=min_agreement)
+    if note:
+        source.notes.append(note)  # kept in conversion.json with the other notes
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"Float Keras model on {len(test_images)} test images…")
     reference = keras_scores(source.model, test_images).values
@@ -141,17 +142,17 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     return report
 
 
-def _min_agreement(requested: float | None, images: int, notes: list[str]) -> float:
-    """The agreement target to apply: the user's, else the default where the test split can measure it."""
+def _min_agreement(requested: float | None, images: int) -> tuple[float, str | None]:
+    """(the agreement target to apply, a note when the default is not applied): the user's target, else the
+    default where the test split can measure it."""
     if requested is not None:
-        return requested
+        return requested, None
     if images >= MIN_IMAGES_FOR_AGREEMENT:
-        return DEFAULT_MIN_AGREEMENT
-    notes.append(
+        return DEFAULT_MIN_AGREEMENT, None
+    return 0.0, (
         f"Agreement target ({DEFAULT_MIN_AGREEMENT:g} %) not applied: {images} test images are too few to measure "
         f"it (one image is {100 / images:.1f} points); pass --min-agreement to apply one anyway."
     )
-    return 0.0
 
 
 def _passes(entry: dict, options: ConvertOptions) -> bool:

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 import edgetl
 from edgetl import interrupt
+from edgetl.demo import DEFAULT_IMAGES_PER_CLASS, SCRATCH_IMAGES_PER_CLASS
 from edgetl.errors import EdgetlError
 
 console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
@@ -547,7 +548,11 @@ def bench(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to put the sample data and the run.")] = Path("runs"),
     images_per_class: Annotated[
-        int | None, typer.Option(help="Generated images per class (default: 100, or 1200 without ImageNet weights).")
+        int | None,
+        typer.Option(
+            help=f"Generated images per class (default: {DEFAULT_IMAGES_PER_CLASS}, or "
+            f"{SCRATCH_IMAGES_PER_CLASS} without ImageNet weights)."
+        ),
     ] = None,
 ) -> None:
     """Run the pipeline on a generated sample dataset: train, convert, camera, bench (minutes on a CPU).

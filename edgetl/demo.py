@@ -30,7 +30,7 @@ SCRATCH = {
     "augment": False,
     "patience": 14,
 }
-SCRATCH_IMAGES_PER_CLASS = 1500  # at 1200 and 12 epochs it generalised to 82 %; at 1500 and 20 epochs to 99 %
+SCRATCH_IMAGES_PER_CLASS = 1500  # fewer images overfit (benchmarks/README.md, "The demo without ImageNet weights")
 
 
 def next_free(path: Path) -> Path:

@@ -411,7 +411,7 @@ def test_the_edge_interpreter_runs_converted_models_without_tensorflow(converted
 def test_agreement_target_defaults_to_99_where_the_test_split_can_measure_it() -> None:
     from edgetl.convert.run import _min_agreement
 
-    notes: list[str] = []
-    assert _min_agreement(None, 128, notes) == 99.0 and notes == []
-    assert _min_agreement(None, 60, notes) == 0.0 and "60 test images are too few" in notes[0]
-    assert _min_agreement(95.0, 10, []) == 95.0  # an explicit target always applies
+    assert _min_agreement(None, 128) == (99.0, None)
+    target, note = _min_agreement(None, 60)
+    assert target == 0.0 and "60 test images are too few" in note
+    assert _min_agreement(95.0, 10)[0] == 95.0  # an explicit target always applies

@@ -26,13 +26,13 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+_keras_reduce_per_replica = keras_trainer.reduce_per_replica
+
+
 def _reduce_per_replica(values, strategy, reduction):
     if reduction in ("auto", "mean") and keras_trainer._collective_all_reduce_multi_worker(strategy):
         return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
     return _keras_reduce_per_replica(values, strategy, reduction)
-
-
-_keras_reduce_per_replica = keras_trainer.reduce_per_replica
 
 
 def prepare_fit(model: keras.Model, dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> None:
