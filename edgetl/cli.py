@@ -7,7 +7,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -573,10 +573,28 @@ def run() -> None:
     try:
         app()
     except EdgetlError as error:
+        if interrupt.received():  # e.g. a worker whose peers stopped on the same SIGTERM: the signal explains it
+            _interrupted(interrupt.received())
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
+        _exit(2)
     except interrupt.Interrupted as stop:
-        err_console.print(f"[yellow]{escape(interrupt.message())}[/]", highlight=False, soft_wrap=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(stop.exit_code)  # not SystemExit: TensorFlow's teardown at exit can hang after an interrupt
+        _interrupted(stop.signum)
+    except Exception:
+        if interrupt.received():  # whatever failed, it failed because the process was being stopped
+            _interrupted(interrupt.received())
+        raise
+
+
+def _interrupted(signum: int) -> NoReturn:
+    err_console.print(f"[yellow]{escape(interrupt.message())}[/]", highlight=False, soft_wrap=True)
+    _exit(128 + signum)
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit without TensorFlow's teardown once it is loaded: after a failed collective or an interrupt its
+    threads can hang the exit or abort it ("terminate called without an active exception")."""
+    if "tensorflow" not in sys.modules:
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -41,6 +41,11 @@ def message() -> str:
     return f"Interrupted. {_state['hint']}".strip()
 
 
+def received() -> int | None:
+    """The first signal this process received, even while the main thread was stuck in native code."""
+    return _state.get("signum")
+
+
 def install(hint: str = "") -> None:
     """Make SIGINT/SIGTERM end this command within GRACE_SECONDS; `hint` says what to do next."""
     _state["hint"] = hint
@@ -75,10 +80,11 @@ def reclaim() -> None:
 
 def _watch(reader: socket.socket, writer: socket.socket) -> None:
     first = reader.recv(1)  # the C-level handler writes here even while the main thread is stuck
+    _state["signum"] = first[0] if first else signal.SIGINT
     reader.settimeout(GRACE_SECONDS)
     with contextlib.suppress(TimeoutError):
         reader.recv(1)  # a second signal: the user does not want to wait
-    _hard_exit(first[0] if first else signal.SIGINT)
+    _hard_exit(_state["signum"])
 
 
 def _hard_exit(signum: int) -> None:

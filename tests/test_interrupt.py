@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,3 +81,26 @@ def test_sigterm_ends_training_and_a_second_ctrl_c_is_immediate(sample_data: Pat
     time.sleep(0.05)
     code, seconds = _interrupt(again)
     assert code == 130 and seconds < 3, (code, seconds, again.output[-2000:])
+
+
+ERROR_AFTER_A_SIGNAL = """
+import signal
+
+import tensorflow  # loaded, as in `edgetl train`: the exit must skip its teardown
+
+from edgetl import cli, interrupt
+from edgetl.errors import EdgetlError
+interrupt.install("Hint.")
+def failing_app():
+    interrupt._state["signum"] = signal.SIGTERM  # what the watcher records when a signal arrives
+    raise EdgetlError("Another worker of the cluster stopped answering.", "Resume.")
+cli.app = failing_app
+cli.run()
+"""
+
+
+def test_an_error_caused_by_a_signal_exits_as_the_signal_without_tensorflow_teardown() -> None:
+    """A worker whose peers stopped on the same SIGTERM fails its collective: it still exits 143, not 2."""
+    done = subprocess.run([sys.executable, "-c", ERROR_AFTER_A_SIGNAL], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "Interrupted. Hint." in done.stderr and "stopped answering" not in done.stderr
