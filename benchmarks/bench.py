@@ -30,6 +30,8 @@ from edgetl.images import list_images, load_for_model
 from edgetl.metrics import (
     TOP5_FROM_CLASSES,
     agreement,
+    auroc,
+    ece,
     near_chance,
     near_chance_message,
     per_class,
@@ -49,6 +51,7 @@ class BenchOptions:
     backend: str = "auto"
     max_drop: float = 1.0  # accuracy budget (points of top-1) for the recommendation
     batch_latency: bool = False
+    ood: Path | None = None  # images of none of the classes: rejection measured on them
 
 
 @dataclass
@@ -255,7 +258,10 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
             **latency_stats(times),
         }
         if threads == options.threads[0]:
-            row["scores"] = classifier.model.scores_batch(images)
+            row["scores"], row["ood_scores"], row["rejected"] = _decisions(classifier, images)
+            if options.ood is not None:
+                outside = load_ood_images(options.ood, classifier.size, classifier.resize)
+                row["outside"] = _decisions(classifier, outside)
             row["runtime"] = classifier.model.backend
             row.update(delegation(classifier.model))
             if options.batch_latency:
@@ -265,6 +271,45 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
     if rss_error:
         row["peak_rss_error"] = rss_error
     return row
+
+
+def _decisions(classifier: Classifier, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(probabilities, OOD scores or None, rejected as "unknown") per image, by the rule classify and camera use."""
+    scores, ood, rejected = [], [], []
+    for image in images:
+        probs, score = classifier.scores(image)
+        scores.append(probs)
+        ood.append(score)
+        rejected.append(classifier.decide(probs, score, 1).unknown)
+    has_ood = bool(ood) and ood[0] is not None
+    return np.stack(scores), (np.asarray(ood, np.float64) if has_ood else None), np.asarray(rejected, bool)
+
+
+def load_ood_images(folder: Path, size: int, resize: str) -> np.ndarray:
+    """Every image under `folder` (recursively), decoded and resized like the labelled data."""
+    files = list_images(folder) if folder.is_dir() else []
+    if not files:
+        raise EdgetlError(f"--ood {folder} holds no images.", "Pass a folder of photos that show none of the classes.")
+    return np.stack([load_for_model(path, size, resize) for path in files])  # type: ignore[arg-type]
+
+
+def open_world(row: dict, targets: np.ndarray) -> dict:
+    """ECE on the labelled images; with --ood, AUROC of the OOD score (max-softmax for models without one)
+    and the shares of OOD and in-class images rejected at the shipped thresholds."""
+    result: dict = {"ece": ece(row["scores"], targets)}
+    if "outside" not in row:
+        return result
+    out_scores, out_ood, out_rejected = row["outside"]
+    inside = row["ood_scores"] if row["ood_scores"] is not None else 1 - row["scores"].max(1)
+    outside = out_ood if out_ood is not None else 1 - out_scores.max(1)
+    result["ood"] = {
+        "score": "model" if row["ood_scores"] is not None else "max-softmax",
+        "images": int(len(outside)),
+        "auroc": auroc(inside, outside),
+        "rejected_ood": float(np.mean(out_rejected)),
+        "rejected_in": float(np.mean(row["rejected"])),
+    }
+    return result
 
 
 def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -> dict | None:
@@ -300,7 +345,8 @@ def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, s
     images = dataset.images(size, resize)
     call = tf.function(lambda x: model(x, training=False), autograph=False)  # graph mode, as deployed TF runs
     first, times = time_single_inferences(lambda image: call(image[None].astype(np.float32)), images, options)
-    scores = np.asarray(model.predict(images.astype(np.float32), batch_size=32, verbose=0))
+    outputs = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    scores = np.asarray(outputs[0] if isinstance(outputs, list | tuple) else outputs)  # [probabilities, OOD score]
     return {
         "name": "keras",
         "kind": "keras",
@@ -381,8 +427,13 @@ def run_bench(
             else:
                 ref = reference_scores if row is not reference else None
                 row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, ref)
+                if "rejected" in row:  # .tflite rows: what the device decides
+                    row.update(open_world(row, dataset.targets))
+                else:
+                    row["ece"] = ece(row["scores"], dataset.targets)
     for row in rows:
-        row.pop("scores", None)
+        for key in ("scores", "ood_scores", "rejected", "outside"):
+            row.pop(key, None)
     for row in rows:
         if "accuracy" in row and reference is not None and "accuracy" in reference:
             row["accuracy"]["drop_pp"] = round(100 * (reference["accuracy"]["top1"] - row["accuracy"]["top1"]), 3)
@@ -391,6 +442,7 @@ def run_bench(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "source": [str(s) for s in sources],
         "data": dataset.source,
+        "ood_data": str(options.ood) if options.ood else None,
         "labels": labels,
         "reference": reference["name"] if reference is not None else None,
         "options": {

@@ -14,13 +14,29 @@ from rich.table import Table
 from edgetl.benchmarks.bench import best_latency
 from edgetl.rundir import write_atomic, write_json
 
-COLUMNS = ("model", "MB", "top-1", "top-5", "drop pt", "agree", "median ms", "p90 ms", "FPS", "threads")
+COLUMNS = (
+    "model",
+    "MB",
+    "top-1",
+    "top-5",
+    "drop pt",
+    "agree",
+    "ECE",
+    "OOD AUROC",
+    "OOD rejected",
+    "in rejected",
+    "median ms",
+    "p90 ms",
+    "FPS",
+    "threads",
+)
+OPTIONAL = ("top-5", "OOD AUROC", "OOD rejected", "in rejected")  # shown only when some model has them
 
 
 def _table(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows, without the top-5 column when no model has top-5 (five classes or fewer)."""
+    """Columns and rows, without optional columns no model fills (top-5: five classes or fewer; OOD: no --ood)."""
     rows = _rows(report)
-    keep = [i for i, column in enumerate(COLUMNS) if column != "top-5" or any(r[i] not in ("", "–") for r in rows)]
+    keep = [i for i, column in enumerate(COLUMNS) if column not in OPTIONAL or any(r[i] not in ("", "–") for r in rows)]
     return [COLUMNS[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
@@ -31,7 +47,7 @@ def _rows(report: dict) -> list[list[str]]:
             failed = f"FAILED: {row['error'][:70]}"  # the whole message is in bench.json
             rows.append([row["name"], "", failed, *[""] * (len(COLUMNS) - 3)])
             continue
-        acc = row.get("accuracy", {})
+        acc, ood = row.get("accuracy", {}), row.get("ood", {})
         threads, stats = best_latency(row)
         rows.append(
             [
@@ -41,6 +57,10 @@ def _rows(report: dict) -> list[list[str]]:
                 f"{100 * acc['top5']:.1f}%" if "top5" in acc else "–",
                 f"{acc['drop_pp']:+.2f}" if "drop_pp" in acc else "–",
                 f"{100 * acc['agreement']:.1f}%" if "agreement" in acc else "–",
+                f"{100 * row['ece']:.1f}%" if "ece" in row else "–",
+                f"{ood['auroc']:.3f}" if "auroc" in ood else "–",
+                f"{100 * ood['rejected_ood']:.1f}%" if "rejected_ood" in ood else "–",
+                f"{100 * ood['rejected_in']:.1f}%" if "rejected_in" in ood else "–",
                 f"{stats['median_ms']:.2f}",
                 f"{stats['p90_ms']:.2f}",
                 f"{stats['fps']:.0f}",

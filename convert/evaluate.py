@@ -14,33 +14,38 @@ import keras
 import numpy as np
 
 from edgetl.edge.interpreter import ImageClassifierModel
-from edgetl.metrics import TOP5_FROM_CLASSES, agreement, fidelity, per_class, top1, topk
+from edgetl.metrics import TOP5_FROM_CLASSES, agreement, ece, fidelity, per_class, top1, topk
 
 
 @dataclass
 class Scores:
     values: np.ndarray  # N × classes
     median_ms: float | None = None  # per-image invoke time, when measured
+    ood: np.ndarray | None = None  # N out-of-distribution scores, for models that compute one
 
 
 def keras_scores(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> Scores:
-    values = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
-    return Scores(np.asarray(values, dtype=np.float32))
+    outputs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    if isinstance(outputs, list | tuple):  # edgetl models: [probabilities, OOD score]
+        return Scores(np.asarray(outputs[0], dtype=np.float32), ood=np.asarray(outputs[1], dtype=np.float32)[:, 0])
+    return Scores(np.asarray(outputs, dtype=np.float32))
 
 
 def tflite_scores(
     model: bytes, images: np.ndarray, threads: int | None = None, advance: Callable[[], None] | None = None
 ) -> Scores:
     runner = ImageClassifierModel(model, threads=threads)
-    values, times = [], []
+    values, times, ood = [], [], []
     for image in images:
         started = time.perf_counter()
         values.append(runner.scores(image))
         times.append(time.perf_counter() - started)
+        ood.append(runner.ood_score())
         if advance:
             advance()
     median = float(np.median(times) * 1000) if times else None
-    return Scores(np.stack(values) if values else np.zeros((0, runner.classes), np.float32), median)
+    stacked = np.stack(values) if values else np.zeros((0, runner.classes), np.float32)
+    return Scores(stacked, median, np.asarray(ood, np.float32) if runner.has_ood_score else None)
 
 
 def compare(reference: np.ndarray, values: np.ndarray, labels: np.ndarray | None, names: list[str]) -> dict:
@@ -59,4 +64,23 @@ def compare(reference: np.ndarray, values: np.ndarray, labels: np.ndarray | None
         result["float_top5"] = topk(reference, labels, 5)
         result["top5"] = topk(values, labels, 5)
     result["per_class"] = per_class(values, labels, names)
+    return result
+
+
+def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | None, card: dict | None) -> dict:
+    """Calibration (ECE, float and converted) and, for models with an OOD score, how the converted score
+    follows the float one: share of test images each rejects at its own threshold, and their correlation."""
+    result: dict = {}
+    if labels is not None and len(labels):
+        result["float_ece"], result["ece"] = ece(reference.values, labels), ece(scores.values, labels)
+    if reference.ood is not None and scores.ood is not None and card and len(scores.ood) > 1:
+        threshold = card["ood"]["threshold"]
+        float_threshold = card["ood"].get("float_threshold", threshold)
+        result["ood"] = {
+            "threshold": threshold,  # this file's, refitted on the validation split
+            "float_threshold": float_threshold,
+            "float_rejected_in": float(np.mean(reference.ood > float_threshold)),
+            "rejected_in": float(np.mean(scores.ood > threshold)),
+            "correlation": float(np.corrcoef(reference.ood, scores.ood)[0, 1]),
+        }
     return result

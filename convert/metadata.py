@@ -78,6 +78,11 @@ def _table(builder: flatbuffers.Builder, slots: int, offsets: dict[int, int], by
     return builder.EndObject()
 
 
+def _empty(builder: flatbuffers.Builder) -> int:
+    builder.StartObject(0)
+    return builder.EndObject()
+
+
 def _associated_file(builder: flatbuffers.Builder, name: str, description: str, kind: int) -> int:
     text = _strings(builder, name=name, description=description)
     return _table(builder, 5, {0: text["name"], 1: text["description"]}, {2: kind})
@@ -87,8 +92,10 @@ def _stats(builder: flatbuffers.Builder, low: float, high: float) -> int:
     return _table(builder, 2, {0: _floats(builder, [high]), 1: _floats(builder, [low])})
 
 
-def build_metadata(meta: ClassifierMetadata, labels_file: str, extra_files: Sequence[str] = ()) -> bytes:
-    """Serialise ModelMetadata for one image input and one class-score output."""
+def build_metadata(
+    meta: ClassifierMetadata, labels_file: str, extra_files: Sequence[str] = (), *, ood_output: bool = False
+) -> bytes:
+    """Serialise ModelMetadata for one image input, one class-score output and, optionally, the OOD score."""
     b = flatbuffers.Builder(1024)
 
     # Input: an RGB image, its normalisation, its value range.
@@ -111,9 +118,7 @@ def build_metadata(meta: ClassifierMetadata, labels_file: str, extra_files: Sequ
     )
 
     # Output: one probability per class, named by the labels file.
-    features = b.StartObject(0)
-    features = b.EndObject()
-    output_content = _table(b, 3, {1: features}, {0: _FEATURE_PROPERTIES})
+    output_content = _table(b, 3, {1: _empty(b)}, {0: _FEATURE_PROPERTIES})
     labels = _associated_file(b, labels_file, "Class names, one per line, in score order.", _TENSOR_AXIS_LABELS)
     text = _strings(b, name="probability", description=f"Probabilities of the {len(meta.labels)} classes.")
     output_tensor = _table(
@@ -128,6 +133,19 @@ def build_metadata(meta: ClassifierMetadata, labels_file: str, extra_files: Sequ
         },
     )
 
+    outputs = [output_tensor]
+    if ood_output:  # a second output: a score, no labels (MediaPipe reads it as a one-category head)
+        text = _strings(
+            b, name="ood_score", description="Out-of-distribution score: higher = less like the training data."
+        )
+        outputs.append(
+            _table(
+                b,
+                7,
+                {0: text["name"], 1: text["description"], 3: _table(b, 3, {1: _empty(b)}, {0: _FEATURE_PROPERTIES})},
+            )
+        )
+
     text = _strings(b, name="image_classifier", description=meta.description)
     subgraph = _table(
         b,
@@ -136,7 +154,7 @@ def build_metadata(meta: ClassifierMetadata, labels_file: str, extra_files: Sequ
             0: text["name"],
             1: text["description"],
             2: _vector(b, [input_tensor]),
-            3: _vector(b, [output_tensor]),
+            3: _vector(b, outputs),
         },
     )
     extras = [_associated_file(b, name, "edgetl model description (JSON).", _DESCRIPTIONS) for name in extra_files]
@@ -157,6 +175,13 @@ def build_metadata(meta: ClassifierMetadata, labels_file: str, extra_files: Sequ
     root = _table(b, 8, fields)
     b.Finish(root, file_identifier=METADATA_IDENTIFIER)
     return bytes(b.Output())
+
+
+def _scores_first(subgraph) -> None:
+    """Put the class scores first among the outputs, as the metadata lists them and MediaPipe reads them.
+
+    The converter orders a two-output model's outputs as it pleases (the OOD score came first here)."""
+    subgraph.outputs = sorted(subgraph.outputs, key=lambda index: list(subgraph.tensors[index].shape) == [1, 1])
 
 
 class _SharingBuilder(flatbuffers.Builder):
@@ -183,6 +208,7 @@ def attach_metadata(model: bytes, metadata: bytes, files: dict[str, bytes]) -> b
     from tensorflow.lite.tools import flatbuffer_utils
 
     tflite = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    _scores_first(tflite.subgraphs[0])
     tflite.metadata = [entry for entry in (tflite.metadata or []) if entry.name.decode() != METADATA_NAME]
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(metadata, dtype=np.uint8)

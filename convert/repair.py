@@ -52,13 +52,16 @@ class RepairLog:
         self.steps.append({"action": action, **details})
 
 
-def rank_layers(saved: str, images: np.ndarray) -> list[LayerError]:
-    """Quantized tensors, worst first, by the quantization debugger's per-layer error."""
+def rank_layers(saved: str, images: np.ndarray, float_head: list[str]) -> list[LayerError]:
+    """Quantized tensors, worst first, by the quantization debugger's per-layer error.
+
+    `float_head` names the OOD head's ops, which `quantize` always keeps in float: the debugger leaves them too."""
     converter = calibration_converter(saved, representative_dataset(images[:DEBUG_IMAGES]))
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_head or None)
     with warnings.catch_warnings(), quiet_native_output():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")  # the debugger's own use
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative_dataset(images[:DEBUG_IMAGES])
+            converter=converter, debug_dataset=representative_dataset(images[:DEBUG_IMAGES]), debug_options=options
         )
         debugger.run()
     table = io.StringIO()

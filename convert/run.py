@@ -28,7 +28,7 @@ from edgetl.convert.calibration import (
     representative_dataset,
     stratified_sample,
 )
-from edgetl.convert.evaluate import compare, keras_scores, tflite_scores
+from edgetl.convert.evaluate import compare, keras_scores, open_world_check, tflite_scores
 from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
 from edgetl.convert.repair import DEFAULT_MAX_FLOAT_LAYERS, RepairLog, keep_layers_in_float, rank_layers
 from edgetl.convert.source import Source, load_source
@@ -38,12 +38,14 @@ from edgetl.convert.tflite import (
     check_builtin,
     convert_float,
     float_ops,
+    ood_head_ops,
     op_counts,
     quantize,
     saved_model,
+    widen_ood_range,
 )
 from edgetl.errors import EdgetlError
-from edgetl.metrics import fidelity, near_chance, near_chance_message, top1
+from edgetl.metrics import fidelity, near_chance, near_chance_message, retention_threshold, top1
 from edgetl.progress import progress_bar
 from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
 
@@ -105,11 +107,15 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
         source.notes.append(note)  # kept in conversion.json with the other notes
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"Float Keras model on {len(test_images)} test images…")
-    reference = keras_scores(source.model, test_images).values
+    float_scores = keras_scores(source.model, test_images)
+    reference = float_scores.values
     if labels is not None and near_chance(float_top1 := top1(reference, labels), len(source.labels)):
         message = near_chance_message(float_top1, len(source.labels))
         console.print(f"[bold yellow]warning:[/] the float model's {message}.")
 
+    validation = None
+    if source.open_world:  # each file's OOD threshold is refitted on these, from its own scores
+        validation, _ = _load(source.repair, source, "Loading validation images", console)
     entries: dict[str, dict] = {}
     with saved_model(source.model) as saved:
         float32 = convert_float(saved, "float32")
@@ -121,7 +127,8 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
             else:
                 content, extra = _int8(saved, source, options, test_images, labels, reference, console)
             check_builtin(content)
-            content = _with_metadata(content, source, fmt)
+            card = _open_world_card(content, source, validation)
+            content = _with_metadata(content, source, fmt, card)
             write_atomic(targets[fmt], content)
             scores = tflite_scores(content, test_images, options.threads)
             entry = {
@@ -132,6 +139,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
                 "float_ops": float_ops(content) if fmt == "int8" else None,
                 "median_invoke_ms": scores.median_ms,
                 **compare(reference, scores.values, labels, source.labels),
+                **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
             entry["passed"] = _passes(entry, options)
@@ -179,6 +187,8 @@ def _int8(
         check_calibration(images, lambda text: console.print(f"[yellow]warning:[/] {text}"))
         console.print(f"Calibrating on {len(images)} images…")
         calibrated = calibrate(saved, representative_dataset(images))
+        if source.open_world:
+            calibrated = widen_ood_range(calibrated, source.open_world["ood"]["threshold"])
         if not options.bias_correction:
             return calibrated, calibrated, images
         return calibrated, correct_biases(calibrated, images[:BIAS_CORRECTION_IMAGES]), images
@@ -238,7 +248,7 @@ def _int8(
         return content, {"calibration_images": len(calibration_images), "repair": log.steps}
 
     console.print("Ranking layers with the quantization debugger…")
-    ranked = rank_layers(saved, calibration_images)
+    ranked = rank_layers(saved, calibration_images, ood_head_ops(plain))
     log.ranked_layers = [
         {"layer": layer.short_name, "op": layer.op, "rmse_over_scale": round(layer.rmse_over_scale, 3)}
         for layer in ranked[:10]
@@ -286,7 +296,27 @@ def _describe(metrics: dict) -> str:
     return ", ".join(parts)
 
 
-def _with_metadata(content: bytes, source: Source, fmt: str) -> bytes:
+def _open_world_card(content: bytes, source: Source, validation: np.ndarray | None) -> dict | None:
+    """Training's calibration and thresholds, with the OOD threshold refitted to this file's own scores.
+
+    Same rule, same images (the validation split): int8 features are slightly noisier, which shifts
+    the Mahalanobis distances up; a threshold fitted to the float model would reject more in-class images.
+    """
+    if not source.open_world or validation is None or not len(validation):
+        return source.open_world
+    scores = tflite_scores(content, validation)
+    if scores.ood is None:
+        return source.open_world
+    ood = source.open_world["ood"]
+    refitted = {
+        **ood,
+        "threshold": retention_threshold(scores.ood, ood["retention"]),
+        "float_threshold": ood["threshold"],
+    }
+    return {**source.open_world, "ood": refitted}
+
+
+def _with_metadata(content: bytes, source: Source, fmt: str, open_world: dict | None) -> bytes:
     description = f"{source.name}: {len(source.labels)}-class image classifier ({fmt}), converted by edgetl."
     meta = ClassifierMetadata(
         name=source.name,
@@ -299,11 +329,14 @@ def _with_metadata(content: bytes, source: Source, fmt: str) -> bytes:
         labels=source.labels,
     )
     card = {"labels": source.labels, "input": {"size": source.size, "range": [0, 255], "resize": source.resize}}
+    if open_world:
+        card["open_world"] = open_world  # temperature, OOD threshold, per-class thresholds
     files = {
         LABELS_FILE: "".join(f"{label}\n" for label in source.labels).encode(),
         "edgetl.json": json.dumps(card).encode(),
     }
-    return attach_metadata(content, build_metadata(meta, LABELS_FILE, ["edgetl.json"]), files)
+    metadata = build_metadata(meta, LABELS_FILE, ["edgetl.json"], ood_output=len(source.model.outputs) == 2)
+    return attach_metadata(content, metadata, files)
 
 
 def _write_report(source: Source, options: ConvertOptions, entries: dict, float32_bytes: int) -> dict:
@@ -345,7 +378,9 @@ def print_table(report: dict, console: Console) -> None:
     models = report["models"]
     top5 = any("top5" in entry for entry in models.values())
     table = Table(title=f"{report['source']}: {report['test_images']} test images", title_justify="left")
-    columns = ["format", "MB", "×f32", "top-1", "drop pt", "agree", *(["top-5"] if top5 else []), "ms", "check"]
+    ece = any("ece" in entry for entry in models.values())
+    extra = [*(["top-5"] if top5 else []), *(["ECE"] if ece else [])]
+    columns = ["format", "MB", "×f32", "top-1", "drop pt", "agree", *extra, "ms", "check"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("format", "check") else "right")
     first = next(iter(models.values()))
@@ -358,6 +393,7 @@ def print_table(report: dict, console: Console) -> None:
             "",
             "",
             *([_percent(first, "float_top5")] if top5 else []),
+            *([_percent(first, "float_ece")] if ece else []),
         ]
         table.add_row(*keras_row, "", "reference", style="dim")
     for fmt, entry in models.items():
@@ -369,6 +405,7 @@ def print_table(report: dict, console: Console) -> None:
             f"{entry['drop_pp']:+.2f}" if "drop_pp" in entry else "–",
             f"{100 * entry['agreement']:.1f}%",
             *([_percent(entry, "top5")] if top5 else []),
+            *([_percent(entry, "ece")] if ece else []),
             f"{entry['median_invoke_ms']:.1f}" if entry.get("median_invoke_ms") else "–",
             "[green]ok[/]" if entry["passed"] else "[bold red]FAIL[/]",
         )

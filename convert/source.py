@@ -45,6 +45,11 @@ class Source:
     notes: list[str] = field(default_factory=list)
     run_meta: dict | None = None
 
+    @property
+    def open_world(self) -> dict | None:
+        """Temperature and rejection thresholds fitted by `edgetl train` (runs before they existed: None)."""
+        return (self.run_meta or {}).get("open_world")
+
 
 def load_source(
     source: Path,
@@ -182,7 +187,8 @@ def _check_image_model(model: keras.Model, path: Path, classes: int) -> int:
             f"{path.name} has input size {height}x{width}; edgetl needs a fixed square size.",
             "Rebuild the model with a fixed input_shape, e.g. (224, 224, 3).",
         )
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+    ood_output = len(outputs) == 2 and tuple(outputs[1].shape[1:]) == (1,)  # edgetl: [probabilities, OOD score]
+    if len(outputs) not in (1, 2) or len(outputs[0].shape) != 2 or (len(outputs) == 2 and not ood_output):
         raise EdgetlError(f"{path.name} does not give one score vector per image.", "Pass an image classifier.")
     if outputs[0].shape[-1] != classes:
         raise EdgetlError(

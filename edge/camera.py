@@ -22,15 +22,13 @@ import numpy as np
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.classifier import Classifier, Prediction
 
-UNKNOWN = "unknown"
 WINDOW = 2_000  # results the summary's medians are taken over
 
 
 @dataclass
 class CameraOptions:
     top_k: int = 3
-    smooth: int = 1  # average scores over this many recent results
-    threshold: float = 0.0  # top-1 below this is reported as "unknown"
+    smooth: int = 1  # average scores (and OOD scores) over this many recent results before deciding
     max_frames: int | None = None
     duration: float | None = None
 
@@ -131,6 +129,7 @@ def run_camera(
     """Classify frames until the source ends, a limit is reached or `stop` is set."""
     stats = stats or RunStats()
     history: deque[np.ndarray] = deque(maxlen=max(options.smooth, 1))
+    ood_history: deque[float] = deque(maxlen=max(options.smooth, 1))
     deadline = stats.started + options.duration if options.duration else None
     stop = stop or StopFlag()
     while not stop.event.is_set():
@@ -147,13 +146,14 @@ def run_camera(
         t0 = time.perf_counter()
         prepared = frame.prepared if frame.prepared is not None else classifier.prepare_bgr(frame.image)
         t1 = time.perf_counter()
-        scores = classifier.scores(prepared)
+        scores, ood = classifier.scores(prepared)
         t2 = time.perf_counter()
         history.append(scores)
         smoothed = np.mean(history, axis=0) if len(history) > 1 else scores
-        prediction = classifier.top(smoothed, options.top_k)
-        if prediction.scores[0] < options.threshold:
-            prediction.labels[0] = UNKNOWN
+        if ood is not None:
+            ood_history.append(ood)
+            ood = float(np.mean(ood_history))
+        prediction = classifier.decide(smoothed, ood, options.top_k)
         t3 = time.perf_counter()
         result = Result(
             frame=frame.number,

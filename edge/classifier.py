@@ -25,13 +25,23 @@ DEFAULT_FLOAT_MEAN = 127.5
 DEFAULT_FLOAT_STD = 127.5
 
 
+UNKNOWN = "unknown"
+
+
 @dataclass
 class Prediction:
-    labels: list[str]
+    labels: list[str]  # the first is "unknown" when the model rejects the image
     scores: list[float]
+    unknown: bool = False
+    ood_score: float | None = None  # higher = less like the training data; None for models without one
 
     def as_dict(self) -> dict:
-        return {"labels": self.labels, "scores": [round(score, 5) for score in self.scores]}
+        return {
+            "labels": self.labels,
+            "scores": [round(score, 5) for score in self.scores],
+            "unknown": self.unknown,
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
+        }
 
 
 class Classifier:
@@ -45,7 +55,11 @@ class Classifier:
         input_mean: float | None = None,
         input_std: float | None = None,
         resize: str | None = None,
+        threshold: float | None = None,
+        ood_threshold: float | None = None,
     ) -> None:
+        """`threshold`: top-1 probability below it → "unknown", for every class (replaces the model's per-class
+        thresholds); `ood_threshold`: OOD score above it → "unknown" (replaces the model's own)."""
         if not model_path.is_file():
             raise EdgetlError(f"Model {model_path} does not exist.", "Pass a .tflite file from `edgetl convert`.")
         content = model_path.read_bytes()
@@ -62,6 +76,21 @@ class Classifier:
             raise EdgetlError(f"Unknown resize policy '{self.resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
         self.labels = self._labels(model_path, labels, info.labels)
         self.path = model_path
+        self.ood_threshold, self.class_thresholds = self._rejection(info.open_world or {}, threshold, ood_threshold)
+
+    def _rejection(self, fitted: dict, threshold: float | None, ood_threshold: float | None) -> tuple:
+        """(OOD threshold, per-class probability thresholds): the options win, then what training fitted."""
+        if ood_threshold is not None and not self.model.has_ood_score:
+            raise EdgetlError(
+                f"{self.path.name} has no out-of-distribution score, so --ood-threshold cannot apply.",
+                "Use --threshold (top-1 probability), or a model trained by this edgetl version.",
+            )
+        if ood_threshold is None and self.model.has_ood_score:
+            ood_threshold = (fitted.get("ood") or {}).get("threshold")
+        per_class = fitted.get("class_thresholds") or [None] * self.model.classes
+        if threshold is not None:
+            per_class = [threshold] * self.model.classes
+        return ood_threshold, list(per_class)
 
     @staticmethod
     def _normalization(model, meta_mean, meta_std, input_mean, input_std) -> tuple | None:
@@ -108,9 +137,20 @@ class Classifier:
         Resizing is per channel, so the result equals converting first (what training did) bit for bit."""
         return cv2.cvtColor(resize_rgb(frame, self.size, self.resize), cv2.COLOR_BGR2RGB)  # type: ignore[arg-type]
 
-    def scores(self, prepared: np.ndarray) -> np.ndarray:
-        return self.model.scores(prepared)
+    def scores(self, prepared: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """(class probabilities, OOD score or None) for one prepared image."""
+        return self.model.scores(prepared), self.model.ood_score()
 
-    def top(self, scores: np.ndarray, k: int) -> Prediction:
+    def decide(self, scores: np.ndarray, ood_score: float | None, k: int) -> Prediction:
+        """Top-k, and "unknown" when the OOD score is over its threshold or the top-1 probability is under
+        its class's threshold: the one rule classify, camera and bench apply."""
         order = np.argsort(-scores)[:k]
-        return Prediction([self.labels[i] for i in order], [float(scores[i]) for i in order])
+        labels = [self.labels[i] for i in order]
+        floor = self.class_thresholds[order[0]]
+        unknown = bool(
+            (ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold)
+            or (floor is not None and scores[order[0]] < floor)
+        )
+        if unknown:
+            labels[0] = UNKNOWN
+        return Prediction(labels, [float(scores[i]) for i in order], unknown, ood_score)

@@ -46,7 +46,7 @@ def classify_files(classifier: Classifier, paths: list[Path], top_k: int) -> Ite
             yield {"path": str(path), "error": "not an image" if "cannot identify" in reason else reason}
             continue
         started = time.perf_counter()
-        prediction = classifier.top(classifier.scores(classifier.prepare_rgb(rgb)), top_k)
+        prediction = classifier.decide(*classifier.scores(classifier.prepare_rgb(rgb)), top_k)
         yield {"path": str(path), **prediction.as_dict(), "ms": round(1000 * (time.perf_counter() - started), 2)}
 
 
@@ -57,9 +57,12 @@ def as_json_lines(results: list[dict]) -> str:
 def as_csv(results: list[dict], top_k: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["path", *[f"{kind}{i + 1}" for i in range(top_k) for kind in ("label", "score")], "error"])
+    columns = [f"{kind}{i + 1}" for i in range(top_k) for kind in ("label", "score")]
+    writer.writerow(["path", *columns, "unknown", "ood_score", "error"])
     for result in results:
         pairs = [value for pair in zip(result.get("labels", []), result.get("scores", [])) for value in pair]
         pairs += [""] * (2 * top_k - len(pairs))
-        writer.writerow([result["path"], *pairs, result.get("error", "")])
+        ood = result.get("ood_score")
+        flags = [result.get("unknown", ""), "" if ood is None else ood]
+        writer.writerow([result["path"], *pairs, *flags, result.get("error", "")])
     return out.getvalue()

@@ -111,13 +111,16 @@ class ImageClassifierModel:
                 f"The model's input is {shapes}, not one image tensor [1, height, width, 3].",
                 "edgetl runs image classifiers with a single RGB image input.",
             )
-        if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
+        ood = [d for d in outputs if list(d["shape"]) == [1, 1]]
+        scores = [d for d in outputs if len(d["shape"]) == 2 and d["shape"][1] > 1]
+        if len(scores) != 1 or len(outputs) - len(scores) != len(ood) or len(ood) > 1:
             shapes = ", ".join(str(list(d["shape"])) for d in outputs)
             raise EdgetlError(
                 f"The model's output is {shapes}, not one score vector [1, classes].",
-                "edgetl runs image classifiers with a single score output.",
+                "edgetl runs image classifiers with a single score output (and an optional OOD score [1, 1]).",
             )
-        self._input, self._output = inputs[0], outputs[0]
+        self._input, self._output = inputs[0], scores[0]
+        self._ood = ood[0] if ood else None  # edgetl models: out-of-distribution score, higher = less familiar
         self.height, self.width = int(self._input["shape"][1]), int(self._input["shape"][2])
         self.input_dtype = np.dtype(self._input["dtype"])
         self.output_dtype = np.dtype(self._output["dtype"])
@@ -162,8 +165,19 @@ class ImageClassifierModel:
         """Class scores (float32) for one HxWx3 uint8 RGB image already at the model's size."""
         self.interpreter.set_tensor(self._input["index"], self._prepare(rgb))
         self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self._output["index"])[0]
-        quant = self.output_quantization
+        return self._read(self._output)
+
+    @property
+    def has_ood_score(self) -> bool:
+        return self._ood is not None
+
+    def ood_score(self) -> float | None:
+        """The out-of-distribution score of the last `scores()` call; None when the model has none."""
+        return None if self._ood is None else float(self._read(self._ood)[0])
+
+    def _read(self, detail: dict) -> np.ndarray:
+        raw = self.interpreter.get_tensor(detail["index"])[0]
+        quant = Quantization(*detail["quantization"])
         if quant.active:
             return (raw.astype(np.float32) - quant.zero_point) * quant.scale
         return raw.astype(np.float32)

@@ -33,6 +33,7 @@ class ModelInfo:
     std: list[float] | None = None
     resize: str | None = None  # edgetl models: "stretch" or "crop"
     name: str = ""
+    open_world: dict | None = None  # edgetl models: temperature, OOD threshold, per-class thresholds
 
 
 def _table(buffer: bytes, position: int) -> Table:
@@ -122,5 +123,7 @@ def read_model_info(model: bytes | Path) -> ModelInfo:
         info.labels = parse_labels(labels.decode())
     card = associated_file(content, "edgetl.json")
     if card:
-        info.resize = json.loads(card).get("input", {}).get("resize")
+        described = json.loads(card)
+        info.resize = described.get("input", {}).get("resize")
+        info.open_world = described.get("open_world")
     return info

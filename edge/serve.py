@@ -42,7 +42,8 @@ async function refresh() {
     const state = await (await fetch("/stats", {cache: "no-store"})).json();
     if (state.result) {
       const r = state.result;
-      document.getElementById("top1").textContent = `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%`;
+      const ood = r.ood_score === null || r.ood_score === undefined ? "" : ` · OOD score ${r.ood_score.toFixed(2)}`;
+      document.getElementById("top1").textContent = `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%${ood}`;
       document.getElementById("predictions").innerHTML = r.labels.map(
         (label, i) => `<tr><td>${label}</td><td>${(100 * r.scores[i]).toFixed(1)}%</td></tr>`).join("");
       const l = r.latency_ms;

@@ -258,17 +258,37 @@ def convert(
         raise typer.Exit(1)
 
 
-def _classifier(model: Path, labels: Path | None, threads: int | None, backend: str, mean, std, resize):
+def _classifier(
+    model: Path, labels: Path | None, threads: int | None, backend: str, mean, std, resize, threshold, ood_threshold
+):
     from edgetl.edge.classifier import Classifier
 
     if threads is not None and threads < 1:
         raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise EdgetlError(f"--threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
     return Classifier(
-        model, labels=labels, threads=threads, backend=backend, input_mean=mean, input_std=std, resize=resize
+        model,
+        labels=labels,
+        threads=threads,
+        backend=backend,
+        input_mean=mean,
+        input_std=std,
+        resize=resize,
+        threshold=threshold,
+        ood_threshold=ood_threshold,
     )
 
 
 ModelArg = Annotated[Path, typer.Argument(help="A .tflite image classifier (from `edgetl convert`, or any).")]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(help="Top-1 probability below this → 'unknown', every class (default: the model's per-class ones)."),
+]
+OodThresholdOpt = Annotated[
+    float | None,
+    typer.Option(help="Out-of-distribution score above this → 'unknown' (default: the one fitted in training)."),
+]
 LabelsOpt = Annotated[
     Path | None, typer.Option(help="Labels file (default: the model's metadata, or labels.txt beside it).")
 ]
@@ -296,6 +316,8 @@ def classify(
     input_mean: MeanOpt = None,
     input_std: StdOpt = None,
     resize: ResizeOpt = None,
+    threshold: ThresholdOpt = None,
+    ood_threshold: OodThresholdOpt = None,
 ) -> None:
     """Classify image files with a .tflite model (no TensorFlow needed).
 
@@ -317,7 +339,7 @@ def classify(
         err_console.print(f"[yellow]warning:[/] nothing matches {escape(pattern)}")
     if not files:
         raise EdgetlError("No images to classify.", "Pass image files, folders or glob patterns that exist.")
-    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize)
+    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize, threshold, ood_threshold)
     top_k = min(top_k, len(classifier.labels))
     results = list(classify_files(classifier, files, top_k))
     for result in results:
@@ -340,12 +362,18 @@ def classify(
         table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
         for rank in range(top_k):
             table.add_column(f"#{rank + 1}")
+        with_ood = classifier.model.has_ood_score
+        if with_ood:
+            table.add_column("OOD", justify="right")  # higher = less like the training data
         table.add_column("ms", justify="right")
         for result in results:
             if "error" not in result:
-                cells = [f"{label} {score:.2f}" for label, score in zip(result["labels"], result["scores"])]
+                cells = [escape(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
+                if result["unknown"]:
+                    cells[0] = f"[yellow]{cells[0]}[/]"
                 name = os.path.relpath(result["path"], base) if base else result["path"]
-                table.add_row(escape(name), *cells, f"{result['ms']:.1f}")
+                ood = [f"{result['ood_score']:.2f}"] if with_ood else []
+                table.add_row(escape(name), *cells, *ood, f"{result['ms']:.1f}")
         console.print(table)
     if all("error" in result for result in results):
         raise typer.Exit(1)
@@ -362,7 +390,8 @@ def camera(
     ] = "0",
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per result.")] = 3,
     smooth: Annotated[int, typer.Option(help="Average scores over this many recent frames.")] = 1,
-    threshold: Annotated[float, typer.Option(help="Top-1 score below this is reported as 'unknown'.")] = 0.0,
+    threshold: ThresholdOpt = None,
+    ood_threshold: OodThresholdOpt = None,
     json_out: Annotated[
         str | None, typer.Option("--json", help="Write one JSON line per result to FILE, or - for stdout.")
     ] = None,
@@ -400,7 +429,7 @@ def camera(
     if json_path is not None and json_path.exists() and not force:
         raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
     threads = threads or max((os.cpu_count() or 2) - 1, 1)
-    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize)
+    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize, threshold, ood_threshold)
     status = err_console if json_out == "-" else console  # keep stdout pure JSON when it carries the results
     server = state = None
     if serve:
@@ -421,7 +450,6 @@ def camera(
     options = CameraOptions(
         top_k=min(top_k, len(classifier.labels)),
         smooth=smooth,
-        threshold=threshold,
         max_frames=max_frames,
         duration=duration,
     )
@@ -487,6 +515,10 @@ def bench(
     batch_latency: Annotated[bool, typer.Option(help="Also time batched inference (per image).")] = False,
     max_drop: Annotated[float, typer.Option(help="Accuracy budget (top-1 points) for the recommendation.")] = 1.0,
     limit: Annotated[int | None, typer.Option(help="Use at most this many images for accuracy.")] = None,
+    ood: Annotated[
+        Path | None,
+        typer.Option(help="Photos of none of the classes: measure how many each model rejects as 'unknown'."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN/bench or ./bench).")
     ] = None,
@@ -532,7 +564,13 @@ def bench(
     from edgetl.benchmarks.bench_report import print_table, write_reports
 
     options = BenchOptions(
-        threads=counts, runs=runs, warmup=warmup, backend=backend, max_drop=max_drop, batch_latency=batch_latency
+        threads=counts,
+        runs=runs,
+        warmup=warmup,
+        backend=backend,
+        max_drop=max_drop,
+        batch_latency=batch_latency,
+        ood=ood,
     )
     report = run_bench(
         sources, options, data=data, limit=limit, progress=lambda text: console.print(f"measuring {text}")

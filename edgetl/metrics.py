@@ -52,3 +52,47 @@ def near_chance_message(top1_fraction: float, classes: int) -> str:
         f"top-1 {100 * top1_fraction:.1f}% is within {CHANCE_MARGIN_PP:.0f} points of chance ({100 / classes:.1f}% "
         f"for {classes} classes): the model has not learned the classes, do not deploy it"
     )
+
+
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017)
+
+
+def reliability(scores: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin (top-1 probability): image count, mean confidence, accuracy. Empty bins omitted."""
+    confidence, correct = scores.max(1), scores.argmax(1) == targets
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    return [
+        {
+            "low": b / bins,
+            "high": (b + 1) / bins,
+            "count": int(np.sum(index == b)),
+            "confidence": float(confidence[index == b].mean()),
+            "accuracy": float(correct[index == b].mean()),
+        }
+        for b in range(bins)
+        if np.any(index == b)
+    ]
+
+
+def ece(scores: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error (a fraction): the count-weighted gap between confidence and accuracy."""
+    rows = reliability(scores, targets, bins)
+    total = sum(row["count"] for row in rows)
+    return float(sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows) / total) if total else 0.0
+
+
+def retention_threshold(inside: np.ndarray, retention: float) -> float:
+    """The score below which `retention` of these in-class images fall: the rejection threshold that keeps them."""
+    return float(np.quantile(inside, retention))
+
+
+def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    """Probability that an out-of-distribution image scores higher than an in-class one (ties count half)."""
+    if not len(inside) or not len(outside):
+        return float("nan")
+    values = np.concatenate([inside, outside]).astype(np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # rank (0-based) of the first of each group of equal values
+    ranks = first[inverse] + (counts[inverse] + 1) / 2  # mid-ranks, 1-based
+    outside_ranks = ranks[len(inside) :].sum()
+    return float((outside_ranks - len(outside) * (len(outside) + 1) / 2) / (len(inside) * len(outside)))

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_edge import edge_cli
 
@@ -18,8 +19,36 @@ from edgetl.errors import EdgetlError
 @pytest.fixture(scope="module")
 def report(converted: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     run = copy_run(converted[0], tmp_path_factory.mktemp("bench") / "run")
-    options = BenchOptions(threads=[1, 2], runs=7, warmup=2)
+    options = BenchOptions(threads=[1, 2], runs=7, warmup=2, ood=_noise_photos(tmp_path_factory.mktemp("ood"), 12))
     return run, run_bench([run], options, progress=lambda text: None)
+
+
+def _noise_photos(folder: Path, count: int) -> Path:
+    """Images of none of the sample classes (shapes): coloured noise, in nested folders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        (folder / f"set{i % 2}").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(folder / f"set{i % 2}" / f"{i}.png")
+    return folder
+
+
+def test_calibration_and_rejection_are_measured_per_model(report: tuple[Path, dict]) -> None:
+    run, result = report
+    card = json.loads((run / "edgetl.json").read_text())["open_world"]
+    assert result["ood_data"]
+    for row in result["models"]:
+        assert 0 <= row["ece"] <= 1
+        if row["kind"] != "tflite":
+            continue
+        ood = row["ood"]
+        assert ood["score"] == "model" and ood["images"] == 12  # edgetl models carry their own OOD score
+        assert 0 <= ood["auroc"] <= 1 and 0 <= ood["rejected_ood"] <= 1
+        # The rule on in-class images: at least what the OOD threshold alone rejects on validation, never all.
+        assert 0 <= ood["rejected_in"] < 1, (ood, card)
+    page = markdown(result)
+    assert "OOD AUROC" in page and "ECE" in page
 
 
 def test_every_model_in_the_run_is_measured_at_every_thread_count(report: tuple[Path, dict]) -> None:

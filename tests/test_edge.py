@@ -22,6 +22,7 @@ from edgetl.edge.camera import CameraOptions, StopFlag, run_camera
 from edgetl.edge.capture import Capture, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
 
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
@@ -82,18 +83,45 @@ def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
     assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and "skipped" in result.stderr
     labels = set((int8_model.parent / "labels.txt").read_text().split())
     good = [line for line in lines if "error" not in line]
-    assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels for line in good)
+    assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels | {"unknown"} for line in good)
     assert all(line["scores"][0] >= line["scores"][1] for line in good)
+    # edgetl models carry an OOD score; "unknown" is exactly "over the threshold packed into this file"
+    threshold = read_model_info(int8_model).open_world["ood"]["threshold"]
+    assert all(isinstance(line["ood_score"], float) for line in good)
+    assert all(line["unknown"] == (line["labels"][0] == "unknown") for line in good)
+    assert all(line["unknown"] or line["ood_score"] <= threshold * 1.0001 for line in good)
 
     csv_out = edge_cli("classify", str(int8_model), str(folder / "circle"), "--csv", "-", "-k", "1")
     header, *rows = csv_out.stdout.splitlines()
-    assert header == "path,label1,score1,error" and len(rows) == 25
+    assert header == "path,label1,score1,unknown,ood_score,error" and len(rows) == 25
 
     to_file = edge_cli("classify", str(int8_model), str(folder / "circle"), "--json", str(tmp_path / "out.jsonl"))
     assert to_file.returncode == 0 and to_file.stdout.count("{") == 0  # the results went to the file only
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 25
     again = edge_cli("classify", str(int8_model), str(folder / "circle"), "--json", str(tmp_path / "out.jsonl"))
     assert again.returncode == 2 and "already exists" in again.stderr  # never overwrites the user's file
+
+
+def test_rejection_thresholds_can_be_overridden_and_need_a_model_that_has_them(
+    int8_model: Path, sample_data: Path, third_party: dict
+) -> None:
+    folder = str(sample_data / "circle")
+    every = edge_cli("classify", str(int8_model), folder, "--json", "-", "--ood-threshold", "-1")
+    assert all(json.loads(line)["unknown"] for line in every.stdout.splitlines()), every.stderr
+    table = edge_cli("classify", str(int8_model), folder, "--ood-threshold", "-1")
+    assert table.returncode == 0 and "unknown" in table.stdout and "OOD" in table.stdout
+    none = edge_cli("classify", str(int8_model), folder, "--json", "-", "--threshold", "0", "--ood-threshold", "1e30")
+    assert not any(json.loads(line)["unknown"] for line in none.stdout.splitlines()), none.stderr
+    plain = third_party["folder"] / "float.tflite"
+    refused = edge_cli(
+        "classify", str(plain), folder, "--ood-threshold", "2", "--labels", str(plain.with_name("labels.txt"))
+    )
+    assert refused.returncode == 2 and "no out-of-distribution score" in refused.stderr
+    no_score = edge_cli("classify", str(plain), folder, "--json", "-", "--labels", str(plain.with_name("labels.txt")))
+    assert all(json.loads(line)["ood_score"] is None for line in no_score.stdout.splitlines())
+    assert not any(json.loads(line)["unknown"] for line in no_score.stdout.splitlines())  # as before: no rejection
+    bad = edge_cli("classify", str(int8_model), folder, "--threshold", "2")
+    assert bad.returncode == 2 and "not a probability" in bad.stderr
 
 
 def test_classify_table_shows_the_distinguishing_end_of_each_path(int8_model: Path, sample_data: Path) -> None:
@@ -141,7 +169,7 @@ def test_third_party_float_model_gets_minus_one_to_one_and_background_label_is_d
     assert classifier.labels == ["red", "green", "blue"]
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     expected = third_party["model"].predict(pixels[None].astype(np.float32) / 127.5 - 1, verbose=0)[0]
-    np.testing.assert_allclose(classifier.scores(pixels), expected, atol=1e-5)
+    np.testing.assert_allclose(classifier.scores(pixels)[0], expected, atol=1e-5)
 
 
 def test_third_party_uint8_model_is_fed_from_its_own_quantization(third_party: dict) -> None:
@@ -151,7 +179,7 @@ def test_third_party_uint8_model_is_fed_from_its_own_quantization(third_party: d
     assert model.input_dtype == np.uint8 and model.output_dtype == np.uint8
     pixels = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     expected = third_party["model"].predict(pixels.astype(np.float32) / 127.5 - 1, verbose=0)
-    got = np.stack([classifier.scores(p) for p in pixels])
+    got = np.stack([classifier.scores(p)[0] for p in pixels])
     assert np.abs(got - expected).max() < 0.05  # int8 noise, not a wrong input mapping
 
 
@@ -316,15 +344,16 @@ def test_sigterm_releases_the_camera_prints_stats_and_leaves_complete_json(
 
 
 def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
-    classifier = Classifier(int8_model)
+    classifier = Classifier(int8_model, threshold=1.01)
     capture = Capture(SourceSpec(str(video)), realtime=True)
     seen: list = []
     try:
-        options = CameraOptions(top_k=2, smooth=5, threshold=1.01, max_frames=8)
+        options = CameraOptions(top_k=2, smooth=5, max_frames=8)
         stats = run_camera(classifier, capture, options, on_result=lambda result, frame: seen.append(result))
     finally:
         capture.close()
     assert stats.results == 8 and all(result.prediction.labels[0] == "unknown" for result in seen)
+    assert all(result.prediction.unknown and result.as_dict()["unknown"] is True for result in seen)
     assert all(len(result.prediction.labels) == 2 for result in seen)
 
 

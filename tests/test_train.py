@@ -69,7 +69,9 @@ def test_metrics_agree_with_the_saved_model_on_raw_pixels(finished_run: Path) ->
     lines = [line.split("\t") for line in (finished_run / "split" / "test.txt").read_text().splitlines()]
     root = Path(meta["data"]["root"])
     images = np.stack([load_for_model(root / rel, 64) for rel, _ in lines]).astype(np.float32)
-    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    probabilities, ood_scores = model.predict(images, verbose=0)  # calibrated probabilities first, then the OOD score
+    assert ood_scores.shape == (len(images), 1) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    predicted = probabilities.argmax(axis=1)
     truth = np.array([labels.index(name) for _, name in lines])
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert metrics["test"]["top1"] == pytest.approx((predicted == truth).mean())

@@ -42,7 +42,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     return metrics
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: works on headless machines
@@ -53,7 +53,7 @@ def _pyplot():
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch, both phases on one time axis, with the phase boundary marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, len(history) + 1)
     names = {"head": "feature extraction", "finetune": "fine-tuning"}
@@ -71,12 +71,12 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "Test set") -> None:
     """Row-normalised confusion matrix with counts in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(confusion, dtype=float)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     side = max(4.0, 0.6 * len(classes) + 2)
@@ -94,10 +94,10 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
     ax.set_title(f"{title}: accuracy {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tmp = path.with_name(f".{path.name}.tmp.png")

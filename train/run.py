@@ -38,6 +38,7 @@ from edgetl.rundir import (
     write_json,
     write_labels,
 )
+from edgetl.train import open_world
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
     CHECKPOINT,
@@ -217,17 +218,22 @@ def train(
             console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
             return out
 
-        console.print("Evaluating on the validation and test splits…")
-        results = {}
-        for split in ("validation", "test"):
-            probs, labels = predict(clf.model, index.splits[split], config, k)
-            results[split] = classification_metrics(probs, labels, index.classes)
+        console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
+        features = {split: predict(clf.features, index.splits[split], config, k) for split in SPLITS}
 
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
-    as_float32(clf.model).save(work / MODEL_FILE)
+    world = open_world.fit(as_float32(clf.model), features, k)
+    results = {
+        split: classification_metrics(world.probabilities(split), world.labels[split], index.classes)
+        for split in ("validation", "test")
+    }
+    for split in results:
+        results[split]["calibration"] = world.report[split]
+    world.model.save(work / MODEL_FILE)
     _write_reports(work, index, state, results)
+    open_world.plot(world, work / "reliability.png")
     seconds = {**state.seconds(), "total": round(state.total_seconds(), 3)}  # across --resume sessions
-    metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds)
+    metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds, world.card)
     for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
         if leftover.is_dir():
             shutil.rmtree(leftover)
@@ -258,6 +264,7 @@ def _metadata(
     strategy: tf.distribute.Strategy,
     results: dict,
     seconds: dict,
+    card: dict,
 ) -> dict[str, Any]:
     """edgetl.json: the one thing every later stage trusts."""
     return {
@@ -300,6 +307,7 @@ def _metadata(
             "validation_top1": results["validation"]["top1"],
             "test_top1": results["test"]["top1"],
         },
+        "open_world": card,
         "environment": _environment(),
     }
 
@@ -315,4 +323,6 @@ def _print_summary(out: Path, results: dict, seconds: dict, console: Console) ->
         f"Test accuracy [bold]{results['test']['top1']:.1%}[/] on {results['test']['count']} images "
         f"(validation {results['validation']['top1']:.1%})."
     )
-    console.print(f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, split/)")
+    console.print(
+        f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, reliability.png, split/)"
+    )

@@ -1,0 +1,112 @@
+"""Which out-of-distribution score to ship, measured: max-softmax, energy and Mahalanobis on a trained run.
+
+    python -m edgetl.benchmarks.open_world runs/beans --ood ../shared/datasets/flowers \\
+        --ood ../shared/datasets/imagenet-samples/images
+
+All three scores come from the run's float Keras model (pooled features and logits); thresholds are
+fitted on the run's validation split only (the shipped rule: keep 95 % of in-class images), then
+applied to the test split and to each OOD folder. Prints one table and writes open_world.json in
+the run's bench/ folder. The deployed models are measured by `edgetl bench RUN --ood DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.images import list_images, load_for_model
+from edgetl.metrics import auroc, ece, retention_threshold
+from edgetl.rundir import load_run, read_split_file, write_json
+from edgetl.train.open_world import (
+    RETENTION,
+    Mahalanobis,
+    fit_temperature,
+    pooled_features,
+    raw_logits,
+    softmax,
+)
+
+MAX_OOD_IMAGES = 1000  # per folder, a seeded sample: enough for AUROC to two decimals
+
+
+def _features(model, paths: list[Path], size: int, resize: str) -> np.ndarray:
+    pooled = pooled_features(model)
+    out = []
+    for start in range(0, len(paths), 64):
+        batch = np.stack([load_for_model(p, size, resize) for p in paths[start : start + 64]]).astype(np.float32)
+        out.append(np.asarray(pooled.predict(batch, verbose=0)))
+    return np.concatenate(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--ood", type=Path, action="append", required=True, help="a folder of out-of-class photos")
+    args = parser.parse_args()
+
+    import keras
+
+    meta = load_run(args.run)
+    labels, size, resize = meta["labels"], meta["input"]["height"], meta["input"].get("resize", "stretch")
+    model = keras.models.load_model(args.run / meta["model_file"], compile=False)
+    root = Path(meta["data"]["root"])
+    started = time.perf_counter()
+    feats, targets = {}, {}
+    for split in ("train", "validation", "test"):
+        samples = read_split_file(args.run / meta["data"]["split_files"][split], root, labels)
+        feats[split] = _features(model, [s.path for s in samples], size, resize)
+        targets[split] = np.array([s.label for s in samples])
+    rng = np.random.default_rng(0)
+    for folder in args.ood:
+        paths = list_images(folder)
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), min(len(paths), MAX_OOD_IMAGES), replace=False))]
+        feats[str(folder)] = _features(model, paths, size, resize)
+    print(f"features of {sum(len(f) for f in feats.values())} images in {time.perf_counter() - started:.0f} s")
+
+    shipped = (meta.get("open_world") or {}).get("temperature")
+    logits = {name: raw_logits(model, f, shipped) for name, f in feats.items()}
+    temperature = fit_temperature(logits["validation"], targets["validation"])
+    mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(labels))
+    scores = {
+        "max-softmax": {n: 1 - softmax(v / temperature).max(1) for n, v in logits.items()},
+        "energy": {n: -temperature * np.log(np.exp(v / temperature).sum(1)) for n, v in logits.items()},
+        "mahalanobis": {n: mahalanobis.score(f) for n, f in feats.items()},
+    }
+    result: dict = {
+        "run": str(args.run),
+        "temperature": temperature,
+        "ece_test": {
+            "before": ece(softmax(logits["test"]), targets["test"]),
+            "after": ece(softmax(logits["test"] / temperature), targets["test"]),
+        },
+        "retention": RETENTION,
+        "methods": {},
+    }
+    print(f"T = {temperature:.3f}; test ECE {result['ece_test']['before']:.2%} → {result['ece_test']['after']:.2%}")
+    print(f"{'score':<12} {'OOD set':<45} {'AUROC':>6} {'OOD rejected':>13} {'test rejected':>14}")
+    for method, values in scores.items():
+        threshold = retention_threshold(values["validation"], RETENTION)
+        rows = {}
+        for folder in map(str, args.ood):
+            rows[folder] = {
+                "auroc": auroc(values["test"], values[folder]),
+                "rejected_ood": float(np.mean(values[folder] > threshold)),
+                "rejected_in": float(np.mean(values["test"] > threshold)),
+            }
+            row = rows[folder]
+            print(
+                f"{method:<12} {folder[-45:]:<45} {row['auroc']:>6.3f} {row['rejected_ood']:>13.1%} "
+                f"{row['rejected_in']:>14.1%}"
+            )
+        result["methods"][method] = {"threshold": threshold, "ood": rows}
+    out = args.run / "bench" / "open_world.json"
+    out.parent.mkdir(exist_ok=True)
+    write_json(out, result)
+    print(f"Written: {out}")
+
+
+if __name__ == "__main__":
+    main()

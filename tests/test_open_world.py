@@ -1,0 +1,111 @@
+"""Calibrated confidence and "unknown": the numbers behind them, and a real model that rejects photos of
+another dataset, in Keras and after int8 conversion, with its thresholds carried inside the .tflite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from conftest import shared_path
+from edgetl.metrics import auroc, ece, reliability
+from edgetl.train.open_world import RETENTION, Mahalanobis, class_thresholds, fit_temperature, ood_head, softmax
+
+# --- the numbers ---------------------------------------------------------------------------------------------------
+
+
+def test_ece_and_reliability_on_a_hand_checked_case() -> None:
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    targets = np.array([0, 1, 1])  # right at 0.9, wrong at 0.6, right at 0.8
+    assert ece(probs, targets) == pytest.approx((0.1 + 0.6 + 0.2) / 3)
+    assert [row["count"] for row in reliability(probs, targets)] == [1, 1, 1]
+
+
+def test_auroc_counts_ties_as_half_and_orders_by_score() -> None:
+    assert auroc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 1.0
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 0.0
+    assert auroc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+
+
+def test_temperature_is_recovered_from_overconfident_logits() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, (4000, 5))
+    labels = np.array([rng.choice(5, p=p) for p in softmax(true_logits)])
+    fitted = fit_temperature(true_logits * 3.0, labels)  # a model 3× too sure of itself
+    assert fitted == pytest.approx(3.0, rel=0.1)
+    assert ece(softmax(true_logits * 3.0 / fitted), labels) < ece(softmax(true_logits * 3.0), labels) / 3
+
+
+def test_class_thresholds_reach_the_precision_where_the_data_allows() -> None:
+    # class 0: confident predictions right, unconfident ones wrong; class 1: always right; class 2: always wrong
+    confidence = np.array([0.95, 0.9, 0.85, 0.6, 0.55, 0.9, 0.8, 0.9])
+    predicted = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    probs = np.full((8, 3), 0.0)
+    probs[np.arange(8), predicted] = confidence
+    probs[np.arange(8), (predicted + 1) % 3] = 1 - confidence
+    assert class_thresholds(probs, labels, target=0.95) == [pytest.approx(0.85), 0.0, None]
+
+
+def test_the_in_graph_ood_score_equals_the_fitted_one() -> None:
+    import keras
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 300)
+    features = (rng.normal(size=(300, 24)) + 4 * np.eye(3, 24)[labels]).astype(np.float32)
+    fit = Mahalanobis.fit(features, labels, 3)
+    inputs = keras.Input((24,))
+    model = keras.Model(inputs, ood_head(inputs, fit))
+    far = rng.normal(size=(20, 24)).astype(np.float32) * 4
+    test = np.concatenate([features[:20], far])
+    np.testing.assert_allclose(model.predict(test, verbose=0)[:, 0], fit.score(test), rtol=1e-4, atol=1e-4)
+    assert auroc(fit.score(features[:20]), fit.score(far)) > 0.95
+
+
+# --- a real model --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def beans_run(beans_subset: Path, keras_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MobileNetV2 0.35 at 96 px from ImageNet weights on 36 beans photos, converted to int8."""
+    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.train.fit import TrainConfig
+    from edgetl.train.run import train
+
+    weights = keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    config = TrainConfig(alpha=0.35, size=96, weights=str(weights), batch_size=16, head_epochs=3, finetune_epochs=1)
+    run = train(beans_subset, tmp_path_factory.mktemp("open_world") / "beans", config, console=Console(quiet=True))
+    convert(run, ConvertOptions(formats=("int8",), calibration_samples=36), console=Console(quiet=True))
+    return run
+
+
+def test_training_calibrates_and_stores_the_rejection_rule(beans_run: Path) -> None:
+    meta = json.loads((beans_run / "edgetl.json").read_text())
+    card = meta["open_world"]
+    assert card["temperature"] > 0 and card["ood"]["method"] == "mahalanobis" and card["ood"]["retention"] == RETENTION
+    assert len(card["class_thresholds"]) == 3
+    calibration = json.loads((beans_run / "metrics.json").read_text())["validation"]["calibration"]
+    assert calibration["ece"] <= calibration["ece_before"] + 1e-9  # T is fitted on this split
+    assert calibration["rejected_in"] <= 0.1  # 1 - RETENTION by construction (36 images: one or two)
+    assert (beans_run / "reliability.png").stat().st_size > 10_000
+
+
+def test_photos_of_another_dataset_are_rejected_by_float_and_int8(beans_run: Path) -> None:
+    """Flowers are out-of-class for a beans model: the .tflite alone must say so (AUROC, shipped threshold)."""
+    from edgetl.benchmarks.bench import BenchOptions, run_bench
+
+    flowers = shared_path("datasets", "flowers")
+    ood = beans_run.parent / "flowers"
+    for folder in sorted(flowers.iterdir())[:3]:
+        (ood / folder.name).mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:20]:
+            (ood / folder.name / image.name).symlink_to(image)
+    report = run_bench([beans_run], BenchOptions(runs=3, warmup=1, ood=ood), progress=lambda text: None)
+    rows = {row["name"]: row for row in report["models"]}
+    int8 = rows["int8"]["ood"]
+    assert int8["score"] == "model" and int8["images"] == 60
+    assert int8["auroc"] >= 0.9 and int8["rejected_ood"] >= 0.8 and int8["rejected_in"] <= 0.2, int8
+    assert rows["int8"]["accuracy"]["top1"] > 0.5

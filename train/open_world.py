@@ -1,0 +1,279 @@
+"""Calibrated confidence and "none of these", fitted after training and folded into the model.
+
+- Temperature scaling (Guo et al., 2017): one scalar T fitted on the validation split by negative
+  log-likelihood and folded into the last Dense layer (W/T, b/T). The argmax cannot change and the
+  device pays nothing; the probabilities become ones a user can threshold.
+- Out-of-distribution score: the class-conditional Mahalanobis distance (Lee et al., 2018) of the
+  pooled backbone features to the nearest class mean, with one shared covariance from the training
+  split (probabilistic PCA: the features have more dimensions than a small dataset has images).
+  It is built from standard Keras layers (centring, small Dense layers, squares summed, a max), so the `.tflite`
+  computes it in-graph as a second output and any later stage or device reads it like the first.
+  Chosen over max-softmax and energy scores by measurement (benchmarks/open_world.py).
+- Thresholds come from the validation split only: the OOD threshold keeps `RETENTION` of in-class
+  images; a per-class probability threshold reaches `TARGET_PRECISION` where the data allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edgetl.metrics import ece, reliability, retention_threshold
+from edgetl.train.report import pyplot, save_figure
+
+RETENTION = 0.975  # share of in-class validation images the shipped OOD threshold keeps (measured: beans)
+TARGET_PRECISION = 0.95  # per-class thresholds aim for this precision on the validation split
+OOD_OUTPUT = "ood_score"
+PROBABILITIES_OUTPUT = "probabilities"
+
+
+def logits_of(features: np.ndarray, dense: keras.layers.Dense) -> np.ndarray:
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in dense.get_weights())
+    return np.asarray(features, dtype=np.float64) @ kernel + bias
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    scaled = logits / temperature
+    log_norm = np.log(np.exp(scaled - scaled.max(1, keepdims=True)).sum(1)) + scaled.max(1)
+    return float(np.mean(log_norm - scaled[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 minimising validation NLL of softmax(logits / T): a log-spaced scan, then golden section."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 60))
+    best = int(np.argmin([_nll(logits, labels, t) for t in grid]))
+    low, high = np.log(grid[max(best - 1, 0)]), np.log(grid[min(best + 1, len(grid) - 1)])
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if _nll(logits, labels, np.exp(a)) < _nll(logits, labels, np.exp(b)):
+            high = b
+        else:
+            low = a
+    return float(np.exp((low + high) / 2))
+
+
+COMPONENTS = 64  # within-class principal directions with their own variance; the rest share one
+
+
+@dataclass
+class Mahalanobis:
+    """Squared Mahalanobis distance to the nearest class mean, per feature dimension.
+
+    The shared within-class covariance is probabilistic PCA (Tipping and Bishop, 1999): the top k
+    directions keep their own variance, the others share their mean variance r. Its precision is
+    P = I/r - W Wᵀ with W = V_k · sqrt(1/r - 1/λ_k): D·(k + 1) numbers instead of D², well-posed when a
+    dataset has fewer images than the backbone has features (measured as good as a full Ledoit–Wolf
+    covariance on beans: benchmarks/README.md).
+    """
+
+    mean: np.ndarray  # (D,) mean feature of the training split
+    residual_variance: float  # r
+    shrink: np.ndarray  # (D, k): W
+    centres: np.ndarray  # (C, D): class means minus `mean`
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, classes: int) -> Mahalanobis:
+        features = np.asarray(features, dtype=np.float64)
+        means = np.stack([features[labels == c].mean(0) for c in range(classes)])
+        scatter = features - means[labels]  # within-class: the covariance every class shares
+        variances, directions = np.linalg.eigh(scatter.T @ scatter / len(scatter))
+        variances, directions = np.maximum(variances[::-1], 0), directions[:, ::-1]
+        dims = len(variances)
+        k = int(min(COMPONENTS, dims - 1, max(1, (len(features) - classes) // 2)))
+        residual = max(float(variances[k:].mean()), 1e-12 * max(float(variances[0]), 1e-30))
+        gap = np.clip(1 / residual - 1 / np.maximum(variances[:k], residual), 0, None)
+        mean = features.mean(0)
+        return cls(mean, residual, directions[:, :k] * np.sqrt(gap), means - mean)
+
+    def precision_times(self, x: np.ndarray) -> np.ndarray:
+        """x @ P for rows x."""
+        return x / self.residual_variance - (x @ self.shrink) @ self.shrink.T
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, dtype=np.float64) - self.mean
+        own = (x * x).sum(1) / self.residual_variance - ((x @ self.shrink) ** 2).sum(1)  # xᵀPx
+        pulled = self.precision_times(self.centres)  # P m_c
+        closeness = 2 * x @ pulled.T - (self.centres * pulled).sum(1)  # 2 xᵀP m_c - m_cᵀP m_c
+        return (own - closeness.max(1)) / x.shape[1]
+
+
+def class_thresholds(probs: np.ndarray, labels: np.ndarray, target: float = TARGET_PRECISION) -> list[float | None]:
+    """Per predicted class, the lowest probability threshold whose validation precision reaches `target`.
+
+    0.0 when the class reaches it with no threshold; None where no threshold does (too few images, or
+    the class is confused whatever the confidence): then only the OOD score decides.
+    """
+    predicted, confidence = probs.argmax(1), probs.max(1)
+    thresholds: list[float | None] = []
+    for c in range(probs.shape[1]):
+        order = np.argsort(-confidence[predicted == c])
+        ranked = confidence[predicted == c][order]
+        correct = (labels[predicted == c] == c)[order]
+        precision = np.cumsum(correct) / np.arange(1, len(correct) + 1)  # of the images at or above each one
+        reaching = np.flatnonzero(precision >= target)
+        if not len(reaching):
+            thresholds.append(None)
+        else:
+            thresholds.append(0.0 if reaching[-1] == len(correct) - 1 else float(ranked[reaching[-1]]))
+    return thresholds
+
+
+def calibrated_head(dense: keras.layers.Dense, temperature: float) -> keras.layers.Dense:
+    """The last layer with its logits divided by T: same argmax, calibrated probabilities."""
+    kernel, bias = dense.get_weights()
+    layer = keras.layers.Dense(dense.units, activation="softmax", dtype="float32", name=PROBABILITIES_OUTPUT)
+    layer.build((None, kernel.shape[0]))
+    layer.set_weights([kernel / temperature, bias / temperature])
+    return layer
+
+
+def _fixed_dense(units: int, kernel: np.ndarray, bias: np.ndarray | None, name: str) -> keras.layers.Dense:
+    layer = keras.layers.Dense(units, use_bias=bias is not None, trainable=False, dtype="float32", name=name)
+    layer.build((None, kernel.shape[0]))
+    layer.set_weights([kernel.astype(np.float32)] + ([] if bias is None else [bias.astype(np.float32)]))
+    return layer
+
+
+def ood_head(features: keras.KerasTensor, fit: Mahalanobis) -> keras.KerasTensor:
+    """`Mahalanobis.score` in standard layers: (xᵀx/r - |xᵀW|² - max_c(2 xᵀP m_c - m_cᵀP m_c)) / D."""
+    dims, classes = len(fit.mean), len(fit.centres)
+    x = keras.layers.Normalization(
+        mean=fit.mean.astype(np.float32), variance=np.ones(dims, np.float32), dtype="float32", name="ood_centre"
+    )(features)
+    squares = keras.layers.Multiply(dtype="float32", name="ood_squares")([x, x])
+    own = _fixed_dense(1, np.full((dims, 1), 1 / fit.residual_variance), None, "ood_norm")(squares)
+    projected = _fixed_dense(fit.shrink.shape[1], fit.shrink, None, "ood_project")(x)
+    projected = keras.layers.Multiply(dtype="float32", name="ood_project_squares")([projected, projected])
+    explained = _fixed_dense(1, np.ones((fit.shrink.shape[1], 1)), None, "ood_explained")(projected)
+    pulled = fit.precision_times(fit.centres)
+    closeness = _fixed_dense(classes, 2 * pulled.T, -(fit.centres * pulled).sum(1), "ood_closeness")(x)
+    nearest = keras.layers.GlobalMaxPooling1D(name="ood_nearest")(
+        keras.layers.Reshape((classes, 1), name="ood_classes")(closeness)
+    )
+    distance = keras.layers.Subtract(dtype="float32", name="ood_residual")([own, explained])
+    distance = keras.layers.Subtract(dtype="float32", name="ood_distance")([distance, nearest])
+    return keras.layers.Rescaling(1.0 / dims, dtype="float32", name=OOD_OUTPUT)(distance)
+
+
+@dataclass
+class OpenWorld:
+    """The model to save (probabilities, OOD score) and what was measured while fitting it."""
+
+    model: keras.Model
+    card: dict  # stored in edgetl.json and packed into every .tflite: temperature, thresholds
+    report: dict  # per split: ECE before/after, share of in-class images the OOD threshold rejects
+    logits: dict[str, np.ndarray]  # per split, before calibration
+    labels: dict[str, np.ndarray]
+    ood_scores: dict[str, np.ndarray]
+
+    def probabilities(self, split: str, calibrated: bool = True) -> np.ndarray:
+        return softmax(self.logits[split] / (self.card["temperature"] if calibrated else 1.0))
+
+
+def pooled_features(model: keras.Model) -> keras.Model:
+    """Raw pixels → the backbone's pooled features, for a trained edgetl model before or after `fit`."""
+    names = [layer.name for layer in model.layers]
+    layer = model.get_layer("ood_centre" if "ood_centre" in names else "head_dropout")
+    return keras.Model(model.inputs, layer.input)
+
+
+def raw_logits(model: keras.Model, features: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Logits before calibration, from pooled features, for a model before or after `fit`."""
+    names = [layer.name for layer in model.layers]
+    if PROBABILITIES_OUTPUT in names:
+        return logits_of(features, model.get_layer(PROBABILITIES_OUTPUT)) * (temperature or 1.0)
+    return logits_of(features, model.get_layer("predictions"))
+
+
+def fit(model: keras.Model, features: dict[str, tuple[np.ndarray, np.ndarray]], classes: int) -> OpenWorld:
+    """Fit T on validation, the Mahalanobis score on train, thresholds on validation; fold all into `model`.
+
+    `features` maps each split to (pooled backbone features, labels), computed once by the caller.
+    """
+    dense = model.get_layer("predictions")
+    temperature = fit_temperature(logits_of(features["validation"][0], dense), features["validation"][1])
+    mahalanobis = Mahalanobis.fit(*features["train"], classes)
+    splits = {
+        split: (logits_of(feats, dense), labels, mahalanobis.score(feats))
+        for split, (feats, labels) in features.items()
+    }
+    card, report = summary(temperature, mahalanobis, splits)
+    pooled = model.get_layer("head_dropout").input  # the backbone's pooled features (dropout is off at inference)
+    outputs = [calibrated_head(dense, temperature)(pooled), ood_head(pooled, mahalanobis)]
+    return OpenWorld(
+        keras.Model(model.inputs, outputs, name=model.name),
+        card,
+        report,
+        {split: logits for split, (logits, _, _) in splits.items()},
+        {split: labels for split, (_, labels, _) in splits.items()},
+        {split: ood for split, (_, _, ood) in splits.items()},
+    )
+
+
+def plot(world: OpenWorld, path: Path) -> None:
+    """Reliability diagram (test split, before and after calibration) beside the OOD score histogram."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = world.labels["test"]
+    for name, calibrated, style in (("before", False, "o--"), ("calibrated", True, "o-")):
+        probs = world.probabilities("test", calibrated)
+        rows = reliability(probs, labels)
+        left.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            style,
+            label=f"{name}: ECE {ece(probs, labels):.1%}",
+        )
+    left.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":")
+    left.set_xlabel("confidence (top-1 probability)")
+    left.set_ylabel("accuracy")
+    left.set_title(f"Reliability, test split (T = {world.card['temperature']:.2f})")
+    left.legend()
+    left.grid(alpha=0.3)
+    threshold = world.card["ood"]["threshold"]
+    for split in ("train", "validation", "test"):
+        right.hist(world.ood_scores[split], bins=40, alpha=0.5, label=split, density=True)
+    right.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.2f}")
+    right.set_xlabel("out-of-distribution score (higher = less like the training data)")
+    right.set_title("OOD score of in-class images")
+    right.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def summary(
+    temperature: float,
+    fit: Mahalanobis,
+    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[dict, dict]:
+    """(what the model card stores, what metrics.json reports) from {split: (logits, labels, ood scores)}."""
+    val_logits, val_labels, val_ood = splits["validation"]
+    calibrated = softmax(val_logits / temperature)
+    card = {
+        "temperature": round(temperature, 5),
+        "ood": {
+            "method": "mahalanobis",
+            "threshold": retention_threshold(val_ood, RETENTION),
+            "retention": RETENTION,
+            "components": int(fit.shrink.shape[1]),
+        },
+        "class_thresholds": class_thresholds(calibrated, val_labels),
+        "target_precision": TARGET_PRECISION,
+    }
+    report = {}
+    for split, (logits, labels, ood) in splits.items():
+        report[split] = {
+            "ece_before": ece(softmax(logits), labels),
+            "ece": ece(softmax(logits / temperature), labels),
+            "rejected_in": float(np.mean(ood > card["ood"]["threshold"])),
+        }
+    return card, report
