@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,7 +273,9 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
     return row
 
 
-def _decisions(classifier: Classifier, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def _decisions(
+    classifier: Classifier, images: Iterable[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities, OOD scores or None, rejected as "unknown") per image, by the rule classify and camera use."""
     scores, ood, rejected = [], [], []
     for image in images:
@@ -285,12 +287,10 @@ def _decisions(classifier: Classifier, images: np.ndarray) -> tuple[np.ndarray, 
     return np.stack(scores), (np.asarray(ood, np.float64) if has_ood else None), np.asarray(rejected, bool)
 
 
-def load_ood_images(folder: Path, size: int, resize: str) -> np.ndarray:
-    """Every image under `folder` (recursively), decoded and resized like the labelled data."""
-    files = list_images(folder) if folder.is_dir() else []
-    if not files:
-        raise EdgetlError(f"--ood {folder} holds no images.", "Pass a folder of photos that show none of the classes.")
-    return np.stack([load_for_model(path, size, resize) for path in files])  # type: ignore[arg-type]
+def load_ood_images(folder: Path, size: int, resize: str) -> Iterator[np.ndarray]:
+    """Every image under `folder` (recursively), decoded and resized like the labelled data, one at a time
+    (thousands of photos would not fit a Pi's memory at once)."""
+    return (load_for_model(path, size, resize) for path in list_images(folder))  # type: ignore[arg-type]
 
 
 def open_world(row: dict, targets: np.ndarray) -> dict:
@@ -407,6 +407,10 @@ def run_bench(
     candidates, meta, run = find_models(sources)
     labels, size, resize = _labels_and_input(candidates, meta)
     dataset = load_dataset(data, meta, run, labels, limit)
+    if options.ood is not None and not (options.ood.is_dir() and list_images(options.ood)):
+        raise EdgetlError(
+            f"--ood {options.ood} holds no images.", "Pass a folder of photos that show none of the classes."
+        )
     rows = []
     for candidate in candidates:
         progress(f"{candidate.name}: {candidate.path.name}")
@@ -455,7 +459,21 @@ def run_bench(
         "models": rows,
     }
     report["recommendation"] = recommend(report)
+    report["warnings"] = _ood_warnings(rows)
     return report
+
+
+def _ood_warnings(rows: list[dict]) -> list[str]:
+    """--ood photos most of which a model confidently accepts probably show its classes."""
+    warnings = []
+    for row in rows:
+        ood = row.get("ood")
+        if ood and ood["score"] == "model" and ood["rejected_ood"] < 0.5:
+            warnings.append(
+                f"{row['name']} accepts {1 - ood['rejected_ood']:.0%} of the --ood images as one of its classes: "
+                "do they show the trained classes? Out-of-class photos should be mostly rejected."
+            )
+    return warnings
 
 
 def _labels_and_input(candidates: list[Candidate], meta: dict | None) -> tuple[list[str], int, str]:

@@ -21,6 +21,7 @@ from edgetl.images import list_images, load_for_model
 from edgetl.metrics import auroc, ece, retention_threshold
 from edgetl.rundir import load_run, read_split_file, write_json
 from edgetl.train.open_world import (
+    COMPONENTS,
     RETENTION,
     Mahalanobis,
     fit_temperature,
@@ -41,10 +42,39 @@ def _features(model, paths: list[Path], size: int, resize: str) -> np.ndarray:
     return np.concatenate(out)
 
 
+def head_latency(model, calibration: np.ndarray, images: np.ndarray, rounds: int = 5, runs: int = 100) -> dict:
+    """Median int8 invoke time (1 thread) with and without the OOD head, same weights and calibration,
+    timed in alternating rounds so machine noise hits both alike."""
+    import keras
+
+    from edgetl.convert.calibration import representative_dataset
+    from edgetl.convert.tflite import calibrate, quantize, saved_model, widen_ood_range
+    from edgetl.edge.interpreter import ImageClassifierModel
+
+    variants = {"probabilities only": keras.Model(model.inputs, model.outputs[0]), "with OOD score": model}
+    runners = {}
+    for name, variant in variants.items():
+        with saved_model(variant) as saved:
+            calibrated = calibrate(saved, representative_dataset(calibration))
+        content = quantize(widen_ood_range(calibrated, 1.0), "uint8")
+        runners[name] = (ImageClassifierModel(content, threads=1), len(content))
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, (runner, _) in runners.items():
+            for i in range(runs):
+                started = time.perf_counter()
+                runner.scores(images[i % len(images)])
+                times[name].append(time.perf_counter() - started)
+    return {
+        name: {"median_ms": 1000 * float(np.median(times[name])), "bytes": size} for name, (_, size) in runners.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--ood", type=Path, action="append", required=True, help="a folder of out-of-class photos")
+    parser.add_argument("--latency", action="store_true", help="also time int8 with and without the OOD head")
     args = parser.parse_args()
 
     import keras
@@ -69,12 +99,13 @@ def main() -> None:
     shipped = (meta.get("open_world") or {}).get("temperature")
     logits = {name: raw_logits(model, f, shipped) for name, f in feats.items()}
     temperature = fit_temperature(logits["validation"], targets["validation"])
-    mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(labels))
     scores = {
         "max-softmax": {n: 1 - softmax(v / temperature).max(1) for n, v in logits.items()},
         "energy": {n: -temperature * np.log(np.exp(v / temperature).sum(1)) for n, v in logits.items()},
-        "mahalanobis": {n: mahalanobis.score(f) for n, f in feats.items()},
     }
+    for k in (16, COMPONENTS, 256):  # the shipped score has COMPONENTS
+        mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(labels), components=k)
+        scores[f"mahalanobis-{k}"] = {n: mahalanobis.score(f) for n, f in feats.items()}
     result: dict = {
         "run": str(args.run),
         "temperature": temperature,
@@ -86,7 +117,7 @@ def main() -> None:
         "methods": {},
     }
     print(f"T = {temperature:.3f}; test ECE {result['ece_test']['before']:.2%} → {result['ece_test']['after']:.2%}")
-    print(f"{'score':<12} {'OOD set':<45} {'AUROC':>6} {'OOD rejected':>13} {'test rejected':>14}")
+    print(f"{'score':<16} {'OOD set':<45} {'AUROC':>6} {'OOD rejected':>13} {'test rejected':>14}")
     for method, values in scores.items():
         threshold = retention_threshold(values["validation"], RETENTION)
         rows = {}
@@ -98,10 +129,20 @@ def main() -> None:
             }
             row = rows[folder]
             print(
-                f"{method:<12} {folder[-45:]:<45} {row['auroc']:>6.3f} {row['rejected_ood']:>13.1%} "
+                f"{method:<16} {folder[-45:]:<45} {row['auroc']:>6.3f} {row['rejected_ood']:>13.1%} "
                 f"{row['rejected_in']:>14.1%}"
             )
         result["methods"][method] = {"threshold": threshold, "ood": rows}
+    if args.latency:
+        test = read_split_file(args.run / meta["data"]["split_files"]["test"], root, labels)[:50]
+        train = read_split_file(args.run / meta["data"]["split_files"]["train"], root, labels)[::10]
+        result["latency"] = head_latency(
+            model,
+            np.stack([load_for_model(s.path, size, resize) for s in train]),  # type: ignore[arg-type]
+            np.stack([load_for_model(s.path, size, resize) for s in test]),  # type: ignore[arg-type]
+        )
+        for name, row in result["latency"].items():
+            print(f"int8 {name}: median {row['median_ms']:.3f} ms (1 thread), {row['bytes'] / 1e6:.2f} MB")
     out = args.run / "bench" / "open_world.json"
     out.parent.mkdir(exist_ok=True)
     write_json(out, result)

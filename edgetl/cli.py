@@ -576,6 +576,8 @@ def bench(
         sources, options, data=data, limit=limit, progress=lambda text: console.print(f"measuring {text}")
     )
     print_table(report, console)
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     page = write_reports(report, folder)
     console.print(f"Report: {page}  (bench.json, bench.md, plots)")
     if all("error" in row for row in report["models"]):

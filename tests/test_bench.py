@@ -165,3 +165,15 @@ def test_bad_input_gets_clear_errors(converted: tuple[Path, dict], tmp_path: Pat
         model.unlink()
     with pytest.raises(EdgetlError, match="has no models to benchmark"):
         run_bench([empty_run], BenchOptions(), progress=lambda text: None)
+
+
+def test_ood_folders_that_are_empty_or_look_in_class_are_flagged(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    from edgetl.benchmarks.bench import _ood_warnings
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    result = edge_cli("bench", str(converted[0] / "model_int8.tflite"), "--ood", str(empty), "--out", str(tmp_path))
+    assert result.returncode == 2 and "holds no images" in result.stderr
+    row = {"name": "int8", "ood": {"score": "model", "rejected_ood": 0.2}}
+    assert "accepts 80% of the --ood images" in _ood_warnings([row])[0]
+    assert _ood_warnings([{**row, "ood": {"score": "model", "rejected_ood": 0.9}}]) == []

@@ -26,6 +26,7 @@ from edgetl.train.report import pyplot, save_figure
 
 RETENTION = 0.975  # share of in-class validation images the shipped OOD threshold keeps (measured: beans)
 TARGET_PRECISION = 0.95  # per-class thresholds aim for this precision on the validation split
+MIN_IMAGES_PER_THRESHOLD = 20  # predictions of a class needed to fit its threshold (fewer: precision is ±10 pt noise)
 OOD_OUTPUT = "ood_score"
 PROBABILITIES_OUTPUT = "probabilities"
 
@@ -81,14 +82,14 @@ class Mahalanobis:
     centres: np.ndarray  # (C, D): class means minus `mean`
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, classes: int) -> Mahalanobis:
+    def fit(cls, features: np.ndarray, labels: np.ndarray, classes: int, components: int = COMPONENTS) -> Mahalanobis:
         features = np.asarray(features, dtype=np.float64)
         means = np.stack([features[labels == c].mean(0) for c in range(classes)])
         scatter = features - means[labels]  # within-class: the covariance every class shares
         variances, directions = np.linalg.eigh(scatter.T @ scatter / len(scatter))
         variances, directions = np.maximum(variances[::-1], 0), directions[:, ::-1]
         dims = len(variances)
-        k = int(min(COMPONENTS, dims - 1, max(1, (len(features) - classes) // 2)))
+        k = int(min(components, dims - 1, max(1, (len(features) - classes) // 2)))
         residual = max(float(variances[k:].mean()), 1e-12 * max(float(variances[0]), 1e-30))
         gap = np.clip(1 / residual - 1 / np.maximum(variances[:k], residual), 0, None)
         mean = features.mean(0)
@@ -106,11 +107,16 @@ class Mahalanobis:
         return (own - closeness.max(1)) / x.shape[1]
 
 
-def class_thresholds(probs: np.ndarray, labels: np.ndarray, target: float = TARGET_PRECISION) -> list[float | None]:
+def class_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    target: float = TARGET_PRECISION,
+    min_images: int = MIN_IMAGES_PER_THRESHOLD,
+) -> list[float | None]:
     """Per predicted class, the lowest probability threshold whose validation precision reaches `target`.
 
-    0.0 when the class reaches it with no threshold; None where no threshold does (too few images, or
-    the class is confused whatever the confidence): then only the OOD score decides.
+    0.0 when the class reaches it with no threshold; None where no threshold does or the data cannot
+    tell (fewer than `min_images` predictions of the class): then only the OOD score decides.
     """
     predicted, confidence = probs.argmax(1), probs.max(1)
     thresholds: list[float | None] = []
@@ -120,7 +126,7 @@ def class_thresholds(probs: np.ndarray, labels: np.ndarray, target: float = TARG
         correct = (labels[predicted == c] == c)[order]
         precision = np.cumsum(correct) / np.arange(1, len(correct) + 1)  # of the images at or above each one
         reaching = np.flatnonzero(precision >= target)
-        if not len(reaching):
+        if len(correct) < min_images or not len(reaching):
             thresholds.append(None)
         else:
             thresholds.append(0.0 if reaching[-1] == len(correct) - 1 else float(ranked[reaching[-1]]))

@@ -241,7 +241,7 @@ def train(
             leftover.unlink(missing_ok=True)
     write_json(work / METADATA_FILE, metadata)  # last: its presence marks the run complete
     publish(work, out)
-    _print_summary(out, results, seconds, console)
+    _print_summary(out, results, seconds, world.card, console)
     return out
 
 
@@ -312,7 +312,7 @@ def _metadata(
     }
 
 
-def _print_summary(out: Path, results: dict, seconds: dict, console: Console) -> None:
+def _print_summary(out: Path, results: dict, seconds: dict, card: dict, console: Console) -> None:
     phases = ", ".join(
         f"{name} {seconds[key]:.0f}s"
         for key, name in (("head", "feature extraction"), ("finetune", "fine-tuning"))
@@ -322,6 +322,11 @@ def _print_summary(out: Path, results: dict, seconds: dict, console: Console) ->
         f"[bold green]Done[/] in {seconds['total']:.0f}s ({phases}). "
         f"Test accuracy [bold]{results['test']['top1']:.1%}[/] on {results['test']['count']} images "
         f"(validation {results['validation']['top1']:.1%})."
+    )
+    calibration = results["test"]["calibration"]
+    console.print(
+        f"Confidence calibrated: test ECE {calibration['ece_before']:.1%} → {calibration['ece']:.1%}; "
+        f"'unknown' above OOD score {card['ood']['threshold']:.2f} ({calibration['rejected_in']:.1%} of test images)."
     )
     console.print(
         f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, reliability.png, split/)"
