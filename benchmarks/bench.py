@@ -35,6 +35,7 @@ from edgetl.metrics import (
     near_chance,
     near_chance_message,
     per_class,
+    reliability,
     top1,
     topk,
 )
@@ -296,7 +297,7 @@ def load_ood_images(folder: Path, size: int, resize: str) -> Iterator[np.ndarray
 def open_world(row: dict, targets: np.ndarray) -> dict:
     """ECE on the labelled images; with --ood, AUROC of the OOD score (max-softmax for models without one)
     and the shares of OOD and in-class images rejected at the shipped thresholds."""
-    result: dict = {"ece": ece(row["scores"], targets)}
+    result: dict = {"ece": ece(row["scores"], targets), "reliability": reliability(row["scores"], targets)}
     if "outside" not in row:
         return result
     out_scores, out_ood, out_rejected = row["outside"]
@@ -434,7 +435,9 @@ def run_bench(
                 if "rejected" in row:  # .tflite rows: what the device decides
                     row.update(open_world(row, dataset.targets))
                 else:
-                    row["ece"] = ece(row["scores"], dataset.targets)
+                    row.update(
+                        ece=ece(row["scores"], dataset.targets), reliability=reliability(row["scores"], dataset.targets)
+                    )
     for row in rows:
         for key in ("scores", "ood_scores", "rejected", "outside"):
             row.pop(key, None)

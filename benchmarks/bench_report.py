@@ -164,6 +164,28 @@ def plots(report: dict, folder: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
+    calibrated = [row for row in ok if row.get("reliability")]
+    if calibrated:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for row in calibrated:
+            bins = row["reliability"]
+            ax.plot(
+                [b["confidence"] for b in bins],
+                [b["accuracy"] for b in bins],
+                "o-",
+                label=f"{row['name']}: ECE {row['ece']:.1%}",
+            )
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":")
+        ax.set_xlabel("confidence (top-1 probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title("Reliability (on the diagonal = calibrated)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(folder / "reliability.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.barh([row["name"] for row in ok], [row["bytes"] / 1e6 for row in ok])
     ax.set_xlabel("file size, MB")

@@ -112,7 +112,7 @@ def test_reports_are_written_and_self_contained(report: tuple[Path, dict], tmp_p
     _, result = report
     page = write_reports(result, tmp_path)
     assert json.loads((tmp_path / "bench.json").read_text())["schema_version"] == 1
-    assert {p.name for p in tmp_path.glob("*.png")} == {"pareto.png", "latency.png", "size.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {"pareto.png", "latency.png", "size.png", "reliability.png"}
     text = page.read_text()
     assert "data:image/png;base64," in text and 'src="http' not in text  # one file, nothing fetched
     assert "| model |" in markdown(result) and result["recommendation"] in markdown(result)
