@@ -8,7 +8,8 @@
   split (probabilistic PCA: the features have more dimensions than a small dataset has images).
   It is built from standard Keras layers (centring, small Dense layers, squares summed, a max), so the `.tflite`
   computes it in-graph as a second output and any later stage or device reads it like the first.
-  Chosen over max-softmax and energy scores by measurement (benchmarks/open_world.py).
+  Chosen by measurement (benchmarks/open_world.py): perfect on beans, where max-softmax and energy are
+  not; on flowers energy did better, and neither met the target (benchmarks/README.md).
 - Thresholds come from the validation split only: the OOD threshold keeps `RETENTION` of in-class
   images; a per-class probability threshold reaches `TARGET_PRECISION` where the data allows.
 """
