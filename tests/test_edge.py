@@ -308,7 +308,8 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     frames = [line["frame"] for line in lines]
     assert frames == sorted(set(frames))  # each frame at most once, in order
     for line in lines:
-        assert set(line) == {"timestamp", "frame", "labels", "scores", "latency_ms", "age_ms"}
+        assert set(line) == {"timestamp", "frame", "labels", "scores", "unknown", "ood_score", "latency_ms", "age_ms"}
+        assert isinstance(line["unknown"], bool) and isinstance(line["ood_score"], float)  # an edgetl model has one
         assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}
     assert "results" in result.stdout and "dropped" in result.stdout
     served = edge_cli("camera", str(int8_model), "--source", str(video), "--serve", "127.0.0.1:0", "--no-window")

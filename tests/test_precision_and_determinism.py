@@ -36,7 +36,7 @@ def test_mixed_precision_run_converts_to_every_format_and_matches_float32(
     meta = json.loads((runs[True] / "edgetl.json").read_text())
     assert meta["training"]["mixed_precision"] is True
     model = keras.saving.load_model(runs[True] / "model.keras")
-    assert not is_mixed(model) and model.output.dtype == "float32"
+    assert not is_mixed(model) and [output.dtype for output in model.outputs] == ["float32", "float32"]
 
     report = convert(runs[True], ConvertOptions(formats=("int8", "float32", "fp16")), console=Console(quiet=True))
     for fmt, (input_type, output_type) in {
