@@ -295,8 +295,9 @@ def load_ood_images(folder: Path, size: int, resize: str) -> Iterator[np.ndarray
 
 
 def open_world(row: dict, targets: np.ndarray) -> dict:
-    """ECE on the labelled images; with --ood, AUROC of the OOD score (max-softmax for models without one)
-    and the shares of OOD and in-class images rejected at the shipped thresholds."""
+    """ECE on the labelled images; with --ood (.tflite rows: what the device decides), AUROC of the OOD score
+    (max-softmax for models without one) and the shares of OOD and in-class images rejected at the shipped
+    thresholds."""
     result: dict = {"ece": ece(row["scores"], targets), "reliability": reliability(row["scores"], targets)}
     if "outside" not in row:
         return result
@@ -432,12 +433,7 @@ def run_bench(
             else:
                 ref = reference_scores if row is not reference else None
                 row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, ref)
-                if "rejected" in row:  # .tflite rows: what the device decides
-                    row.update(open_world(row, dataset.targets))
-                else:
-                    row.update(
-                        ece=ece(row["scores"], dataset.targets), reliability=reliability(row["scores"], dataset.targets)
-                    )
+                row.update(open_world(row, dataset.targets))
     for row in rows:
         for key in ("scores", "ood_scores", "rejected", "outside"):
             row.pop(key, None)

@@ -81,6 +81,9 @@ def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | Non
             "float_threshold": float_threshold,
             "float_rejected_in": float(np.mean(reference.ood > float_threshold)),
             "rejected_in": float(np.mean(scores.ood > threshold)),
-            "correlation": float(np.corrcoef(reference.ood, scores.ood)[0, 1]),
+            # None when either score is constant (a degenerate model): no NaN in the JSON
+            "correlation": float(np.corrcoef(reference.ood, scores.ood)[0, 1])
+            if np.std(reference.ood) > 0 and np.std(scores.ood) > 0
+            else None,
         }
     return result
