@@ -138,8 +138,8 @@ def _ood_output(subgraph) -> int | None:
 
 def widen_ood_range(calibrated: bytes, threshold: float) -> bytes:
     """Let the quantized OOD score span [0, OOD_RANGE × threshold]: calibration saw only in-class scores, and
-    an unfamiliar image scores several times higher (beans: median 3× the threshold, at most 7.5×). Beyond
-    the range it saturates, far over the threshold; a uint8 step is 3 % of the threshold."""
+    an unfamiliar image scores several times higher (`edgetl bench --ood` reports how many are rejected).
+    Beyond the range it saturates, still far over the threshold; a uint8 step is 8/255 ≈ 3 % of the threshold."""
     high = OOD_RANGE * threshold
     tflite = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     subgraph = tflite.subgraphs[0]
