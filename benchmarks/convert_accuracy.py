@@ -1,6 +1,6 @@
 """int8 conversion targets: accuracy kept, agreement with float, file size.
 
-    python -m edgetl.benchmarks.convert_accuracy runs/flowers runs/beans --imagenet
+    python benchmarks/convert_accuracy.py runs/flowers runs/beans --imagenet
 
 For each run directory: `edgetl convert RUN --int8 --float32 --min-agreement 99` into a scratch
 copy (the run itself is not touched). With --imagenet: the pretrained MobileNetV2 classifier from
@@ -22,8 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from edgetl.benchmarks.shared_data import SHARED
+from shared_data import SHARED
 
 RUN_FILES = ("edgetl.json", "model.keras", "labels.txt", "split")
 

@@ -1,6 +1,6 @@
 """Edge runtime targets, measured as ratios inside one run (this machine is noisy).
 
-    python -m edgetl.benchmarks.edge_pipeline runs/flowers/model_int8.tflite [--frames 20000]
+    python benchmarks/edge_pipeline.py runs/flowers/model_int8.tflite [--frames 20000]
 
 1. Pipeline overhead: `edgetl camera` on a video that decodes faster than the model; results per
    second vs the interpreter alone (1 / median invoke on the same frames). Target ≥ 90 %;

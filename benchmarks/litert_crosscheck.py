@@ -1,6 +1,6 @@
 """edgetl bench's single-inference median against LiteRT's own benchmark tool, same models and threads.
 
-    python -m edgetl.benchmarks.litert_crosscheck runs/flowers/model_int8.tflite runs/flowers/model_float32.tflite \\
+    python benchmarks/litert_crosscheck.py runs/flowers/model_int8.tflite runs/flowers/model_float32.tflite \\
         --threads 1,2 --runs 200
 
 Both run in this one invocation, alternating, so machine noise hits both alike; printed: each
@@ -20,8 +20,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgetl.benchmarks.bench import BenchOptions, latency_stats, time_single_inferences
 from edgetl.edge.classifier import Classifier
+from edgetl.edge.timing import latency_stats, time_single_inferences
 
 
 def litert_tool(model: Path, threads: int, runs: int, warmup: int) -> dict:
@@ -45,7 +45,7 @@ def edgetl_median(model: Path, threads: int, runs: int, warmup: int) -> float:
     classifier = Classifier(model, threads=threads)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, classifier.size, classifier.size, 3), dtype=np.uint8)
-    _, times = time_single_inferences(classifier.scores, images, BenchOptions(runs=runs, warmup=warmup))
+    _, times = time_single_inferences(classifier.scores, images, runs, warmup)
     return latency_stats(times)["median_ms"]
 
 

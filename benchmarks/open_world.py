@@ -1,6 +1,6 @@
 """Which out-of-distribution score to ship, measured: max-softmax, energy and Mahalanobis on a trained run.
 
-    python -m edgetl.benchmarks.open_world runs/beans --ood ../shared/datasets/flowers \\
+    python benchmarks/open_world.py runs/beans --ood ../shared/datasets/flowers \\
         --ood ../shared/datasets/imagenet-samples/images
 
 All three scores come from the run's float Keras model (pooled features and logits); thresholds are
@@ -19,7 +19,7 @@ import numpy as np
 
 from edgetl.images import list_images, load_for_model
 from edgetl.metrics import auroc, ece, retention_threshold
-from edgetl.rundir import load_run, read_split_file, write_json
+from edgetl.rundir import RunInfo, write_json
 from edgetl.train.open_world import (
     COMPONENTS,
     RETENTION,
@@ -79,14 +79,13 @@ def main() -> None:
 
     import keras
 
-    meta = load_run(args.run)
-    labels, size, resize = meta["labels"], meta["input"]["height"], meta["input"].get("resize", "stretch")
-    model = keras.models.load_model(args.run / meta["model_file"], compile=False)
-    root = Path(meta["data"]["root"])
+    run = RunInfo.load(args.run)
+    size, resize = run.size, run.resize
+    model = keras.models.load_model(run.model_path, compile=False)
     started = time.perf_counter()
     feats, targets = {}, {}
     for split in ("train", "validation", "test"):
-        samples = read_split_file(args.run / meta["data"]["split_files"][split], root, labels)
+        samples = run.samples(split)
         feats[split] = _features(model, [s.path for s in samples], size, resize)
         targets[split] = np.array([s.label for s in samples])
     rng = np.random.default_rng(0)
@@ -96,7 +95,7 @@ def main() -> None:
         feats[str(folder)] = _features(model, paths, size, resize)
     print(f"features of {sum(len(f) for f in feats.values())} images in {time.perf_counter() - started:.0f} s")
 
-    shipped = (meta.get("open_world") or {}).get("temperature")
+    shipped = (run.open_world or {}).get("temperature")
     logits = {name: raw_logits(model, f, shipped) for name, f in feats.items()}
     temperature = fit_temperature(logits["validation"], targets["validation"])
     scores = {
@@ -104,7 +103,7 @@ def main() -> None:
         "energy": {n: -temperature * np.log(np.exp(v / temperature).sum(1)) for n, v in logits.items()},
     }
     for k in (16, COMPONENTS, 256):  # the shipped score has COMPONENTS
-        mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(labels), components=k)
+        mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(run.labels), components=k)
         scores[f"mahalanobis-{k}"] = {n: mahalanobis.score(f) for n, f in feats.items()}
     result: dict = {
         "run": str(args.run),
@@ -134,8 +133,8 @@ def main() -> None:
             )
         result["methods"][method] = {"threshold": threshold, "ood": rows}
     if args.latency:
-        test = read_split_file(args.run / meta["data"]["split_files"]["test"], root, labels)[:50]
-        train = read_split_file(args.run / meta["data"]["split_files"]["train"], root, labels)[::10]
+        test = run.samples("test")[:50]
+        train = run.samples("train")[::10]
         result["latency"] = head_latency(
             model,
             np.stack([load_for_model(s.path, size, resize) for s in train]),  # type: ignore[arg-type]

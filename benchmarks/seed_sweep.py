@@ -14,7 +14,6 @@ Prints one table and the median and range; quote those, never one seed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
+from shared_data import SHARED, use_shared_keras_weights
 
 
 def main() -> None:
@@ -42,6 +41,7 @@ def main() -> None:
     from rich.table import Table
 
     from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.rundir import RunInfo
     from edgetl.train.fit import TrainConfig
     from edgetl.train.run import train
 
@@ -59,15 +59,15 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         report = convert(run, ConvertOptions(formats=("int8",)), console=quiet)
         int8 = report["models"]["int8"]
-        meta = json.loads((run / "edgetl.json").read_text())
+        info = RunInfo.load(run)
         rows.append(
             {
                 "seed": seed,
                 "note": note,
-                "test_top1": meta["metrics"]["test_top1"],
-                "val_top1": meta["metrics"]["validation_top1"],
+                "test_top1": info.metrics["test_top1"],
+                "val_top1": info.metrics["validation_top1"],
                 "train_s": train_seconds,
-                "finetune_s": meta["training"]["seconds"].get("finetune", 0.0),
+                "finetune_s": info.training["seconds"].get("finetune", 0.0),
                 "int8_top1": int8["top1"],
                 "agreement": int8["agreement"],
                 "repaired": any(step["action"] == "choose_calibration" for step in int8.get("repair", [])),

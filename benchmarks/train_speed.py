@@ -19,7 +19,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
+from shared_data import SHARED, use_shared_keras_weights
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgetl.rundir import load_run
+    from edgetl.rundir import RunInfo
     from edgetl.train.fit import TrainConfig
     from edgetl.train.run import train
 
@@ -60,13 +60,13 @@ def main() -> None:
         out = train(args.data, work / name.replace(" ", "-"), config, console=Console(quiet=True))
         history = list(csv.DictReader((out / "history.csv").open()))
         seconds = [float(row["seconds"]) for row in history]
-        meta = load_run(out)
+        metrics = RunInfo.load(out).metrics
         rows[name] = {
             "first": seconds[0],
             "later": statistics.median(seconds[1:]) if len(seconds) > 1 else float("nan"),
             "total": sum(seconds),
-            "val": meta["metrics"]["validation_top1"],
-            "test": meta["metrics"]["test_top1"],
+            "val": metrics["validation_top1"],
+            "test": metrics["test_top1"],
         }
 
     table = Table(title=f"Phase 1 on {args.data.name}: MobileNetV2 {args.alpha} @ {args.size}px, {args.epochs} epochs")

@@ -1,6 +1,6 @@
 """Does transfer learning pay? Training from scratch vs feature extraction vs fine-tuning, measured.
 
-    python -m edgetl.benchmarks.transfer_learning [--data ../shared/datasets/beans] [--size 160]
+    python benchmarks/transfer_learning.py [--data ../shared/datasets/beans] [--size 160]
 
 Same data and split (beans' own train/validation/test), same backbone (MobileNetV2 1.0), same input
 size, on this machine; for each method: test top-1, wall-clock training time, then float vs int8
@@ -22,8 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from edgetl.benchmarks.shared_data import SHARED, use_shared_keras_weights
+from shared_data import SHARED, use_shared_keras_weights
 
 
 def classic_recipe(data: Path, size: int, weights: str, out: Path, console: Console) -> tuple[Path, float, float]:

@@ -6,15 +6,15 @@ as on the device, so the accuracy reported here is the accuracy that gets deploy
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from edgetl.edge.interpreter import ImageClassifierModel
-from edgetl.metrics import TOP5_FROM_CLASSES, agreement, ece, fidelity, per_class, top1, topk
+from edgetl.edge.timing import timed_calls
+from edgetl.metrics import ece
 
 
 @dataclass
@@ -35,36 +35,18 @@ def tflite_scores(
     model: bytes, images: np.ndarray, threads: int | None = None, advance: Callable[[], None] | None = None
 ) -> Scores:
     runner = ImageClassifierModel(model, threads=threads)
-    values, times, ood = [], [], []
-    for image in images:
-        started = time.perf_counter()
-        values.append(runner.scores(image))
-        times.append(time.perf_counter() - started)
-        ood.append(runner.ood_score())
-        if advance:
-            advance()
-    median = float(np.median(times) * 1000) if times else None
-    stacked = np.stack(values) if values else np.zeros((0, runner.classes), np.float32)
-    return Scores(stacked, median, np.asarray(ood, np.float32) if runner.has_ood_score else None)
 
+    def feed() -> Iterator[np.ndarray]:  # progress advances between the timed calls, not inside them
+        for image in images:
+            yield image
+            if advance:
+                advance()
 
-def compare(reference: np.ndarray, values: np.ndarray, labels: np.ndarray | None, names: list[str]) -> dict:
-    """Top-1 (top-5 with more than five classes), drop in points, agreement, per-class accuracy."""
-    result: dict = {
-        "images": int(len(values)),
-        "agreement": agreement(reference, values),
-        "mean_abs_score_diff": fidelity(reference, values)[1],
-    }
-    if labels is None or len(values) == 0:
-        return result
-    result["float_top1"] = top1(reference, labels)
-    result["top1"] = top1(values, labels)
-    result["drop_pp"] = round(100 * (result["float_top1"] - result["top1"]), 4)
-    if len(names) >= TOP5_FROM_CLASSES:
-        result["float_top5"] = topk(reference, labels, 5)
-        result["top5"] = topk(values, labels, 5)
-    result["per_class"] = per_class(values, labels, names)
-    return result
+    results, seconds = timed_calls(lambda image: (runner.scores(image), runner.ood_score()), feed())
+    median = float(np.median(seconds) * 1000) if seconds else None
+    values = np.stack([scores for scores, _ in results]) if results else np.zeros((0, runner.classes), np.float32)
+    ood = np.asarray([score for _, score in results], np.float32) if runner.has_ood_score else None
+    return Scores(values, median, ood)
 
 
 def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | None, card: dict | None) -> dict:

@@ -3,7 +3,7 @@
 The metadata is the published `metadata_schema.fbs` (tflite-support / MediaPipe, file
 identifier "M001"): input image properties and normalisation, output scores with the labels
 file associated, stored in the model's `metadata` list under "TFLITE_METADATA". Associated
-files (labels.txt, edgetl.json) are appended as an uncompressed zip, as the reference
+files (labels.txt, model_card.json) are appended as an uncompressed zip, as the reference
 populator does, so `zipfile` and MediaPipe read them back.
 
 Why written by hand: MediaPipe 1.2.2's metadata writers fail to import (a compiled module is

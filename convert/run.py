@@ -7,7 +7,6 @@ embed metadata → write atomically → check on the test images → report.
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ from edgetl.convert.calibration import (
     representative_dataset,
     stratified_sample,
 )
-from edgetl.convert.evaluate import compare, keras_scores, open_world_check, tflite_scores
+from edgetl.convert.evaluate import keras_scores, open_world_check, tflite_scores
 from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
 from edgetl.convert.repair import DEFAULT_MAX_FLOAT_LAYERS, RepairLog, keep_layers_in_float, rank_layers
 from edgetl.convert.source import Source, load_source
@@ -44,10 +43,11 @@ from edgetl.convert.tflite import (
     saved_model,
     widen_ood_range,
 )
+from edgetl.edge.metadata import MODEL_CARD_FILE, ModelCard
 from edgetl.errors import EdgetlError
-from edgetl.metrics import fidelity, near_chance, near_chance_message, retention_threshold, top1
+from edgetl.metrics import accuracy, fidelity, near_chance, near_chance_message, retention_threshold, top1
 from edgetl.progress import progress_bar
-from edgetl.rundir import LABELS_FILE, read_json, write_atomic, write_json
+from edgetl.rundir import LABELS_FILE, labels_text, read_json, write_atomic, write_json
 
 REPORT_FILE = "conversion.json"
 REPAIR_IMAGES = 500
@@ -138,7 +138,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
                 "ops": op_counts(content),
                 "float_ops": float_ops(content) if fmt == "int8" else None,
                 "median_invoke_ms": scores.median_ms,
-                **compare(reference, scores.values, labels, source.labels),
+                **accuracy(scores.values, labels, source.labels, reference),
                 **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
@@ -195,7 +195,7 @@ def _int8(
 
     def check(content: bytes) -> dict:
         scores = tflite_scores(content, test_images, options.threads)
-        metrics = compare(reference, scores.values, test_labels, source.labels)
+        metrics = accuracy(scores.values, test_labels, source.labels, reference)
         return {**metrics, "bytes": len(content), "median_invoke_ms": scores.median_ms}
 
     def passes(metrics: dict) -> bool:
@@ -328,14 +328,9 @@ def _with_metadata(content: bytes, source: Source, fmt: str, open_world: dict | 
         std=[1.0] * 3,
         labels=source.labels,
     )
-    card = {"labels": source.labels, "input": {"size": source.size, "range": [0, 255], "resize": source.resize}}
-    if open_world:
-        card["open_world"] = open_world  # temperature, OOD threshold, per-class thresholds
-    files = {
-        LABELS_FILE: "".join(f"{label}\n" for label in source.labels).encode(),
-        "edgetl.json": json.dumps(card).encode(),
-    }
-    metadata = build_metadata(meta, LABELS_FILE, ["edgetl.json"], ood_output=len(source.model.outputs) == 2)
+    card = ModelCard(source.labels, source.size, source.resize, open_world)
+    files = {LABELS_FILE: labels_text(source.labels).encode(), MODEL_CARD_FILE: card.to_bytes()}
+    metadata = build_metadata(meta, LABELS_FILE, [MODEL_CARD_FILE], ood_output=len(source.model.outputs) == 2)
     return attach_metadata(content, metadata, files)
 
 
@@ -364,7 +359,7 @@ def _write_report(source: Source, options: ConvertOptions, entries: dict, float3
     }
     write_json(path, report)
     if not (source.out / LABELS_FILE).exists():  # beside the .tflite files, for tools that want it separate
-        write_atomic(source.out / LABELS_FILE, "".join(f"{label}\n" for label in source.labels))
+        write_atomic(source.out / LABELS_FILE, labels_text(source.labels))
     report["path"] = str(path)
     return report
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
-from edgetl.images import IMAGE_SUFFIXES, RESIZE_POLICIES, list_images
-from edgetl.rundir import Sample, load_run, parse_labels, read_split_file
+from edgetl.images import RESIZE_POLICIES, labelled_samples
+from edgetl.rundir import RunInfo, Sample, parse_labels
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
 PREPROCESSING_PRESETS: dict[str, tuple[list[float], list[float]]] = {
@@ -43,12 +43,12 @@ class Source:
     test: list[Sample]  # held-out images the check reports on
     test_labelled: bool = True
     notes: list[str] = field(default_factory=list)
-    run_meta: dict | None = None
+    run: RunInfo | None = None  # when converting a run directory
 
     @property
     def open_world(self) -> dict | None:
         """Temperature and rejection thresholds fitted by `edgetl train` (runs before they existed: None)."""
-        return (self.run_meta or {}).get("open_world")
+        return self.run.open_world if self.run else None
 
 
 def load_source(
@@ -72,35 +72,27 @@ def load_source(
 
 
 def _from_run(run: Path, out: Path | None) -> Source:
-    meta = load_run(run)
-    model_path = run / meta.get("model_file", "model.keras")
-    if not model_path.exists():
-        raise EdgetlError(f"{run} has no {model_path.name}.", "Re-run `edgetl train` to produce it.")
-    labels = list(meta["labels"])
-    root = Path(meta["data"]["root"])
-    splits = {}
-    for split, relative in meta["data"]["split_files"].items():
-        path = run / relative
-        if not path.exists():
-            raise EdgetlError(f"{run} is missing its split file {relative}.", "Re-run `edgetl train` to restore it.")
-        splits[split] = read_split_file(path, root, labels)
+    info = RunInfo.load(run)
+    if not info.model_path.exists():
+        raise EdgetlError(f"{run} has no {info.model_file}.", "Re-run `edgetl train` to produce it.")
+    splits = {split: info.samples(split) for split in info.data.split_files}
     missing = [s.path for s in splits["test"][:50] if not s.path.exists()]
     if missing:
         raise EdgetlError(
-            f"The run's images are not at {root} any more (e.g. {missing[0]}).",
+            f"The run's images are not at {info.data.root} any more (e.g. {missing[0]}).",
             "Calibration and the check need them: put the dataset back where it was trained from.",
         )
     return Source(
-        model=_load_keras(model_path),
-        labels=labels,
-        size=int(meta["input"]["height"]),
-        resize=meta["input"].get("resize", "stretch"),
+        model=_load_keras(info.model_path),
+        labels=info.labels,
+        size=info.size,
+        resize=info.resize,
         out=out or run,
         name=run.name,
         calibration=splits["train"],
         repair=splits["validation"] or splits["train"],
         test=splits["test"],
-        run_meta=meta,
+        run=info,
     )
 
 
@@ -133,13 +125,13 @@ def _from_model_file(
     model = _load_keras(path)
     size = _check_image_model(model, path, len(names))
     model = with_preprocessing(model, preprocessing)
-    calib = _list_images(calibration, names, "--calibration", require_classes=False)
+    calib = labelled_samples(calibration, names, "--calibration", require_classes=False)
     notes = []
     if test is None:
         test_samples = calib
         notes.append("No --test folder: the check ran on the calibration images, which flatters int8 slightly.")
     else:
-        test_samples = _list_images(test, names, "--test", require_classes=True)
+        test_samples = labelled_samples(test, names, "--test", require_classes=True)
     labelled = all(s.label >= 0 for s in test_samples)
     if not labelled:
         notes.append("The check images have no class folders: only agreement with the float model is reported.")
@@ -215,30 +207,3 @@ def _read_labels(path: Path) -> list[str]:
     if not names:
         raise EdgetlError(f"Labels file {path} is empty.", "Put one class name per line, in the model's output order.")
     return names
-
-
-def _list_images(folder: Path, labels: list[str], option: str, *, require_classes: bool) -> list[Sample]:
-    """Images under `folder`: class sub-folders named like the labels, or (for calibration) just images."""
-    if not folder.is_dir():
-        raise EdgetlError(f"{option} folder {folder} does not exist.", "Pass a folder of images.")
-    label_of = {name: i for i, name in enumerate(labels)}
-    subdirs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    samples: list[Sample] = []
-    if subdirs:
-        foreign = [p.name for p in subdirs if p.name not in label_of]
-        if foreign:
-            raise EdgetlError(
-                f"{option} folder {folder} has class folders the labels file does not name: {foreign[:5]}.",
-                "Use the same class names as the labels file (one folder per class).",
-            )
-        for sub in subdirs:
-            samples += [Sample(p, label_of[sub.name]) for p in list_images(sub)]
-    elif require_classes:
-        raise EdgetlError(
-            f"{option} folder {folder} has no class folders.", "Put the images in one sub-folder per class."
-        )
-    else:
-        samples = [Sample(p, -1) for p in list_images(folder)]
-    if not samples:
-        raise EdgetlError(f"{option} folder {folder} holds no images.", f"Add images ({', '.join(IMAGE_SUFFIXES)}).")
-    return samples

@@ -71,12 +71,14 @@ class Classifier:
                 f"{model_path.name} takes {self.model.height}x{self.model.width} images.", "edgetl needs square inputs."
             )
         self.size = self.model.height
-        self.resize = resize or info.resize or "stretch"
+        self.resize = resize or (info.card.resize if info.card else None) or "stretch"
         if self.resize not in RESIZE_POLICIES:
             raise EdgetlError(f"Unknown resize policy '{self.resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
         self.labels = self._labels(model_path, labels, info.labels)
         self.path = model_path
-        self.ood_threshold, self.class_thresholds = self._rejection(info.open_world or {}, threshold, ood_threshold)
+        self.ood_threshold, self.class_thresholds = self._rejection(
+            (info.card.open_world if info.card else None) or {}, threshold, ood_threshold
+        )
 
     def _rejection(self, fitted: dict, threshold: float | None, ood_threshold: float | None) -> tuple:
         """(OOD threshold, per-class probability thresholds): the options win, then what training fitted."""

@@ -24,6 +24,35 @@ _NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions union member
 _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 
 
+MODEL_CARD_FILE = "model_card.json"
+_OLD_MODEL_CARD_FILE = "edgetl.json"  # its name in models converted by edgetl 0.1.0: same content
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What edgetl packs into a `.tflite` beside labels.txt, so that the file alone tells the device how to use it.
+
+    Not the run directory's `edgetl.json` (`rundir.RunInfo`): this one travels inside the model.
+    """
+
+    labels: list[str]
+    size: int  # square input, pixels
+    resize: str  # "stretch" or "crop", as in training
+    open_world: dict | None = None  # temperature, OOD threshold, per-class thresholds (from `edgetl train`)
+
+    def to_bytes(self) -> bytes:
+        card: dict = {"labels": self.labels, "input": {"size": self.size, "range": [0, 255], "resize": self.resize}}
+        if self.open_world:
+            card["open_world"] = self.open_world
+        return json.dumps(card).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelCard:
+        card = json.loads(data)
+        entry = card.get("input", {})
+        return cls(card.get("labels", []), int(entry.get("size", 0)), entry.get("resize"), card.get("open_world"))
+
+
 @dataclass
 class ModelInfo:
     """What the model file itself says; empty fields when it says nothing."""
@@ -31,9 +60,8 @@ class ModelInfo:
     labels: list[str] = field(default_factory=list)
     mean: list[float] | None = None  # caller's normalisation for a float input: (x - mean) / std
     std: list[float] | None = None
-    resize: str | None = None  # edgetl models: "stretch" or "crop"
     name: str = ""
-    open_world: dict | None = None  # edgetl models: temperature, OOD threshold, per-class thresholds
+    card: ModelCard | None = None  # edgetl models only
 
 
 def _table(buffer: bytes, position: int) -> Table:
@@ -89,7 +117,7 @@ def _metadata_buffer(model: bytes) -> bytes | None:
 
 
 def associated_file(model: bytes, name: str) -> bytes | None:
-    """A file packed into the model's zip (labels.txt, edgetl.json), or None."""
+    """A file packed into the model's zip (labels.txt, model_card.json), or None."""
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as bundle:
             return bundle.read(name)
@@ -121,9 +149,7 @@ def read_model_info(model: bytes | Path) -> ModelInfo:
     labels = associated_file(content, labels_file)
     if labels:
         info.labels = parse_labels(labels.decode())
-    card = associated_file(content, "edgetl.json")
+    card = associated_file(content, MODEL_CARD_FILE) or associated_file(content, _OLD_MODEL_CARD_FILE)
     if card:
-        described = json.loads(card)
-        info.resize = described.get("input", {}).get("resize")
-        info.open_world = described.get("open_world")
+        info.card = ModelCard.from_bytes(card)
     return info

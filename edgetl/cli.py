@@ -535,7 +535,7 @@ def bench(
 
     interrupt.install("No report was written.")
     if compare:
-        from edgetl.benchmarks.bench_report import compare as compare_reports
+        from edgetl.edge.bench_report import compare as compare_reports
 
         text = compare_reports([read_json(path) for path in compare], console)
         if out is not None:
@@ -560,8 +560,8 @@ def bench(
         raise EdgetlError(
             f"{folder / 'bench.json'} already exists.", "Pass --force to replace it, or --out another folder."
         )
-    from edgetl.benchmarks.bench import BenchOptions, run_bench
-    from edgetl.benchmarks.bench_report import print_table, write_reports
+    from edgetl.edge.bench import BenchOptions, run_bench
+    from edgetl.edge.bench_report import print_table, write_reports
 
     options = BenchOptions(
         threads=counts,

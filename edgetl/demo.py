@@ -86,8 +86,8 @@ def run_demo(out: Path, images_per_class: int | None, console: Console) -> Path:
     _camera(run_dir, console)
 
     console.rule("Benchmark: every model variant on the test images")
-    from edgetl.benchmarks.bench import BenchOptions, run_bench
-    from edgetl.benchmarks.bench_report import print_table, write_reports
+    from edgetl.edge.bench import BenchOptions, run_bench
+    from edgetl.edge.bench_report import print_table, write_reports
 
     report = run_bench([run_dir], BenchOptions(threads=[1, 2], runs=50), progress=lambda text: None)
     print_table(report, console)
@@ -103,10 +103,9 @@ def _camera(run_dir: Path, console: Console) -> None:
     from edgetl.edge.capture import Capture, SourceSpec
     from edgetl.edge.classifier import Classifier
     from edgetl.images import load_rgb
-    from edgetl.rundir import load_run, read_split_file
+    from edgetl.rundir import RunInfo
 
-    meta = load_run(run_dir)
-    test = read_split_file(run_dir / meta["data"]["split_files"]["test"], Path(meta["data"]["root"]), meta["labels"])
+    test = RunInfo.load(run_dir).samples("test")
     video = run_dir / "demo-camera.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
     for sample in test[:60]:  # a 10-second clip is plenty

@@ -19,6 +19,9 @@ import cv2  # noqa: E402
 import numpy as np
 from PIL import Image, ImageOps
 
+from edgetl.errors import EdgetlError
+from edgetl.rundir import Sample
+
 ResizePolicy = Literal["stretch", "crop"]
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
@@ -88,3 +91,36 @@ def resize_rgb(rgb: np.ndarray, size: int, policy: ResizePolicy = "stretch") -> 
 def load_for_model(path: str | Path, size: int, policy: ResizePolicy = "stretch") -> np.ndarray:
     """The whole file → model-input path: decode, RGB, upright, resize."""
     return resize_rgb(load_rgb(path), size, policy)
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The sub-folders of a dataset folder that name classes, sorted; hidden ones (".x", "__x") left out."""
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+
+
+def labelled_samples(folder: Path, labels: list[str], option: str, *, require_classes: bool = True) -> list[Sample]:
+    """Images under `folder` in class sub-folders named like `labels`; without `require_classes` a folder of
+    plain images is accepted too (label -1). `option` names the folder in errors (e.g. "--data")."""
+    if not folder.is_dir():
+        raise EdgetlError(f"{option} folder {folder} does not exist.", "Pass a folder of images.")
+    label_of = {name: i for i, name in enumerate(labels)}
+    subdirs = class_folders(folder)
+    samples: list[Sample] = []
+    if subdirs:
+        foreign = [p.name for p in subdirs if p.name not in label_of]
+        if foreign:
+            raise EdgetlError(
+                f"{option} folder {folder} has classes the model does not know: {foreign[:5]}.",
+                f"Name the class folders like the model's labels: {', '.join(labels[:5])}{', …' * (len(labels) > 5)}.",
+            )
+        for sub in subdirs:
+            samples += [Sample(p, label_of[sub.name]) for p in list_images(sub)]
+    elif require_classes:
+        raise EdgetlError(
+            f"{option} folder {folder} has no class folders.", "Put the images in one sub-folder per class."
+        )
+    else:
+        samples = [Sample(p, -1) for p in list_images(folder)]
+    if not samples:
+        raise EdgetlError(f"{option} folder {folder} holds no images.", f"Add images ({', '.join(IMAGE_SUFFIXES)}).")
+    return samples

@@ -42,6 +42,33 @@ def per_class(scores: np.ndarray, targets: np.ndarray, names: list[str]) -> dict
     }
 
 
+def accuracy(
+    scores: np.ndarray, targets: np.ndarray | None, names: list[str], reference: np.ndarray | None = None
+) -> dict:
+    """The accuracy record of one model, the same in `conversion.json` and `bench.json`.
+
+    Top-1 (top-5 with more than five classes) and per-class accuracy on labelled images; against a
+    `reference` (the float model's scores on the same images) also agreement, mean score difference,
+    the reference's top-1 and the drop in points.
+    """
+    result: dict = {"images": int(len(scores))}
+    if reference is not None:
+        result["agreement"] = agreement(reference, scores)
+        result["mean_abs_score_diff"] = fidelity(reference, scores)[1]
+    if targets is None or not len(scores):
+        return result
+    result["top1"] = top1(scores, targets)
+    if len(names) >= TOP5_FROM_CLASSES:
+        result["top5"] = topk(scores, targets, 5)
+    if reference is not None:
+        result["float_top1"] = top1(reference, targets)
+        result["drop_pp"] = round(100 * (result["float_top1"] - result["top1"]), 4)
+        if len(names) >= TOP5_FROM_CLASSES:
+            result["float_top5"] = topk(reference, targets, 5)
+    result["per_class"] = per_class(scores, targets, names)
+    return result
+
+
 def near_chance(top1_fraction: float, classes: int) -> bool:
     """True when a top-1 (a fraction) is too close to guessing to deploy the model."""
     return 100 * (top1_fraction - 1 / max(classes, 1)) < CHANCE_MARGIN_PP

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,26 +109,9 @@ def publish(work: Path, run_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """Read a complete run's metadata, with an error that says what is missing."""
-    if not run_dir.is_dir():
-        raise EdgetlError(f"{run_dir} is not a directory.", "Pass the folder that `edgetl train --out` wrote.")
-    meta_path = run_dir / METADATA_FILE
-    if not meta_path.exists():
-        hint = "Training may have been interrupted: `edgetl train --resume` continues it."
-        if not partial_dir(run_dir).exists():
-            hint = "Pass the folder that `edgetl train --out` wrote."
-        raise EdgetlError(f"{run_dir} is not a finished edgetl run (no {METADATA_FILE}).", hint)
-    meta = read_json(meta_path)
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise EdgetlError(
-            f"{run_dir} was written by a newer edgetl (format {meta['format_version']}).", "Upgrade edgetl."
-        )
-    return meta
-
-
-def write_labels(path: Path, labels: list[str]) -> None:
-    write_atomic(path, "".join(f"{label}\n" for label in labels))
+def labels_text(labels: list[str]) -> str:
+    """A labels file's text: one class name per line, in the model's output order."""
+    return "".join(f"{label}\n" for label in labels)
 
 
 def parse_labels(text: str) -> list[str]:
@@ -162,3 +145,126 @@ def read_split_file(path: Path, root: Path, classes: list[str]) -> list[Sample]:
             raise EdgetlError(f"{path} names class '{name}', which the run does not have.", "Re-run `edgetl train`.")
         samples.append(Sample(root / relative, label_of[name]))
     return samples
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """Where a run's images are and how they were split (paths in the split files are relative to `root`)."""
+
+    root: Path
+    presplit: bool  # the folder came as train/ validation/ test/
+    split_files: dict[str, str]  # split → file inside the run directory
+    counts: dict[str, int]  # split → images
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """`edgetl.json`, typed: the contract between `edgetl train` and every later stage.
+
+    Stages read the fields they need from here, never from the JSON. `model`, `training` and
+    `environment` are descriptive records (what was trained, how, where) that no stage acts on.
+    """
+
+    labels: list[str]
+    size: int  # square input, pixels
+    resize: str  # how frames become `size` × `size`: one of images.RESIZE_POLICIES
+    preprocessing: dict[str, Any]  # what the model does to raw 0–255 pixels inside itself
+    data: DataRecord
+    metrics: dict[str, float]  # validation_top1, test_top1
+    open_world: dict[str, Any] | None  # temperature, OOD threshold, per-class thresholds (None before they existed)
+    model: dict[str, Any]
+    training: dict[str, Any]
+    environment: dict[str, Any]
+    created: str
+    model_file: str = MODEL_FILE
+    labels_file: str = LABELS_FILE
+    directory: Path | None = field(default=None, compare=False)  # where it was loaded from
+
+    @property
+    def model_path(self) -> Path:
+        return self._in_run(self.model_file)
+
+    def samples(self, split: str) -> list[Sample]:
+        """One split's images and labels, exactly as training used them."""
+        path = self._in_run(self.data.split_files[split])
+        if not path.exists():
+            raise EdgetlError(f"{self.directory} is missing its split file {path.name}.", "Re-run `edgetl train`.")
+        return read_split_file(path, self.data.root, self.labels)
+
+    def _in_run(self, relative: str) -> Path:
+        if self.directory is None:
+            raise ValueError("RunInfo was not loaded from a run directory")
+        return self.directory / relative
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunInfo:
+        """Read a complete run's metadata, with an error that says what is missing."""
+        if not run_dir.is_dir():
+            raise EdgetlError(f"{run_dir} is not a directory.", "Pass the folder that `edgetl train --out` wrote.")
+        meta_path = run_dir / METADATA_FILE
+        if not meta_path.exists():
+            hint = "Training may have been interrupted: `edgetl train --resume` continues it."
+            if not partial_dir(run_dir).exists():
+                hint = "Pass the folder that `edgetl train --out` wrote."
+            raise EdgetlError(f"{run_dir} is not a finished edgetl run (no {METADATA_FILE}).", hint)
+        meta = read_json(meta_path)
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise EdgetlError(
+                f"{run_dir} was written by a newer edgetl (format {meta['format_version']}).", "Upgrade edgetl."
+            )
+        try:
+            data = meta["data"]
+            return cls(
+                labels=list(meta["labels"]),
+                size=int(meta["input"]["height"]),
+                resize=meta["input"].get("resize", "stretch"),
+                preprocessing=meta.get("preprocessing", {}),
+                data=DataRecord(Path(data["root"]), data["presplit"], data["split_files"], data["counts"]),
+                metrics=meta.get("metrics", {}),
+                open_world=meta.get("open_world"),
+                model=meta.get("model", {}),
+                training=meta.get("training", {}),
+                environment=meta.get("environment", {}),
+                created=meta.get("created", ""),
+                model_file=meta.get("model_file", MODEL_FILE),
+                labels_file=meta.get("labels_file", LABELS_FILE),
+                directory=run_dir,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise EdgetlError(
+                f"{meta_path} lacks or garbles {error}.", "Restore it, or re-run `edgetl train`."
+            ) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "created": self.created,
+            "task": "image_classification",
+            "labels": self.labels,
+            "labels_file": self.labels_file,
+            "model_file": self.model_file,
+            "input": {
+                "height": self.size,
+                "width": self.size,
+                "channels": "RGB",
+                "range": [0, 255],
+                "resize": self.resize,
+                "interpolation": "area when shrinking, bilinear when enlarging",
+            },
+            "preprocessing": self.preprocessing,
+            "model": self.model,
+            "training": self.training,
+            "data": {
+                "root": str(self.data.root),
+                "presplit": self.data.presplit,
+                "split_files": self.data.split_files,
+                "counts": self.data.counts,
+            },
+            "metrics": self.metrics,
+            "open_world": self.open_world,
+            "environment": self.environment,
+        }
+
+    def write(self, run_dir: Path) -> None:
+        """Write `edgetl.json` into `run_dir`; its presence marks the run complete, so write it last."""
+        write_json(run_dir / METADATA_FILE, self.to_json())

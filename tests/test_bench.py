@@ -11,8 +11,8 @@ import pytest
 from test_edge import edge_cli
 
 from conftest import copy_run
-from edgetl.benchmarks.bench import BenchOptions, run_bench
-from edgetl.benchmarks.bench_report import markdown, write_reports
+from edgetl.edge.bench import BenchOptions, run_bench
+from edgetl.edge.bench_report import markdown, write_reports
 from edgetl.errors import EdgetlError
 
 
@@ -79,7 +79,7 @@ def test_every_model_in_the_run_is_measured_at_every_thread_count(report: tuple[
 
 
 def test_recommendation_never_deploys_a_model_near_chance(report: tuple[Path, dict]) -> None:
-    from edgetl.benchmarks.bench import recommend
+    from edgetl.edge.bench import recommend
 
     _, result = report
     tflite = next(row for row in result["models"] if row["kind"] == "tflite" and "error" not in row)
@@ -100,7 +100,7 @@ def test_peak_rss_is_the_childs_own_even_under_a_large_parent(converted: tuple[P
     """ru_maxrss survives fork+exec; the figure must not: a 700 MB parent, a few-MB model."""
     import numpy as np
 
-    from edgetl.benchmarks.bench import peak_rss_mb
+    from edgetl.edge.bench import peak_rss_mb
 
     ballast = np.ones(700 * 2**20, dtype=np.uint8)  # touched: really resident in this (parent) process
     mb, error = peak_rss_mb(converted[0] / "model_int8.tflite", 1, "auto")
@@ -168,7 +168,7 @@ def test_bad_input_gets_clear_errors(converted: tuple[Path, dict], tmp_path: Pat
 
 
 def test_ood_folders_that_are_empty_or_look_in_class_are_flagged(converted: tuple[Path, dict], tmp_path: Path) -> None:
-    from edgetl.benchmarks.bench import _ood_warnings
+    from edgetl.edge.bench import _ood_warnings
 
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)

@@ -76,7 +76,7 @@ def test_metadata_is_standard_and_carries_the_labels(converted: tuple[Path, dict
     content = (run / "model_int8.tflite").read_bytes()
     labels = (run / "labels.txt").read_text()
     assert associated_file(content, "labels.txt").decode() == labels
-    assert json.loads(associated_file(content, "edgetl.json"))["input"]["size"] == 64
+    assert json.loads(associated_file(content, "model_card.json"))["input"]["size"] == 64
     tflite = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     (entry,) = [m for m in tflite.metadata if m.name.decode() == METADATA_NAME]
     data = bytes(tflite.buffers[entry.buffer].data)
@@ -96,7 +96,7 @@ def test_metadata_is_standard_and_carries_the_labels(converted: tuple[Path, dict
     assert meta.minParserVersion.decode() == "1.0.0"
     info = read_model_info(content)  # the device's own reader, no TensorFlow
     assert info.labels == labels.split() and info.mean == [0.0] * 3 and info.std == [1.0] * 3
-    assert info.resize == "stretch"
+    assert info.card is not None and info.card.resize == "stretch" and info.card.size == 64
 
 
 @pytest.mark.parametrize("fmt", ["int8", "float32"])
@@ -280,9 +280,7 @@ def test_bad_inputs_get_clear_errors(bare: dict, tiny_run: Path, sample_data: Pa
     _expect_error("holds no images", bare["path"], **{**args, "calibration": empty})
     foreign = tmp_path / "foreign" / "giraffe"
     foreign.mkdir(parents=True)
-    _expect_error(
-        "class folders the labels file does not name.*giraffe", bare["path"], **{**args, "calibration": foreign.parent}
-    )
+    _expect_error("classes the model does not know.*giraffe", bare["path"], **{**args, "calibration": foreign.parent})
     _expect_error("--labels, --calibration and --test are for bare model files", tiny_run, labels=bare["labels"])
 
     two_inputs = keras.Model(
@@ -328,7 +326,7 @@ def test_associated_files_are_a_plain_zip(converted: tuple[Path, dict]) -> None:
     run, _ = converted
     with zipfile.ZipFile(run / "model_int8.tflite") as bundle:
         assert {info.compress_type for info in bundle.infolist()} == {zipfile.ZIP_STORED}
-        assert set(bundle.namelist()) == {"labels.txt", "edgetl.json"}
+        assert set(bundle.namelist()) == {"labels.txt", "model_card.json"}
 
 
 def test_efficientnet_converts_and_its_repair_path_runs(sample_data: Path, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_training_calibrates_and_stores_the_rejection_rule(beans_run: Path) -> N
 
 def test_photos_of_another_dataset_are_rejected_by_float_and_int8(beans_run: Path) -> None:
     """Flowers are out-of-class for a beans model: the .tflite alone must say so (AUROC, shipped threshold)."""
-    from edgetl.benchmarks.bench import BenchOptions, run_bench
+    from edgetl.edge.bench import BenchOptions, run_bench
 
     flowers = shared_path("datasets", "flowers")
     ood = beans_run.parent / "flowers"

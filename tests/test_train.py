@@ -13,7 +13,7 @@ from rich.console import Console
 
 from conftest import TINY
 from edgetl.errors import EdgetlError
-from edgetl.rundir import load_run
+from edgetl.rundir import RunInfo, read_json
 from edgetl.train import fit
 from edgetl.train.fit import TrainConfig
 from edgetl.train.run import train
@@ -43,7 +43,8 @@ def test_run_directory_has_everything_later_stages_need(finished_run: Path) -> N
     assert expected <= {p.name for p in finished_run.iterdir()}
     assert not (finished_run / "cache").exists() and not (finished_run / "state.json").exists()
     assert not finished_run.with_name("tiny.partial").exists()
-    meta = load_run(finished_run)
+    meta = read_json(finished_run / "edgetl.json")  # the on-disk format later stages and older runs share
+    assert RunInfo.load(finished_run).to_json() == meta  # the typed contract reads and writes it losslessly
     assert meta["labels"] == ["circle", "square", "star", "triangle"]
     assert meta["input"] == {
         "height": 64,
@@ -63,11 +64,11 @@ def test_metrics_agree_with_the_saved_model_on_raw_pixels(finished_run: Path) ->
     """The saved model takes raw 0–255 pixels; re-predicting the test split reproduces metrics.json."""
     from edgetl.images import load_for_model
 
-    meta = load_run(finished_run)
-    model = keras.saving.load_model(finished_run / "model.keras")
-    labels = meta["labels"]
+    run = RunInfo.load(finished_run)
+    model = keras.saving.load_model(run.model_path)
+    labels = run.labels
     lines = [line.split("\t") for line in (finished_run / "split" / "test.txt").read_text().splitlines()]
-    root = Path(meta["data"]["root"])
+    root = run.data.root
     images = np.stack([load_for_model(root / rel, 64) for rel, _ in lines]).astype(np.float32)
     probabilities, ood_scores = model.predict(images, verbose=0)  # calibrated probabilities first, then the OOD score
     assert ood_scores.shape == (len(images), 1) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -118,7 +119,7 @@ def test_interrupted_run_resumes_to_a_complete_run(
         ("finetune", "1"),
         ("finetune", "2"),
     ]
-    assert load_run(out)["metrics"]["test_top1"] >= 0 and not partial.exists()
+    assert RunInfo.load(out).metrics["test_top1"] >= 0 and not partial.exists()
 
 
 def test_force_replaces_an_old_run_only_when_the_new_one_is_done(sample_data: Path, tmp_path: Path) -> None:
@@ -135,6 +136,6 @@ def test_end_to_end_phase_one_and_efficientnet(sample_data: Path, tmp_path: Path
     """Phase 1 without the feature cache (augmented, end to end) on EfficientNetB0, fine-tuning skipped."""
     config = _config(backbone="efficientnet_b0", feature_cache=False, head_epochs=1, finetune_epochs=0, size=64)
     out = train(sample_data, tmp_path / "eff", config, console=Console(quiet=True))
-    meta = load_run(out)
-    assert meta["model"]["backbone"] == "efficientnet_b0" and meta["model"]["finetuned_layers"] == 0
+    model = RunInfo.load(out).model
+    assert model["backbone"] == "efficientnet_b0" and model["finetuned_layers"] == 0
     assert [row["phase"] for row in csv.DictReader((out / "history.csv").open())] == ["head"]

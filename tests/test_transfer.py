@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from conftest import shared_path
-from edgetl.rundir import load_run
+from edgetl.rundir import RunInfo
 from edgetl.train.fit import TrainConfig
 from edgetl.train.run import train
 
@@ -38,10 +38,10 @@ def test_imagenet_weights_beat_random_initialisation(keras_home: Path, tmp_path:
     accuracy = {}
     for weights in ("imagenet", "none"):
         out = train(data, tmp_path / weights, TrainConfig(weights=weights, **budget), console=Console(quiet=True))
-        meta = load_run(out)
-        assert meta["data"]["counts"] == {"train": 90, "validation": 45, "test": 90}
-        accuracy[weights] = meta["metrics"]["test_top1"]
-    assert load_run(tmp_path / "imagenet")["model"]["weights_file"].endswith("0.35_224_no_top.h5")
+        run = RunInfo.load(out)
+        assert run.data.counts == {"train": 90, "validation": 45, "test": 90}
+        accuracy[weights] = run.metrics["test_top1"]
+    assert RunInfo.load(tmp_path / "imagenet").model["weights_file"].endswith("0.35_224_no_top.h5")
     assert accuracy["imagenet"] >= 0.5, accuracy  # chance is 0.33
     assert accuracy["imagenet"] >= accuracy["none"] + 0.15, accuracy
 

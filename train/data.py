@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
-from edgetl.images import load_rgb
+from edgetl.images import class_folders, load_rgb
 from edgetl.rundir import SPLITS, Sample, write_split_file
 
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -74,8 +74,8 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") or part.startswith("__") for part in path.relative_to(root).parts)
 
 
-def _class_dirs(folder: Path, root: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not _is_hidden(p, root)}
+def _class_dirs(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in class_folders(folder)}
 
 
 def _check_image(path: Path) -> tuple[str | None, str]:
@@ -115,7 +115,7 @@ def scan(
     if not presplit:
         layout = {"all": root}
 
-    per_split_classes = {name: _class_dirs(folder, root) for name, folder in layout.items()}
+    per_split_classes = {name: _class_dirs(folder) for name, folder in layout.items()}
     classes = sorted(per_split_classes.get("train", per_split_classes.get("all", {})))
     _check_classes(root, per_split_classes, classes)
 

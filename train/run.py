@@ -24,19 +24,20 @@ from edgetl import interrupt
 from edgetl.float32 import as_float32
 from edgetl.progress import progress_bar
 from edgetl.rundir import (
-    FORMAT_VERSION,
     LABELS_FILE,
-    METADATA_FILE,
     MODEL_FILE,
     SPLIT_DIR,
     SPLITS,
+    DataRecord,
+    RunInfo,
     check_output,
+    labels_text,
     partial_dir,
     prepare_output,
     publish,
     read_json,
+    write_atomic,
     write_json,
-    write_labels,
 )
 from edgetl.train import open_world
 from edgetl.train.data import DatasetIndex, scan, write_split_files
@@ -233,20 +234,20 @@ def train(
     _write_reports(work, index, state, results)
     open_world.plot(world, work / "reliability.png")
     seconds = {**state.seconds(), "total": round(state.total_seconds(), 3)}  # across --resume sessions
-    metadata = _metadata(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds, world.card)
+    info = _run_info(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds, world.card)
     for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
         if leftover.is_dir():
             shutil.rmtree(leftover)
         else:
             leftover.unlink(missing_ok=True)
-    write_json(work / METADATA_FILE, metadata)  # last: its presence marks the run complete
+    info.write(work)  # last: its presence marks the run complete
     publish(work, out)
     _print_summary(out, results, seconds, world.card, console)
     return out
 
 
 def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: dict) -> None:
-    write_labels(work / LABELS_FILE, index.classes)
+    write_atomic(work / LABELS_FILE, labels_text(index.classes))
     write_history_csv(work / "history.csv", state.history)
     write_json(work / "metrics.json", results)
     if state.history:
@@ -254,7 +255,7 @@ def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: 
     plot_confusion(results["test"]["confusion_matrix"], index.classes, work / "confusion.png")
 
 
-def _metadata(
+def _run_info(
     index: DatasetIndex,
     config: TrainConfig,
     weights: str | None,
@@ -265,51 +266,38 @@ def _metadata(
     results: dict,
     seconds: dict,
     card: dict,
-) -> dict[str, Any]:
+) -> RunInfo:
     """edgetl.json: the one thing every later stage trusts."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": "image_classification",
-        "labels": index.classes,
-        "labels_file": LABELS_FILE,
-        "model_file": MODEL_FILE,
-        "input": {
-            "height": config.size,
-            "width": config.size,
-            "channels": "RGB",
-            "range": [0, 255],
-            "resize": config.resize,
-            "interpolation": "area when shrinking, bilinear when enlarging",
-        },
-        "preprocessing": PREPROCESSING[config.backbone],
-        "model": {
+    return RunInfo(
+        labels=index.classes,
+        size=config.size,
+        resize=config.resize,
+        preprocessing=PREPROCESSING[config.backbone],
+        data=DataRecord(
+            root=index.root,
+            presplit=index.presplit,
+            split_files={split: f"{SPLIT_DIR}/{split}.txt" for split in SPLITS},
+            counts={split: sum(index.counts(split)) for split in SPLITS},
+        ),
+        metrics={"validation_top1": results["validation"]["top1"], "test_top1": results["test"]["top1"]},
+        open_world=card,
+        model={
             "backbone": config.backbone,
             "alpha": config.alpha if config.backbone == "mobilenet_v2" else None,
             "weights": config.weights,
             "weights_file": weights,
             "finetuned_layers": trainable,
         },
-        "training": {
+        training={
             **asdict(config),
             "class_weight": class_weight,
             "mixed_precision": mixed,
             "replicas": strategy.num_replicas_in_sync,
             "seconds": seconds,
         },
-        "data": {
-            "root": str(index.root),
-            "presplit": index.presplit,
-            "split_files": {split: f"{SPLIT_DIR}/{split}.txt" for split in SPLITS},
-            "counts": {split: sum(index.counts(split)) for split in SPLITS},
-        },
-        "metrics": {
-            "validation_top1": results["validation"]["top1"],
-            "test_top1": results["test"]["top1"],
-        },
-        "open_world": card,
-        "environment": _environment(),
-    }
+        environment=_environment(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _print_summary(out: Path, results: dict, seconds: dict, card: dict, console: Console) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgetl.benchmarks.bench import best_latency
+from edgetl.edge.bench import best_latency
 from edgetl.rundir import write_atomic, write_json
 
 COLUMNS = (

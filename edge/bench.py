@@ -25,21 +25,11 @@ import numpy as np
 
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
+from edgetl.edge.timing import latency_stats, time_single_inferences
 from edgetl.errors import EdgetlError
-from edgetl.images import list_images, load_for_model
-from edgetl.metrics import (
-    TOP5_FROM_CLASSES,
-    agreement,
-    auroc,
-    ece,
-    near_chance,
-    near_chance_message,
-    per_class,
-    reliability,
-    top1,
-    topk,
-)
-from edgetl.rundir import load_run, read_split_file
+from edgetl.images import labelled_samples, list_images, load_for_model
+from edgetl.metrics import accuracy, auroc, ece, near_chance, near_chance_message, reliability
+from edgetl.rundir import METADATA_FILE, RunInfo
 
 SCHEMA_VERSION = 1
 
@@ -81,22 +71,21 @@ class Dataset:
 # --- what to benchmark, on what ------------------------------------------------------------------------------------
 
 
-def find_models(sources: list[Path]) -> tuple[list[Candidate], dict | None, Path | None]:
+def find_models(sources: list[Path]) -> tuple[list[Candidate], RunInfo | None]:
     """Candidates from a run directory (Keras model + every .tflite) or from .tflite files."""
     if len(sources) == 1 and sources[0].is_dir():
         run = sources[0]
-        meta = load_run(run)
+        info = RunInfo.load(run)
         candidates = [Candidate(p.stem.removeprefix("model_"), p, "tflite") for p in sorted(run.glob("*.tflite"))]
-        keras_file = run / meta.get("model_file", "model.keras")
-        if keras_file.exists() and importlib.util.find_spec("tensorflow") is not None:
-            candidates.insert(0, Candidate("keras", keras_file, "keras"))
+        if info.model_path.exists() and importlib.util.find_spec("tensorflow") is not None:
+            candidates.insert(0, Candidate("keras", info.model_path, "keras"))
         if not candidates:
             raise EdgetlError(f"{run} has no models to benchmark.", "Run `edgetl convert` on it first.")
-        return candidates, meta, run
+        return candidates, info
     candidates = []
     folders = {path.parent for path in sources}
     run = next(iter(folders)) if len(folders) == 1 else None
-    meta = load_run(run) if run is not None and (run / "edgetl.json").exists() else None
+    info = RunInfo.load(run) if run is not None and (run / METADATA_FILE).exists() else None
     for path in sources:
         if path.is_dir():
             raise EdgetlError(f"{path} is a folder: pass one run directory, or .tflite files.", "")
@@ -105,73 +94,27 @@ def find_models(sources: list[Path]) -> tuple[list[Candidate], dict | None, Path
         if path.suffix != ".tflite":
             raise EdgetlError(f"{path} is not a .tflite file.", "Pass a run directory or .tflite files.")
         candidates.append(Candidate(path.stem, path, "tflite"))
-    return candidates, meta, run if meta is not None else None  # files inside a run: its test split by default
+    return candidates, info  # files inside a run: its test split by default
 
 
-def load_dataset(
-    data: Path | None, meta: dict | None, run: Path | None, labels: list[str], limit: int | None
-) -> Dataset:
+def load_dataset(data: Path | None, run: RunInfo | None, labels: list[str], limit: int | None) -> Dataset:
     """--data DIR (class folders), else the run's held-out test split."""
     if data is None:
-        if meta is None or run is None:
+        if run is None:
             raise EdgetlError("No data to measure accuracy on.", "Pass --data DIR (one sub-folder per class).")
-        test = read_split_file(run / meta["data"]["split_files"]["test"], Path(meta["data"]["root"]), labels)
-        pairs = [(sample.path, labels[sample.label]) for sample in test]
-        source = f"test split of {run.name} ({len(pairs)} images)"
+        samples = run.samples("test")
+        source = f"test split of {run.directory.name} ({len(samples)} images)"
     else:
-        if not data.is_dir():
-            raise EdgetlError(f"--data {data} is not a folder.", "Pass a folder with one sub-folder per class.")
-        folders = [p for p in sorted(data.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-        foreign = [p.name for p in folders if p.name not in labels]
-        if not folders or foreign:
-            what = f"classes the model does not know: {foreign[:5]}" if foreign else "no class folders"
-            raise EdgetlError(f"--data {data} has {what}.", f"Use folders named like the labels: {labels[:5]}…")
-        pairs = [(path, folder.name) for folder in folders for path in list_images(folder)]
-        source = f"{data} ({len(pairs)} images)"
-    missing = [str(path) for path, _ in pairs[:20] if not path.exists()]
+        samples = labelled_samples(data, labels, "--data")
+        source = f"{data} ({len(samples)} images)"
+    missing = [str(sample.path) for sample in samples[:20] if not sample.path.exists()]
     if missing:
         raise EdgetlError(f"Images are missing, e.g. {missing[0]}.", "Pass --data DIR with the images.")
-    if not pairs:
-        raise EdgetlError("No images to measure accuracy on.", "Pass --data DIR with images in class folders.")
-    if limit:
-        pairs = pairs[:limit]
-    index = {name: i for i, name in enumerate(labels)}
-    return Dataset(labels, [p for p, _ in pairs], np.array([index[name] for _, name in pairs]), source)
+    samples = samples[:limit] if limit else samples
+    return Dataset(labels, [s.path for s in samples], np.array([s.label for s in samples], dtype=int), source)
 
 
 # --- measuring ---------------------------------------------------------------------------------------------------
-
-
-def latency_stats(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000
-    return {
-        "min_ms": round(float(ms.min()), 3),
-        "median_ms": round(float(np.median(ms)), 3),
-        "p90_ms": round(float(np.percentile(ms, 90)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "std_ms": round(float(ms.std()), 3),
-        "fps": round(1000 / float(np.median(ms)), 2),
-        "samples_ms": [round(float(v), 3) for v in ms],
-    }
-
-
-def time_single_inferences(
-    run_one: Callable[[np.ndarray], object], images: np.ndarray, options: BenchOptions
-) -> tuple[float, list[float]]:
-    """(first inference s, per-inference s after warm-up), cycling through real images."""
-    started = time.perf_counter()
-    run_one(images[0])
-    first = time.perf_counter() - started
-    for i in range(options.warmup):
-        run_one(images[i % len(images)])
-    times = []
-    for i in range(options.runs):
-        image = images[i % len(images)]
-        started = time.perf_counter()
-        run_one(image)
-        times.append(time.perf_counter() - started)
-    return first, times
 
 
 def delegation(model: ImageClassifierModel) -> dict:
@@ -229,16 +172,6 @@ def peak_rss_mb(path: Path, threads: int, backend: str) -> tuple[float | None, s
     return round(int(result.stdout.split()[-1]) / 1024, 1), None
 
 
-def accuracy(scores: np.ndarray, targets: np.ndarray, labels: list[str], reference: np.ndarray | None) -> dict:
-    result = {"top1": top1(scores, targets), "images": int(len(targets))}
-    if len(labels) >= TOP5_FROM_CLASSES:
-        result["top5"] = topk(scores, targets, 5)
-    if reference is not None:
-        result["agreement"] = agreement(reference, scores)
-    result["per_class"] = per_class(scores, targets, labels)
-    return result
-
-
 def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, resize: str) -> dict:
     row: dict = {
         "name": candidate.name,
@@ -252,7 +185,7 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
         classifier = Classifier(candidate.path, threads=threads, backend=options.backend, resize=resize)
         load = time.perf_counter() - started
         images = dataset.images(classifier.size, classifier.resize)
-        first, times = time_single_inferences(classifier.scores, images, options)
+        first, times = time_single_inferences(classifier.scores, images, options.runs, options.warmup)
         per_threads[str(threads)] = {
             "load_ms": round(1000 * load, 2),
             "first_ms": round(1000 * first, 2),
@@ -346,7 +279,9 @@ def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, s
 
     images = dataset.images(size, resize)
     call = tf.function(lambda x: model(x, training=False), autograph=False)  # graph mode, as deployed TF runs
-    first, times = time_single_inferences(lambda image: call(image[None].astype(np.float32)), images, options)
+    first, times = time_single_inferences(
+        lambda image: call(image[None].astype(np.float32)), images, options.runs, options.warmup
+    )
     outputs = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
     scores = np.asarray(outputs[0] if isinstance(outputs, list | tuple) else outputs)  # [probabilities, OOD score]
     return {
@@ -406,9 +341,9 @@ def run_bench(
     progress: Callable[[str], None] = print,
 ) -> dict:
     """Measure every candidate; a model that fails is reported in its row and the others still run."""
-    candidates, meta, run = find_models(sources)
-    labels, size, resize = _labels_and_input(candidates, meta)
-    dataset = load_dataset(data, meta, run, labels, limit)
+    candidates, run = find_models(sources)
+    labels, size, resize = _labels_and_input(candidates, run)
+    dataset = load_dataset(data, run, labels, limit)
     if options.ood is not None and not (options.ood.is_dir() and list_images(options.ood)):
         raise EdgetlError(
             f"--ood {options.ood} holds no images.", "Pass a folder of photos that show none of the classes."
@@ -431,15 +366,11 @@ def run_bench(
             if len(row["scores"]) and row["scores"].shape[1] != len(labels):
                 row["error"] = f"scores {row['scores'].shape[1]} classes, the data has labels for {len(labels)}"
             else:
-                ref = reference_scores if row is not reference else None
-                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, ref)
+                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, reference_scores)
                 row.update(open_world(row, dataset.targets))
     for row in rows:
         for key in ("scores", "ood_scores", "rejected", "outside"):
             row.pop(key, None)
-    for row in rows:
-        if "accuracy" in row and reference is not None and "accuracy" in reference:
-            row["accuracy"]["drop_pp"] = round(100 * (reference["accuracy"]["top1"] - row["accuracy"]["top1"]), 3)
     report = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -475,9 +406,9 @@ def _ood_warnings(rows: list[dict]) -> list[str]:
     return warnings
 
 
-def _labels_and_input(candidates: list[Candidate], meta: dict | None) -> tuple[list[str], int, str]:
-    if meta is not None:
-        return list(meta["labels"]), int(meta["input"]["height"]), meta["input"].get("resize", "stretch")
+def _labels_and_input(candidates: list[Candidate], run: RunInfo | None) -> tuple[list[str], int, str]:
+    if run is not None:
+        return run.labels, run.size, run.resize
     first = next(c for c in candidates if c.kind == "tflite")
     classifier = Classifier(first.path)
     return classifier.labels, classifier.size, classifier.resize

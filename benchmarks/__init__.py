@@ -1,1 +1,0 @@
-"""Benchmark scripts; each prints the figures the README and benchmarks/README.md quote."""
