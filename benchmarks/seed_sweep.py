@@ -40,9 +40,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
     from edgetl.rundir import RunInfo
-    from edgetl.train.fit import TrainConfig
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
 
     console = Console()

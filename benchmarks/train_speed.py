@@ -39,7 +39,7 @@ def main() -> None:
     from rich.table import Table
 
     from edgetl.rundir import RunInfo
-    from edgetl.train.fit import TrainConfig
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
 
     console = Console()

@@ -73,8 +73,9 @@ def main() -> None:
     console = Console(width=150)
     use_shared_keras_weights()
 
-    from edgetl.convert.run import ConvertOptions, convert
-    from edgetl.train.fit import TrainConfig
+    from edgetl.convert.options import BareModel, ConvertOptions
+    from edgetl.convert.run import convert
+    from edgetl.train.config import TrainConfig
     from edgetl.train.models import resolve_weights
     from edgetl.train.run import train
 
@@ -109,12 +110,9 @@ def main() -> None:
     model_path, seconds, _ = classic_recipe(args.data, args.size, weights, out, console)
     report = convert(
         model_path,
-        ConvertOptions(formats=("int8", "float32"), force=True),
+        ConvertOptions(formats=("int8", "float32"), force=True, out=out / "classic"),
         console=quiet,
-        labels=out / "classic_labels.txt",
-        calibration=args.data / "train",
-        test=args.data / "test",
-        out=out / "classic",
+        bare=BareModel(labels=out / "classic_labels.txt", calibration=args.data / "train", test=args.data / "test"),
     )
     rows.insert(0, ("classic tutorial recipe (rescale 1/255, Dense 256)", seconds, report))
 

@@ -10,14 +10,20 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.images import load_for_model
+from edgetl.progress import progress_bar
 from edgetl.rundir import Sample
 
-DEFAULT_CALIBRATION_SAMPLES = 300
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgetl.convert.source import Source
+
 SMALL_CALIBRATION = 100  # below this the ranges of rare activations are often missed
 
 
@@ -80,3 +86,15 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.
             yield [image[None].astype(np.float32)]
 
     return generate
+
+
+def load_with_progress(
+    samples: list[Sample], source: Source, label: str, console: Console
+) -> tuple[np.ndarray, np.ndarray]:
+    """`load_images` at the source's input size, with a progress bar and one warning for unreadable files."""
+    with progress_bar(console) as progress:
+        task = progress.add_task(label, total=len(samples))
+        images, labels, bad = load_images(samples, source.size, source.resize, lambda: progress.advance(task))
+    if bad:
+        console.print(f"[yellow]warning:[/] skipped {len(bad)} unreadable image(s), e.g. {bad[0]}")
+    return images, labels

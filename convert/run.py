@@ -8,7 +8,7 @@ embed metadata → write atomically → check on the test images → report.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,77 +19,39 @@ from rich.console import Console
 from rich.table import Table
 
 import edgetl
-from edgetl.convert.bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
-from edgetl.convert.calibration import (
-    DEFAULT_CALIBRATION_SAMPLES,
-    check_calibration,
-    load_images,
-    representative_dataset,
-    stratified_sample,
-)
+from edgetl.convert.calibration import load_with_progress
 from edgetl.convert.evaluate import keras_scores, open_world_check, tflite_scores
+from edgetl.convert.int8 import Int8Conversion, describe_repair
 from edgetl.convert.metadata import ClassifierMetadata, attach_metadata, build_metadata
-from edgetl.convert.repair import DEFAULT_MAX_FLOAT_LAYERS, RepairLog, keep_layers_in_float, rank_layers
+from edgetl.convert.options import DEFAULT_MIN_AGREEMENT, MIN_IMAGES_FOR_AGREEMENT, BareModel, ConvertOptions
 from edgetl.convert.source import Source, load_source
 from edgetl.convert.tflite import (
     FLOAT_FORMATS,
-    calibrate,
     check_builtin,
     convert_float,
     float_ops,
-    ood_head_ops,
     op_counts,
-    quantize,
     saved_model,
-    widen_ood_range,
 )
 from edgetl.edge.metadata import MODEL_CARD_FILE, ModelCard
 from edgetl.errors import EdgetlError
-from edgetl.metrics import accuracy, fidelity, near_chance, near_chance_message, retention_threshold, top1
-from edgetl.progress import progress_bar
+from edgetl.metrics import accuracy, near_chance, near_chance_message, retention_threshold, top1
 from edgetl.rundir import LABELS_FILE, labels_text, read_json, write_atomic, write_json
 
 REPORT_FILE = "conversion.json"
-REPAIR_IMAGES = 500
 REPORT_VERSION = 1
-DEFAULT_MIN_AGREEMENT = 99.0
-MIN_IMAGES_FOR_AGREEMENT = 100
-
-
-@dataclass
-class ConvertOptions:
-    formats: tuple[str, ...] = ("int8",)
-    input_type: str = "uint8"
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    max_drop: float = 1.0  # percentage points of top-1
-    # Percent of test images on which each converted model must give the float model's top-1. None: 99 when
-    # the test split has at least 100 images (one image is then at most a point), else not applied.
-    min_agreement: float | None = None
-    bias_correction: bool = True
-    repair: bool = True
-    max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS  # the repair's limit on layers kept in float
-    threads: int | None = None
-    seed: int = 0
-    force: bool = False
 
 
 def model_file(fmt: str) -> str:
     return f"model_{fmt}.tflite"
 
 
-def _load(samples, source: Source, label: str, console: Console) -> tuple[np.ndarray, np.ndarray]:
-    with progress_bar(console) as progress:
-        task = progress.add_task(label, total=len(samples))
-        images, labels, bad = load_images(samples, source.size, source.resize, lambda: progress.advance(task))
-    if bad:
-        console.print(f"[yellow]warning:[/] skipped {len(bad)} unreadable image(s), e.g. {bad[0]}")
-    return images, labels
-
-
-def convert(source_path: Path, options: ConvertOptions, *, console: Console | None = None, **source_args) -> dict:
+def convert(
+    source_path: Path, options: ConvertOptions, *, console: Console | None = None, bare: BareModel | None = None
+) -> dict:
     """Convert, check and report; returns the report. Raises EdgetlError on bad input."""
     console = console or Console()
-    source = load_source(source_path, **source_args)
+    source = load_source(source_path, bare, options.out)
     targets = {fmt: source.out / model_file(fmt) for fmt in options.formats}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing and not options.force:
@@ -97,7 +59,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
     for note in source.notes:
         console.print(f"[yellow]note:[/] {note}")
 
-    test_images, test_labels = _load(source.test, source, "Loading test images", console)
+    test_images, test_labels = load_with_progress(source.test, source, "Loading test images", console)
     if len(test_images) == 0:
         raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
     labels = test_labels if source.test_labelled else None
@@ -115,7 +77,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
 
     validation = None
     if source.open_world:  # each file's OOD threshold is refitted on these, from its own scores
-        validation, _ = _load(source.repair, source, "Loading validation images", console)
+        validation, _ = load_with_progress(source.repair, source, "Loading validation images", console)
     entries: dict[str, dict] = {}
     with saved_model(source.model) as saved:
         float32 = convert_float(saved, "float32")
@@ -125,7 +87,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
                 content = float32 if fmt == "float32" else convert_float(saved, fmt)
                 extra: dict = {}
             else:
-                content, extra = _int8(saved, source, options, test_images, labels, reference, console)
+                content, extra = Int8Conversion(saved, source, options, test_images, labels, reference, console).run()
             check_builtin(content)
             card = _open_world_card(content, source, validation)
             content = _with_metadata(content, source, fmt, card)
@@ -142,7 +104,7 @@ def convert(source_path: Path, options: ConvertOptions, *, console: Console | No
                 **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
-            entry["passed"] = _passes(entry, options)
+            entry["passed"] = options.passes(entry)
             entries[fmt] = entry
 
     report = _write_report(source, options, entries, len(float32))
@@ -161,139 +123,6 @@ def _min_agreement(requested: float | None, images: int) -> tuple[float, str | N
         f"Agreement target ({DEFAULT_MIN_AGREEMENT:g} %) not applied: {images} test images are too few to measure "
         f"it (one image is {100 / images:.1f} points); pass --min-agreement to apply one anyway."
     )
-
-
-def _passes(entry: dict, options: ConvertOptions) -> bool:
-    drop_ok = entry.get("drop_pp") is None or entry["drop_pp"] <= options.max_drop
-    return drop_ok and 100 * entry["agreement"] >= options.min_agreement
-
-
-def _int8(
-    saved: str,
-    source: Source,
-    options: ConvertOptions,
-    test_images: np.ndarray,
-    test_labels: np.ndarray | None,
-    reference: np.ndarray,
-    console: Console,
-) -> tuple[bytes, dict]:
-    """Calibrate and quantize; when the check fails, repair as far as the options allow."""
-    log = RepairLog()
-
-    def calibrated_on(count: int, seed: int) -> tuple[bytes, bytes, np.ndarray]:
-        """(calibrated model, the same with biases corrected when enabled, the images used)."""
-        samples = stratified_sample(source.calibration, count, seed)
-        images, _ = _load(samples, source, f"Calibration images (seed {seed})", console)
-        check_calibration(images, lambda text: console.print(f"[yellow]warning:[/] {text}"))
-        console.print(f"Calibrating on {len(images)} images…")
-        calibrated = calibrate(saved, representative_dataset(images))
-        if source.open_world:
-            calibrated = widen_ood_range(calibrated, source.open_world["ood"]["threshold"])
-        if not options.bias_correction:
-            return calibrated, calibrated, images
-        return calibrated, correct_biases(calibrated, images[:BIAS_CORRECTION_IMAGES]), images
-
-    def check(content: bytes) -> dict:
-        scores = tflite_scores(content, test_images, options.threads)
-        metrics = accuracy(scores.values, test_labels, source.labels, reference)
-        return {**metrics, "bytes": len(content), "median_invoke_ms": scores.median_ms}
-
-    def passes(metrics: dict) -> bool:
-        return _passes(metrics, options)
-
-    count = options.calibration_samples
-    plain, calibrated, calibration_images = calibrated_on(count, options.seed)
-    content = quantize(plain, options.input_type)
-    metrics = check(content)
-    log.add("calibrate", images=len(calibration_images), seed=options.seed, **_summary(metrics), passes=passes(metrics))
-    if options.bias_correction:
-        corrected = quantize(calibrated, options.input_type)
-        corrected_metrics = check(corrected)
-        images = min(len(calibration_images), BIAS_CORRECTION_IMAGES)
-        kept = passes(corrected_metrics) or not passes(metrics)  # never trade a passing model for a failing one
-        log.add(
-            "bias_correction", images=images, **_summary(corrected_metrics), passes=passes(corrected_metrics), kept=kept
-        )
-        if kept:
-            content, metrics = corrected, corrected_metrics
-        else:
-            calibrated = plain
-    if passes(metrics) or not options.repair:
-        return content, {"calibration_images": len(calibration_images), "repair": log.steps}
-
-    console.print(f"[yellow]int8 misses the budget[/] ({_describe(metrics)}): repairing.")
-    repair_samples = stratified_sample(source.repair, REPAIR_IMAGES, options.seed)
-    repair_images, _ = _load(repair_samples, source, "Repair images", console)
-    repair_reference = keras_scores(source.model, repair_images).values
-
-    def follow(model: bytes) -> tuple[int, float]:
-        return fidelity(repair_reference, tflite_scores(model, repair_images, options.threads).values)
-
-    # Cheap first: a larger and a different calibration subset; keep whichever follows float best.
-    best = (follow(content), calibrated, calibration_images, options.seed)
-    if len(source.calibration) > count:  # otherwise every subset is the whole pool: nothing cheap to try
-        for count_i, seed_i in ((min(2 * count, len(source.calibration)), options.seed + 1), (count, options.seed + 2)):
-            _, calibrated_i, images_i = calibrated_on(count_i, seed_i)
-            score = follow(quantize(calibrated_i, options.input_type))
-            log.add("calibrate", images=len(images_i), seed=seed_i, repair_disagreements=score[0])
-            if score < best[0]:
-                best = (score, calibrated_i, images_i, seed_i)
-    fidelity_now, calibrated, calibration_images, seed = best
-    content = quantize(calibrated, options.input_type)
-    metrics = check(content)
-    log.add(
-        "choose_calibration", images=len(calibration_images), seed=seed, **_summary(metrics), passes=passes(metrics)
-    )
-    if passes(metrics) or options.max_float_layers == 0:
-        return content, {"calibration_images": len(calibration_images), "repair": log.steps}
-
-    console.print("Ranking layers with the quantization debugger…")
-    ranked = rank_layers(saved, calibration_images, ood_head_ops(plain))
-    log.ranked_layers = [
-        {"layer": layer.short_name, "op": layer.op, "rmse_over_scale": round(layer.rmse_over_scale, 3)}
-        for layer in ranked[:10]
-    ]
-
-    def check_with(keep: list[str]) -> dict:
-        metrics = check(quantize(calibrated, options.input_type, keep))
-        return {**_summary(metrics), "passes": passes(metrics)}
-
-    keep = keep_layers_in_float(
-        ranked,
-        lambda keep: follow(quantize(calibrated, options.input_type, keep)),
-        check_with,
-        log,
-        lambda text: console.print(f"  {text}"),
-        fidelity_now,
-        options.max_float_layers,
-    )
-    kept_steps = [step for step in log.steps if step["action"] == "keep_layer_in_float"]
-    if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < metrics["agreement"]:
-        # The repair images (validation split) are few: what helped there can hurt on the test split.
-        # Never hand back a model that checks worse than the one the repair started from.
-        log.add("revert", reason="the layers kept in float lowered test agreement; int8 without them is kept")
-        keep = []
-    if keep:
-        content = quantize(calibrated, options.input_type, keep)
-    extra = {
-        "calibration_images": len(calibration_images),
-        "repair": log.steps,
-        "worst_layers": log.ranked_layers,
-        "float_layers": [step["layer"] for step in kept_steps] if keep else [],
-    }
-    return content, extra
-
-
-def _summary(metrics: dict) -> dict:
-    keys = ("top1", "drop_pp", "agreement", "bytes", "median_invoke_ms")
-    return {key: metrics[key] for key in keys if key in metrics}
-
-
-def _describe(metrics: dict) -> str:
-    parts = [f"agreement {metrics['agreement']:.1%}"]
-    if "drop_pp" in metrics:
-        parts.insert(0, f"drop {metrics['drop_pp']:.2f} pt")
-    return ", ".join(parts)
 
 
 def _open_world_card(content: bytes, source: Source, validation: np.ndarray | None) -> dict | None:
@@ -409,27 +238,3 @@ def print_table(report: dict, console: Console) -> None:
         if entry.get("repair") and len(entry["repair"]) > 1:
             console.print(f"[bold]{fmt}:[/] {describe_repair(entry)}")
     console.print(f"Report: {report['path']}")
-
-
-def describe_repair(entry: dict) -> str:
-    """What was done to int8 beyond plain quantization, in one sentence, with what it cost."""
-    steps = entry["repair"]
-    first = steps[0]
-    chosen = next((step for step in steps if step["action"] == "choose_calibration"), None)
-    parts = [f"plain int8 {_describe(first)}"]
-    corrected = next((step for step in steps if step["action"] == "bias_correction"), None)
-    if corrected:
-        kept = "" if corrected.get("kept", True) else " (not kept: plain int8 passed, this did not)"
-        parts.append(f"bias-corrected {_describe(corrected)}{kept}")
-    if chosen:
-        parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({_describe(chosen)})")
-    layers = entry.get("float_layers") or []
-    if any(step["action"] == "revert" for step in steps):
-        parts.append("layers kept in float lowered test agreement, so int8 without them was kept")
-    if layers:
-        last = [step for step in steps if step["action"] == "keep_layer_in_float"][-1]
-        cost = f"{last['bytes'] / first['bytes'] - 1:+.0%} size"
-        if last.get("median_invoke_ms") and first.get("median_invoke_ms"):
-            cost += f", {last['median_invoke_ms'] / first['median_invoke_ms'] - 1:+.0%} latency"
-        parts.append(f"kept {len(layers)} layer(s) in float: {', '.join(layers)} ({_describe(last)}; {cost})")
-    return "; ".join(parts) + "."

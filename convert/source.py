@@ -14,18 +14,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from edgetl.convert.options import PREPROCESSING_PRESETS, BareModel
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
-from edgetl.images import RESIZE_POLICIES, labelled_samples
+from edgetl.images import labelled_samples
 from edgetl.rundir import RunInfo, Sample, parse_labels
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
-PREPROCESSING_PRESETS: dict[str, tuple[list[float], list[float]]] = {
-    "none": ([0.0] * 3, [1.0] * 3),  # the model takes raw 0–255 pixels (edgetl, Keras EfficientNet)
-    "tf": ([127.5] * 3, [127.5] * 3),  # [-1, 1]: Keras MobileNet/MobileNetV2/Inception preprocess_input
-    "unit": ([0.0] * 3, [255.0] * 3),  # [0, 1]
-    "torch": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),  # [0, 1] then ImageNet mean/std
-}
 
 
 @dataclass
@@ -51,24 +46,17 @@ class Source:
         return self.run.open_world if self.run else None
 
 
-def load_source(
-    source: Path,
-    *,
-    labels: Path | None = None,
-    calibration: Path | None = None,
-    test: Path | None = None,
-    preprocessing: str = "none",
-    resize: str = "stretch",
-    out: Path | None = None,
-) -> Source:
+def load_source(source: Path, bare: BareModel | None = None, out: Path | None = None) -> Source:
+    """A run directory, or a bare model file with what `bare` says about it."""
+    bare = bare or BareModel()
     if source.is_dir():
-        if any(option is not None for option in (labels, calibration, test)):
+        if bare.given:
             raise EdgetlError(
                 "--labels, --calibration and --test are for bare model files; a run directory brings its own.",
                 "Drop them, or pass the .keras file instead of the run directory.",
             )
         return _from_run(source, out)
-    return _from_model_file(source, labels, calibration, test, preprocessing, resize, out)
+    return _from_model_file(source, bare, out)
 
 
 def _from_run(run: Path, out: Path | None) -> Source:
@@ -96,15 +84,8 @@ def _from_run(run: Path, out: Path | None) -> Source:
     )
 
 
-def _from_model_file(
-    path: Path,
-    labels: Path | None,
-    calibration: Path | None,
-    test: Path | None,
-    preprocessing: str,
-    resize: str,
-    out: Path | None,
-) -> Source:
+def _from_model_file(path: Path, bare: BareModel, out: Path | None) -> Source:
+    labels, calibration, test = bare.labels, bare.calibration, bare.test
     if not path.exists():
         raise EdgetlError(f"{path} does not exist.", "Pass a run directory or a .keras / .h5 model file.")
     if path.suffix not in (".keras", ".h5", ".hdf5"):
@@ -117,14 +98,10 @@ def _from_model_file(
             f"{', '.join(n for n, v in (('--labels', labels), ('--calibration', calibration)) if v is None)}).",
             "--labels FILE has one class name per line; --calibration DIR holds representative images.",
         )
-    if preprocessing not in PREPROCESSING_PRESETS:
-        raise EdgetlError(f"Unknown --preprocessing '{preprocessing}'.", f"Use one of {list(PREPROCESSING_PRESETS)}.")
-    if resize not in RESIZE_POLICIES:
-        raise EdgetlError(f"Unknown --resize '{resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
     names = _read_labels(labels)
     model = _load_keras(path)
     size = _check_image_model(model, path, len(names))
-    model = with_preprocessing(model, preprocessing)
+    model = with_preprocessing(model, bare.preprocessing)
     calib = labelled_samples(calibration, names, "--calibration", require_classes=False)
     notes = []
     if test is None:
@@ -139,7 +116,7 @@ def _from_model_file(
         model=model,
         labels=names,
         size=size,
-        resize=resize,
+        resize=bare.resize,
         out=out or path.parent,
         name=path.stem,
         calibration=calib,

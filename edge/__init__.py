@@ -1,1 +1,1 @@
-"""The device side: TFLite interpreter, model metadata, classify and camera. Imports no TensorFlow."""
+"""The device side: TFLite interpreter, model metadata, classify, camera and `edgetl bench`. Imports no TensorFlow."""

@@ -29,6 +29,7 @@ from edgetl.edge.timing import latency_stats, time_single_inferences
 from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.metrics import accuracy, auroc, ece, near_chance, near_chance_message, reliability
+from edgetl.options import setting
 from edgetl.rundir import METADATA_FILE, RunInfo
 
 SCHEMA_VERSION = 1
@@ -36,13 +37,42 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class BenchOptions:
-    threads: list[int] = field(default_factory=lambda: [1])
-    runs: int = 100
-    warmup: int = 10
-    backend: str = "auto"
-    max_drop: float = 1.0  # accuracy budget (points of top-1) for the recommendation
-    batch_latency: bool = False
-    ood: Path | None = None  # images of none of the classes: rejection measured on them
+    """What `edgetl bench` measures, each default stated once (the CLI shows them)."""
+
+    threads: list[int] = setting(None, "Interpreter thread counts to measure, e.g. 1,2,4 (default: 1 and all cores).")
+    runs: int = setting(100, "Timed single inferences per model and thread count.")
+    warmup: int = setting(10, "Untimed runs first.")
+    backend: str = setting("auto", "auto, litert, tflite-runtime or tensorflow.")
+    max_drop: float = setting(1.0, "Accuracy budget (top-1 points) for the recommendation.")
+    batch_latency: bool = setting(False, "Also time batched inference (per image).")
+    ood: Path | None = setting(None, "Photos of none of the classes: measure how many each model rejects as 'unknown'.")
+
+    def __post_init__(self) -> None:
+        self.threads = self.threads or sorted({1, os.cpu_count() or 1})
+        if min(self.threads) < 1:
+            raise EdgetlError(f"--threads {self.threads}: thread counts must be 1 or more.", "Example: --threads 1,2,4")
+        if self.runs < 1 or self.warmup < 0:
+            raise EdgetlError("--runs must be at least 1 and --warmup not negative.")
+
+
+def parse_threads(text: str | None) -> list[int] | None:
+    """ "1,2,4" → [1, 2, 4]; None stays None (the default)."""
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()] or [0]
+    except ValueError:
+        raise EdgetlError(f"--threads {text} is not a list of numbers.", "Example: --threads 1,2,4") from None
+
+
+def report_folder(sources: list[Path], out: Path | None, force: bool) -> Path:
+    """Where the report goes (RUN/bench, or ./bench for files), refusing to replace one unless forced."""
+    folder = out or (sources[0] / "bench" if sources[0].is_dir() else Path("bench"))
+    if (folder / "bench.json").exists() and not force:
+        raise EdgetlError(
+            f"{folder / 'bench.json'} already exists.", "Pass --force to replace it, or --out another folder."
+        )
+    return folder
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgetl.edge.bench import best_latency
-from edgetl.rundir import write_atomic, write_json
+from edgetl.rundir import read_json, write_atomic, write_json
 
 COLUMNS = (
     "model",
@@ -257,3 +257,11 @@ def compare(reports: list[dict], console: Console) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     console.print(table)
     return "\n".join(lines) + "\n"
+
+
+def compare_files(paths: list[Path], out: Path | None, console: Console) -> None:
+    """`edgetl bench --compare`: the table on screen, and compare.md in `out` when given."""
+    text = compare([read_json(path) for path in paths], console)
+    if out is not None:
+        write_atomic(out / "compare.md", text)
+        console.print(f"Written: {out / 'compare.md'}")

@@ -20,17 +20,33 @@ from typing import IO
 import numpy as np
 
 from edgetl.edge.capture import Capture, Frame
-from edgetl.edge.classifier import Classifier, Prediction
+from edgetl.edge.classifier import TOP_K, Classifier, Prediction
+from edgetl.errors import EdgetlError
+from edgetl.options import setting
 
 WINDOW = 2_000  # results the summary's medians are taken over
 
 
 @dataclass
 class CameraOptions:
-    top_k: int = 3
-    smooth: int = 1  # average scores (and OOD scores) over this many recent results before deciding
-    max_frames: int | None = None
-    duration: float | None = None
+    """What `edgetl camera` can be told, each default stated once (the CLI shows them)."""
+
+    source: str = setting("0", "Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2.")
+    top_k: int = setting(TOP_K, "Labels per result.")
+    smooth: int = setting(1, "Average scores (and OOD scores) over this many recent frames before deciding.")
+    json: str | None = setting(None, "Write one JSON line per result to FILE, or - for stdout.")
+    serve: str | None = setting(None, "Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")
+    window: bool | None = setting(None, "On-screen window (default: when a display is there).")
+    max_frames: int | None = setting(None, "Stop after this many results.")
+    duration: float | None = setting(None, "Stop after this many seconds.")
+    loop: bool = setting(False, "Restart a video file at its end.")
+    realtime: bool = setting(False, "Play a video file at its own frame rate, like a camera.")
+    max_reconnects: int | None = setting(None, "Give up on a dropped stream after N tries (default: never).")
+    force: bool = setting(False, "Replace an existing --json file.")
+
+    def __post_init__(self) -> None:
+        if self.smooth < 1 or self.top_k < 1:
+            raise EdgetlError("--smooth and --top-k must be at least 1.")
 
 
 @dataclass

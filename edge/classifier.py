@@ -16,7 +16,7 @@ import numpy as np
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
-from edgetl.images import RESIZE_POLICIES, resize_rgb
+from edgetl.images import check_resize, resize_rgb
 from edgetl.rundir import LABELS_FILE, parse_labels
 
 # A float model with no metadata is assumed to want [-1, 1], the convention of TFLite's
@@ -26,6 +26,7 @@ DEFAULT_FLOAT_STD = 127.5
 
 
 UNKNOWN = "unknown"
+TOP_K = 3  # labels per result, in classify and camera
 
 
 @dataclass
@@ -62,6 +63,10 @@ class Classifier:
         thresholds); `ood_threshold`: OOD score above it → "unknown" (replaces the model's own)."""
         if not model_path.is_file():
             raise EdgetlError(f"Model {model_path} does not exist.", "Pass a .tflite file from `edgetl convert`.")
+        if threads is not None and threads < 1:
+            raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise EdgetlError(f"--threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
         content = model_path.read_bytes()
         info = read_model_info(content)
         self.model = ImageClassifierModel(content, threads=threads, backend=backend)
@@ -72,8 +77,7 @@ class Classifier:
             )
         self.size = self.model.height
         self.resize = resize or (info.card.resize if info.card else None) or "stretch"
-        if self.resize not in RESIZE_POLICIES:
-            raise EdgetlError(f"Unknown resize policy '{self.resize}'.", f"Use one of {list(RESIZE_POLICIES)}.")
+        check_resize(self.resize)
         self.labels = self._labels(model_path, labels, info.labels)
         self.path = model_path
         self.ood_threshold, self.class_thresholds = self._rejection(

@@ -6,12 +6,19 @@ import csv
 import glob
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from edgetl.edge.classifier import Classifier
+from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_rgb
+from edgetl.rundir import write_atomic
 
 
 def expand(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -66,3 +73,48 @@ def as_csv(results: list[dict], top_k: int) -> str:
         flags = [result.get("unknown", ""), "" if ood is None else ood]
         writer.writerow([result["path"], *pairs, *flags, result.get("error", "")])
     return out.getvalue()
+
+
+def check_target(json_out: str | None, csv_out: str | None) -> str | None:
+    """The file (or "-") results go to; refuses two formats at once and overwriting a file."""
+    if json_out and csv_out:
+        raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
+    target = json_out or csv_out
+    if target not in (None, "-") and Path(target).exists():
+        raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
+    return target
+
+
+def write_results(results: list[dict], target: str, as_json: bool, top_k: int, err: Console) -> None:
+    text = as_json_lines(results) if as_json else as_csv(results, top_k)
+    if target == "-":
+        print(text, end="")
+    else:
+        write_atomic(Path(target), text)
+        err.print(f"Written: {escape(target)} ({len(results)} results)")
+
+
+def print_table(results: list[dict], classifier: Classifier, top_k: int, console: Console) -> None:
+    """One row per image, paths shown from their common folder; "unknown" in yellow; the OOD score when there."""
+    shown = [r["path"] for r in results if "error" not in r]
+    base = os.path.commonpath([os.path.dirname(p) for p in shown]) if len(shown) > 1 else ""
+    title = (
+        f"{classifier.path.name}: {len(results)} image(s){f' in {base}' if base else ''}, {classifier.model.backend}"
+    )
+    table = Table(title=escape(title))
+    table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
+    for rank in range(top_k):
+        table.add_column(f"#{rank + 1}")
+    with_ood = classifier.model.has_ood_score
+    if with_ood:
+        table.add_column("OOD", justify="right")  # higher = less like the training data
+    table.add_column("ms", justify="right")
+    for result in results:
+        if "error" not in result:
+            cells = [escape(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
+            if result["unknown"]:
+                cells[0] = f"[yellow]{cells[0]}[/]"
+            name = os.path.relpath(result["path"], base) if base else result["path"]
+            ood = [f"{result['ood_score']:.2f}"] if with_ood else []
+            table.add_row(escape(name), *cells, *ood, f"{result['ms']:.1f}")
+    console.print(table)

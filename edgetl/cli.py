@@ -1,13 +1,12 @@
-"""The `edgetl` command line: one thin function per command; TensorFlow is imported only by
-the commands that need it, so `edgetl --help` and the edge commands start fast without it."""
+"""The `edgetl` command line: wiring only (parse, call, print). Defaults and help come from the options
+dataclasses; TensorFlow is imported only by the commands that need it, so `edgetl --help` and the edge
+commands start fast without it."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,8 +14,15 @@ from rich.markup import escape
 
 import edgetl
 from edgetl import interrupt
+from edgetl.convert.options import BareModel, ConvertOptions
 from edgetl.demo import DEFAULT_IMAGES_PER_CLASS, SCRATCH_IMAGES_PER_CLASS
+from edgetl.edge.bench import BenchOptions
+from edgetl.edge.camera import CameraOptions
+from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
 from edgetl.errors import EdgetlError
+from edgetl.options import help_of
+from edgetl.tf_loader import load_tensorflow
+from edgetl.train.config import TrainConfig
 
 console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 err_console = Console(stderr=True)
@@ -29,6 +35,16 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
+
+
+def opt(options: type, name: str, *decls: str) -> Any:
+    """A Typer option whose help is the one stated with the options dataclass field."""
+    return typer.Option(*decls, help=help_of(options, name))
+
+
+def pick(options: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The command's arguments that are fields of `options`."""
+    return {f.name: values[f.name] for f in fields(options) if f.name in values}
 
 
 def _version(value: bool) -> None:
@@ -46,76 +62,38 @@ def main(
     """From a folder of labelled photos to a fast image classifier on a Raspberry Pi camera."""
 
 
-def require_tensorflow() -> None:
-    """Fail plainly when the [train] extra is missing (a Raspberry Pi install has no TensorFlow)."""
-    if importlib.util.find_spec("tensorflow") is None:
-        raise EdgetlError(
-            "This command needs TensorFlow, which is not installed.", 'Install it: pip install "edgetl[train]"'
-        )
-
-
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up chatter (absl preamble, oneDNN note, CUDA probing).
-
-    Those lines come from C++ at import, before TF_CPP_MIN_LOG_LEVEL applies, so file descriptor 2
-    is captured during the import and only the informational lines are dropped; warnings and errors
-    are replayed.
-    """
-    import re
-    import tempfile
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    noise = re.compile(r"^(I\d{4} |WARNING: All log messages before absl::InitializeLog)")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines() if not noise.match(line)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+T = TrainConfig
 
 
 @app.command()
 def train(
-    data: Annotated[
-        Path, typer.Argument(help="Folder with one sub-folder per class, or train/ validation/ test/ folders.")
-    ],
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per class, or train/ validation/ test/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path("runs/train"),
-    model: Annotated[str, typer.Option(help="Backbone: mobilenet_v2 or efficientnet_b0.")] = "mobilenet_v2",
-    alpha: Annotated[float, typer.Option(help="MobileNetV2 width: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4.")] = 1.0,
-    size: Annotated[int, typer.Option(help="Input size in pixels (square), 96–224 typical.")] = 224,
-    weights: Annotated[
-        str, typer.Option(help="imagenet (Keras download/cache), none, or PATH to a .h5 file.")
-    ] = "imagenet",
-    resize: Annotated[str, typer.Option(help="stretch (whole frame) or crop (centre square).")] = "stretch",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    head_epochs: Annotated[int, typer.Option(help="Phase 1 epochs (frozen backbone); 0 skips it.")] = 20,
-    finetune_epochs: Annotated[int, typer.Option(help="Phase 2 epochs (top layers unfrozen); 0 skips it.")] = 8,
-    head_lr: Annotated[float, typer.Option(help="Phase 1 learning rate (cosine decay).")] = 1e-3,
-    finetune_lr: Annotated[float, typer.Option(help="Phase 2 learning rate (cosine decay).")] = 1e-4,
-    unfreeze_from: Annotated[str | None, typer.Option(help="Fine-tune from this block, e.g. block_12.")] = None,
-    unfreeze: Annotated[int | None, typer.Option(help="Fine-tune the top N backbone layers instead.")] = None,
-    dropout: Annotated[float, typer.Option(help="Dropout before the classifier.")] = 0.2,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing (0 disables).")] = 0.1,
-    augment: Annotated[bool, typer.Option(help="Random flip/rotate/zoom/shift/contrast/brightness.")] = True,
-    feature_cache: Annotated[bool, typer.Option(help="Phase 1 on cached backbone features (fast).")] = True,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (best weights kept).")] = 4,
-    val_fraction: Annotated[float, typer.Option(help="Validation share when the folder is not pre-split.")] = 0.15,
-    test_fraction: Annotated[float, typer.Option(help="Test share when the folder is not pre-split.")] = 0.15,
-    seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and shuffling.")] = 42,
+    backbone: Annotated[str, opt(T, "backbone", "--model")] = T.backbone,
+    alpha: Annotated[float, opt(T, "alpha")] = T.alpha,
+    size: Annotated[int, opt(T, "size")] = T.size,
+    weights: Annotated[str, opt(T, "weights")] = T.weights,
+    resize: Annotated[str, opt(T, "resize")] = T.resize,
+    batch_size: Annotated[int, opt(T, "batch_size")] = T.batch_size,
+    head_epochs: Annotated[int, opt(T, "head_epochs")] = T.head_epochs,
+    finetune_epochs: Annotated[int, opt(T, "finetune_epochs")] = T.finetune_epochs,
+    head_lr: Annotated[float, opt(T, "head_lr")] = T.head_lr,
+    finetune_lr: Annotated[float, opt(T, "finetune_lr")] = T.finetune_lr,
+    unfreeze_from: Annotated[str | None, opt(T, "unfreeze_from")] = T.unfreeze_from,
+    unfreeze_layers: Annotated[int | None, opt(T, "unfreeze_layers", "--unfreeze")] = T.unfreeze_layers,
+    dropout: Annotated[float, opt(T, "dropout")] = T.dropout,
+    label_smoothing: Annotated[float, opt(T, "label_smoothing")] = T.label_smoothing,
+    augment: Annotated[bool, opt(T, "augment", "--augment/--no-augment")] = T.augment,
+    feature_cache: Annotated[bool, opt(T, "feature_cache", "--feature-cache/--no-feature-cache")] = T.feature_cache,
+    patience: Annotated[int, opt(T, "patience")] = T.patience,
+    val_fraction: Annotated[float, opt(T, "val_fraction")] = T.val_fraction,
+    test_fraction: Annotated[float, opt(T, "test_fraction")] = T.test_fraction,
+    seed: Annotated[int, opt(T, "seed")] = T.seed,
     mixed_precision: Annotated[
-        bool | None, typer.Option("--mixed-precision/--no-mixed-precision", help="Default: on with a GPU.")
-    ] = None,
-    strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multi-worker (TF_CONFIG).")] = "auto",
-    deterministic: Annotated[
-        bool, typer.Option(help="Same seed and data give the same model (TensorFlow op determinism).")
-    ] = True,
+        bool | None, opt(T, "mixed_precision", "--mixed-precision/--no-mixed-precision")
+    ] = T.mixed_precision,
+    strategy: Annotated[str, opt(T, "strategy")] = T.strategy,
+    deterministic: Annotated[bool, opt(T, "deterministic", "--deterministic/--no-deterministic")] = T.deterministic,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:
@@ -123,49 +101,15 @@ def train(
 
     Example: [bold]edgetl train photos/ --model mobilenet_v2 --size 224 --out runs/flowers[/]
     """
-    require_tensorflow()
-    _quiet_tensorflow()
+    config = TrainConfig(**pick(TrainConfig, locals()))
+    load_tensorflow()
     interrupt.install("Completed epochs are checkpointed: run the same command with --resume to continue.")
-    from edgetl.images import RESIZE_POLICIES
-    from edgetl.train.fit import TrainConfig
-    from edgetl.train.models import BACKBONES
-
-    if model not in BACKBONES:
-        raise EdgetlError(f"Unknown --model '{model}'.", f"Use one of: {', '.join(BACKBONES)}.")
-    if resize not in RESIZE_POLICIES:
-        raise EdgetlError(f"Unknown --resize '{resize}'.", f"Use one of: {', '.join(RESIZE_POLICIES)}.")
-    if not 32 <= size <= 1024:
-        raise EdgetlError(f"--size {size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")
-    if batch_size < 1 or head_epochs < 0 or finetune_epochs < 0:
-        raise EdgetlError("--batch-size must be at least 1 and epochs not negative.")
-    config = TrainConfig(
-        backbone=model,
-        alpha=alpha,
-        size=size,
-        weights=weights,
-        resize=resize,
-        batch_size=batch_size,
-        head_epochs=head_epochs,
-        finetune_epochs=finetune_epochs,
-        head_lr=head_lr,
-        finetune_lr=finetune_lr,
-        unfreeze_from=unfreeze_from,
-        unfreeze_layers=unfreeze,
-        dropout=dropout,
-        label_smoothing=label_smoothing,
-        augment=augment,
-        feature_cache=feature_cache,
-        patience=patience,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        mixed_precision=mixed_precision,
-        strategy=strategy,
-        deterministic=deterministic,
-    )
     from edgetl.train.run import train as run_training
 
     run_training(data, out, config, force=force, resume=resume, console=console)
+
+
+C, B = ConvertOptions, BareModel
 
 
 @app.command()
@@ -175,80 +119,37 @@ def convert(
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights.")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")] = False,
     float32: Annotated[bool, typer.Option("--float32", help="Plain float32.")] = False,
-    input_type: Annotated[
-        str, typer.Option(help="int8 model input/output type: uint8 (raw pixels) or int8.")
-    ] = "uint8",
-    calibration_samples: Annotated[int, typer.Option(help="Representative images for int8 calibration.")] = 300,
-    max_drop: Annotated[float, typer.Option(help="Fail when top-1 drops more than this (points).")] = 1.0,
-    min_agreement: Annotated[
-        float | None,
-        typer.Option(
-            help="Fail when fewer test images (percent) keep the float model's top-1 "
-            "(default: 99 with at least 100 test images, else not applied)."
-        ),
-    ] = None,
-    bias_correction: Annotated[
-        bool, typer.Option(help="int8: cancel the mean error of int8 weights in each layer's bias.")
-    ] = True,
-    repair: Annotated[
-        bool, typer.Option(help="When int8 misses the budget, recalibrate and keep layers in float.")
-    ] = True,
-    max_float_layers: Annotated[int, typer.Option(help="Repair: at most this many layers kept in float.")] = 8,
-    labels: Annotated[Path | None, typer.Option(help="Bare model: labels file, one class per line.")] = None,
-    calibration: Annotated[Path | None, typer.Option(help="Bare model: folder of calibration images.")] = None,
-    test: Annotated[Path | None, typer.Option(help="Bare model: folder-per-class images to check on.")] = None,
-    preprocessing: Annotated[
-        str, typer.Option(help="Bare model's expected input: none (0–255), tf (-1..1), unit (0..1) or torch.")
-    ] = "none",
-    resize: Annotated[str, typer.Option(help="Bare model: stretch or crop, as the camera frames will be resized.")] = (
-        "stretch"
+    input_type: Annotated[str, opt(C, "input_type")] = C.input_type,
+    calibration_samples: Annotated[int, opt(C, "calibration_samples")] = C.calibration_samples,
+    max_drop: Annotated[float, opt(C, "max_drop")] = C.max_drop,
+    min_agreement: Annotated[float | None, opt(C, "min_agreement")] = C.min_agreement,
+    bias_correction: Annotated[bool, opt(C, "bias_correction", "--bias-correction/--no-bias-correction")] = (
+        C.bias_correction
     ),
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the .tflite files (default: SOURCE).")] = (
-        None
-    ),
-    threads: Annotated[int | None, typer.Option(help="Interpreter threads for the check.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace existing .tflite files.")] = False,
+    repair: Annotated[bool, opt(C, "repair", "--repair/--no-repair")] = C.repair,
+    max_float_layers: Annotated[int, opt(C, "max_float_layers")] = C.max_float_layers,
+    labels: Annotated[Path | None, opt(B, "labels")] = B.labels,
+    calibration: Annotated[Path | None, opt(B, "calibration")] = B.calibration,
+    test: Annotated[Path | None, opt(B, "test")] = B.test,
+    preprocessing: Annotated[str, opt(B, "preprocessing")] = B.preprocessing,
+    resize: Annotated[str, opt(B, "resize")] = B.resize,
+    out: Annotated[Path | None, opt(C, "out", "--out", "-o")] = C.out,
+    threads: Annotated[int | None, opt(C, "threads")] = C.threads,
+    force: Annotated[bool, opt(C, "force")] = C.force,
 ) -> None:
     """Convert to TFLite, check accuracy against the float model, embed metadata.
 
     Example: [bold]edgetl convert runs/flowers --int8[/]
     """
-    require_tensorflow()
-    _quiet_tensorflow()
+    chosen = {"int8": int8, "fp16": fp16, "dynamic": dynamic, "float32": float32}
+    formats = tuple(name for name, wanted in chosen.items() if wanted) or C.formats
+    options = ConvertOptions(**pick(ConvertOptions, locals()))  # formats included
+    bare = BareModel(**pick(BareModel, locals()))
+    load_tensorflow()
     interrupt.install("Existing .tflite files are untouched; new ones are written only when complete.")
-    formats = tuple(
-        name for name, wanted in (("int8", int8), ("fp16", fp16), ("dynamic", dynamic), ("float32", float32)) if wanted
-    )
-    if input_type not in ("uint8", "int8"):
-        raise EdgetlError(f"Unknown --input-type '{input_type}'.", "Use uint8 or int8.")
-    if calibration_samples < 1:
-        raise EdgetlError("--calibration-samples must be at least 1.", "A few hundred is typical.")
-    from edgetl.convert.run import ConvertOptions
     from edgetl.convert.run import convert as run_conversion
 
-    options = ConvertOptions(
-        formats=formats or ("int8",),
-        input_type=input_type,
-        calibration_samples=calibration_samples,
-        max_drop=max_drop,
-        min_agreement=min_agreement,
-        bias_correction=bias_correction,
-        repair=repair,
-        max_float_layers=max_float_layers,
-        threads=threads,
-        force=force,
-    )
-    report = run_conversion(
-        source,
-        options,
-        console=console,
-        labels=labels,
-        calibration=calibration,
-        test=test,
-        preprocessing=preprocessing,
-        resize=resize,
-        out=out,
-    )
+    report = run_conversion(source, options, console=console, bare=bare)
     failed = [fmt for fmt, entry in report["models"].items() if fmt in options.formats and not entry["passed"]]
     if failed:
         err_console.print(
@@ -258,44 +159,17 @@ def convert(
         raise typer.Exit(1)
 
 
-def _classifier(
-    model: Path, labels: Path | None, threads: int | None, backend: str, mean, std, resize, threshold, ood_threshold
-):
-    from edgetl.edge.classifier import Classifier
-
-    if threads is not None and threads < 1:
-        raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise EdgetlError(f"--threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
-    return Classifier(
-        model,
-        labels=labels,
-        threads=threads,
-        backend=backend,
-        input_mean=mean,
-        input_std=std,
-        resize=resize,
-        threshold=threshold,
-        ood_threshold=ood_threshold,
-    )
-
-
 ModelArg = Annotated[Path, typer.Argument(help="A .tflite image classifier (from `edgetl convert`, or any).")]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")]
 ThresholdOpt = Annotated[
-    float | None,
-    typer.Option(help="Top-1 probability below this → 'unknown', every class (default: the model's per-class ones)."),
+    float | None, typer.Option(help="Top-1 probability under this → 'unknown' (default: per class).")
 ]
-OodThresholdOpt = Annotated[
-    float | None,
-    typer.Option(help="Out-of-distribution score above this → 'unknown' (default: the one fitted in training)."),
-]
-LabelsOpt = Annotated[
-    Path | None, typer.Option(help="Labels file (default: the model's metadata, or labels.txt beside it).")
-]
+OodThresholdOpt = Annotated[float | None, typer.Option(help="OOD score above this → 'unknown' (default: fitted).")]
+LabelsOpt = Annotated[Path | None, typer.Option(help="Labels file (default: the model's metadata, or labels.txt).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Interpreter threads (default: the runtime's choice).")]
-BackendOpt = Annotated[str, typer.Option(help="auto, litert, tflite-runtime or tensorflow.")]
-MeanOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input mean (default: 127.5).")]
-StdOpt = Annotated[float | None, typer.Option(help="Float models without metadata: input std (default: 127.5).")]
+BackendOpt = Annotated[str, opt(BenchOptions, "backend")]
+MeanOpt = Annotated[float | None, typer.Option(help=f"Float model, no metadata: input mean ({DEFAULT_FLOAT_MEAN}).")]
+StdOpt = Annotated[float | None, typer.Option(help=f"Float model, no metadata: input std ({DEFAULT_FLOAT_STD}).")]
 ResizeOpt = Annotated[str | None, typer.Option(help="stretch or crop (default: from the model, else stretch).")]
 
 
@@ -303,16 +177,12 @@ ResizeOpt = Annotated[str | None, typer.Option(help="stretch or crop (default: f
 def classify(
     model: ModelArg,
     paths: Annotated[list[str], typer.Argument(help="Images, folders (recursive) or glob patterns.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 3,
+    top_k: TopKOpt = TOP_K,
     labels: LabelsOpt = None,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="One JSON object per line to FILE, or - for stdout.")
-    ] = None,
-    csv_out: Annotated[
-        str | None, typer.Option("--csv", help="CSV with a header row to FILE, or - for stdout.")
-    ] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="JSON lines to FILE, or - for stdout.")] = None,
+    csv_out: Annotated[str | None, typer.Option("--csv", help="CSV to FILE, or - for stdout.")] = None,
     threads: ThreadsOpt = None,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = BenchOptions.backend,
     input_mean: MeanOpt = None,
     input_std: StdOpt = None,
     resize: ResizeOpt = None,
@@ -323,15 +193,10 @@ def classify(
 
     Example: [bold]edgetl classify runs/flowers/model_int8.tflite photos/*.jpg --top-k 3[/]
     """
-    from edgetl.edge.classify import as_csv as to_csv
-    from edgetl.edge.classify import as_json_lines, classify_files, expand
-    from edgetl.rundir import write_atomic
+    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classify import check_target, classify_files, expand, print_table, write_results
 
-    if json_out and csv_out:
-        raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
-    target = json_out or csv_out
-    if target not in (None, "-") and Path(target).exists():
-        raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
+    target = check_target(json_out, csv_out)
     if top_k < 1:
         raise EdgetlError(f"--top-k {top_k} must be at least 1.")
     files, missing = expand(paths)
@@ -339,247 +204,108 @@ def classify(
         err_console.print(f"[yellow]warning:[/] nothing matches {escape(pattern)}")
     if not files:
         raise EdgetlError("No images to classify.", "Pass image files, folders or glob patterns that exist.")
-    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize, threshold, ood_threshold)
+    classifier = Classifier(model, **_classifier_args(locals()))
     top_k = min(top_k, len(classifier.labels))
     results = list(classify_files(classifier, files, top_k))
     for result in results:
         if "error" in result:
             err_console.print(f"[yellow]skipped[/] {escape(result['path'])}: {escape(result['error'])}")
     if target is not None:
-        text = as_json_lines(results) if json_out else to_csv(results, top_k)
-        if target == "-":
-            print(text, end="")
-        else:
-            write_atomic(Path(target), text)
-            err_console.print(f"Written: {escape(target)} ({len(results)} results)")
+        write_results(results, target, bool(json_out), top_k, err_console)
     else:
-        from rich.table import Table
-
-        shown = [r["path"] for r in results if "error" not in r]
-        base = os.path.commonpath([os.path.dirname(p) for p in shown]) if len(shown) > 1 else ""
-        title = f"{model.name}: {len(files)} image(s){f' in {base}' if base else ''}, {classifier.model.backend}"
-        table = Table(title=escape(title))
-        table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
-        for rank in range(top_k):
-            table.add_column(f"#{rank + 1}")
-        with_ood = classifier.model.has_ood_score
-        if with_ood:
-            table.add_column("OOD", justify="right")  # higher = less like the training data
-        table.add_column("ms", justify="right")
-        for result in results:
-            if "error" not in result:
-                cells = [escape(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
-                if result["unknown"]:
-                    cells[0] = f"[yellow]{cells[0]}[/]"
-                name = os.path.relpath(result["path"], base) if base else result["path"]
-                ood = [f"{result['ood_score']:.2f}"] if with_ood else []
-                table.add_row(escape(name), *cells, *ood, f"{result['ms']:.1f}")
-        console.print(table)
+        print_table(results, classifier, top_k, console)
     if all("error" in result for result in results):
         raise typer.Exit(1)
+
+
+def _classifier_args(values: dict[str, Any]) -> dict[str, Any]:
+    names = ("labels", "threads", "backend", "input_mean", "input_std", "resize", "threshold", "ood_threshold")
+    return {name: values[name] for name in names}
+
+
+K = CameraOptions
 
 
 @app.command()
 def camera(
     model: ModelArg,
-    source: Annotated[
-        str,
-        typer.Option(
-            "--source", "-s", help="Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2."
-        ),
-    ] = "0",
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per result.")] = 3,
-    smooth: Annotated[int, typer.Option(help="Average scores over this many recent frames.")] = 1,
+    source: Annotated[str, opt(K, "source", "--source", "-s")] = K.source,
+    top_k: Annotated[int, opt(K, "top_k", "--top-k", "-k")] = K.top_k,
+    smooth: Annotated[int, opt(K, "smooth")] = K.smooth,
     threshold: ThresholdOpt = None,
     ood_threshold: OodThresholdOpt = None,
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="Write one JSON line per result to FILE, or - for stdout.")
-    ] = None,
-    serve: Annotated[str | None, typer.Option(help="Serve a live web page on HOST:PORT (e.g. 127.0.0.1:8080).")] = None,
-    window: Annotated[
-        bool | None, typer.Option("--window/--no-window", help="On-screen window (default: when a display is there).")
-    ] = None,
-    max_frames: Annotated[int | None, typer.Option(help="Stop after this many results.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    loop: Annotated[bool, typer.Option(help="Restart a video file at its end.")] = False,
-    realtime: Annotated[bool, typer.Option(help="Play a video file at its own frame rate, like a camera.")] = False,
-    max_reconnects: Annotated[
-        int | None, typer.Option(help="Give up on a dropped stream after N tries (default: never).")
-    ] = None,
+    json: Annotated[str | None, opt(K, "json", "--json")] = K.json,
+    serve: Annotated[str | None, opt(K, "serve")] = K.serve,
+    window: Annotated[bool | None, opt(K, "window", "--window/--no-window")] = K.window,
+    max_frames: Annotated[int | None, opt(K, "max_frames")] = K.max_frames,
+    duration: Annotated[float | None, opt(K, "duration")] = K.duration,
+    loop: Annotated[bool, opt(K, "loop")] = K.loop,
+    realtime: Annotated[bool, opt(K, "realtime")] = K.realtime,
+    max_reconnects: Annotated[int | None, opt(K, "max_reconnects")] = K.max_reconnects,
     threads: Annotated[
         int | None, typer.Option(help="Interpreter threads (default: cores − 1: one core stays free for capture).")
     ] = None,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = BenchOptions.backend,
     labels: LabelsOpt = None,
     input_mean: MeanOpt = None,
     input_std: StdOpt = None,
     resize: ResizeOpt = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
+    force: Annotated[bool, opt(K, "force")] = K.force,
 ) -> None:
     """Classify live video: camera, file or stream (no TensorFlow needed).
 
     Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
     """
-    from edgetl.edge.camera import CameraOptions, RunStats, StopFlag, print_summary, run_camera
-    from edgetl.edge.capture import Capture, SourceSpec
+    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.live import default_threads, run_live
 
-    if smooth < 1 or top_k < 1:
-        raise EdgetlError("--smooth and --top-k must be at least 1.")
-    json_path = None if json_out in (None, "-") else Path(json_out)
-    if json_path is not None and json_path.exists() and not force:
-        raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
-    threads = threads or max((os.cpu_count() or 2) - 1, 1)
-    classifier = _classifier(model, labels, threads, backend, input_mean, input_std, resize, threshold, ood_threshold)
-    status = err_console if json_out == "-" else console  # keep stdout pure JSON when it carries the results
-    server = state = None
-    if serve:
-        from edgetl.edge.serve import LiveState, start_server
-
-        state = LiveState()
-        server = start_server(serve, state)
-        host, port = server.server_address[:2]
-        status.print(f"Serving http://{host}:{port}/")
-    show = window if window is not None else bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    capture = Capture(
-        SourceSpec(source),
-        loop=loop,
-        realtime=realtime,
-        max_reconnects=max_reconnects,
-        prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
-    )
-    options = CameraOptions(
-        top_k=min(top_k, len(classifier.labels)),
-        smooth=smooth,
-        max_frames=max_frames,
-        duration=duration,
-    )
-    sink = sys.stdout if json_out == "-" else (json_path.open("w") if json_path else None)
-    stats, stop, last_print = RunStats(), StopFlag(), [0.0]
-
-    def on_result(result, frame) -> None:
-        import time
-
-        if state is not None:
-            state.update(result, frame, {**stats.summary(capture, classifier, threads), "fps": stats.fps})
-        if show:
-            import cv2
-
-            from edgetl.edge.serve import draw_overlay
-
-            cv2.imshow("edgetl", draw_overlay(frame.image, result, stats.fps))
-            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                stop.event.set()
-        if time.monotonic() - last_print[0] > 2.0:
-            last_print[0] = time.monotonic()
-            top = result.prediction
-            status.print(
-                f"frame {result.frame}: {escape(top.labels[0])} {top.scores[0]:.2f} · {stats.fps:.1f} FPS · "
-                f"inference {result.latency_ms['inference']:.1f} ms · age {result.age_ms:.0f} ms"
-            )
-
-    try:
-        with stop:
-            run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
-    finally:
-        capture.close()
-        if sink is not None and sink is not sys.stdout:
-            sink.close()
-        if state is not None:
-            state.close()
-            server.shutdown()
-        if show:
-            import cv2
-
-            cv2.destroyAllWindows()
-    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
-    if serve and not capture.spec.is_live and not loop and not stop.signal and not capture.error:
-        status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
-    if capture.error:
+    options = CameraOptions(**pick(CameraOptions, locals()))
+    threads = threads or default_threads()
+    classifier = Classifier(model, **_classifier_args(locals()))
+    options.top_k = min(options.top_k, len(classifier.labels))
+    if not run_live(classifier, options, threads, console, err_console):
         raise typer.Exit(1)
 
 
 @app.command()
 def bench(
-    sources: Annotated[
-        list[Path] | None, typer.Argument(help="A run directory (all its models), or .tflite files.")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Labelled images, one folder per class (default: the run's test split).")
-    ] = None,
-    threads: Annotated[
-        str | None, typer.Option(help="Interpreter thread counts to measure, e.g. 1,2,4 (default: 1 and all cores).")
-    ] = None,
-    runs: Annotated[int, typer.Option(help="Timed single inferences per model and thread count.")] = 100,
-    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 10,
-    backend: BackendOpt = "auto",
-    batch_latency: Annotated[bool, typer.Option(help="Also time batched inference (per image).")] = False,
-    max_drop: Annotated[float, typer.Option(help="Accuracy budget (top-1 points) for the recommendation.")] = 1.0,
+    sources: Annotated[list[Path] | None, typer.Argument(help="A run directory, or .tflite files.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Images in class folders (default: the test split).")] = None,
+    threads: Annotated[str | None, opt(BenchOptions, "threads")] = None,
+    runs: Annotated[int, opt(BenchOptions, "runs")] = BenchOptions.runs,
+    warmup: Annotated[int, opt(BenchOptions, "warmup")] = BenchOptions.warmup,
+    backend: BackendOpt = BenchOptions.backend,
+    batch_latency: Annotated[bool, opt(BenchOptions, "batch_latency")] = BenchOptions.batch_latency,
+    max_drop: Annotated[float, opt(BenchOptions, "max_drop")] = BenchOptions.max_drop,
     limit: Annotated[int | None, typer.Option(help="Use at most this many images for accuracy.")] = None,
-    ood: Annotated[
-        Path | None,
-        typer.Option(help="Photos of none of the classes: measure how many each model rejects as 'unknown'."),
-    ] = None,
+    ood: Annotated[Path | None, opt(BenchOptions, "ood")] = BenchOptions.ood,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN/bench or ./bench).")
+        Path | None, typer.Option("--out", "-o", help="Report folder (default: RUN/bench, ./bench).")
     ] = None,
-    compare: Annotated[
-        list[Path] | None, typer.Option(help="Combine bench.json files from several machines into one table.")
-    ] = None,
+    compare: Annotated[list[Path] | None, typer.Option(help="bench.json files of several machines: one table.")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
 ) -> None:
     """Latency and accuracy of every model variant: table, recommendation, bench.json/.md/.html.
 
     Example: [bold]edgetl bench runs/flowers --threads 1,2,4[/]
     """
-    from edgetl.rundir import read_json, write_atomic
+    from edgetl.edge.bench import parse_threads, report_folder, run_bench
+    from edgetl.edge.bench_report import compare_files, print_table, write_reports
 
     interrupt.install("No report was written.")
     if compare:
-        from edgetl.edge.bench_report import compare as compare_reports
-
-        text = compare_reports([read_json(path) for path in compare], console)
-        if out is not None:
-            write_atomic(out / "compare.md", text)
-            console.print(f"Written: {out / 'compare.md'}")
+        compare_files(compare, out, console)
         return
     if not sources:
-        raise EdgetlError(
-            "Nothing to benchmark.", "Pass a run directory or .tflite files (or --compare a.json b.json)."
-        )
-    threads = threads or ",".join(sorted({"1", str(os.cpu_count() or 1)}, key=int))
-    try:
-        counts = [int(t) for t in threads.split(",") if t.strip()]
-    except ValueError:
-        raise EdgetlError(f"--threads {threads} is not a list of numbers.", "Example: --threads 1,2,4") from None
-    if not counts or min(counts) < 1:
-        raise EdgetlError(f"--threads {threads}: thread counts must be 1 or more.", "Example: --threads 1,2,4")
-    if runs < 1 or warmup < 0:
-        raise EdgetlError("--runs must be at least 1 and --warmup not negative.")
-    folder = out or (sources[0] / "bench" if sources[0].is_dir() else Path("bench"))
-    if (folder / "bench.json").exists() and not force:
-        raise EdgetlError(
-            f"{folder / 'bench.json'} already exists.", "Pass --force to replace it, or --out another folder."
-        )
-    from edgetl.edge.bench import BenchOptions, run_bench
-    from edgetl.edge.bench_report import print_table, write_reports
-
-    options = BenchOptions(
-        threads=counts,
-        runs=runs,
-        warmup=warmup,
-        backend=backend,
-        max_drop=max_drop,
-        batch_latency=batch_latency,
-        ood=ood,
-    )
-    report = run_bench(
-        sources, options, data=data, limit=limit, progress=lambda text: console.print(f"measuring {text}")
-    )
+        raise EdgetlError("Nothing to benchmark.", "Pass a run directory or .tflite files (or --compare A B).")
+    options = BenchOptions(**{**pick(BenchOptions, locals()), "threads": parse_threads(threads)})
+    folder = report_folder(sources, out, force)
+    measuring = lambda text: console.print(f"measuring {text}")  # noqa: E731
+    report = run_bench(sources, options, data=data, limit=limit, progress=measuring)
     print_table(report, console)
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
-    page = write_reports(report, folder)
-    console.print(f"Report: {page}  (bench.json, bench.md, plots)")
+    console.print(f"Report: {write_reports(report, folder)}  (bench.json, bench.md, plots)")
     if all("error" in row for row in report["models"]):
         raise typer.Exit(1)
 
@@ -600,8 +326,7 @@ def demo(
     Uses the network once, for Keras' download of the ImageNet weights when they are not cached; without
     them it trains from random weights on more images instead (slower, still a working model).
     """
-    require_tensorflow()
-    _quiet_tensorflow()
+    load_tensorflow()
     interrupt.install("Run `edgetl demo` again to start a new demo run.")
     from edgetl.demo import run_demo
 
@@ -614,27 +339,12 @@ def run() -> None:
         app()
     except EdgetlError as error:
         if interrupt.received():  # e.g. a worker whose peers stopped on the same SIGTERM: the signal explains it
-            _interrupted(interrupt.received())
+            interrupt.exit_with_hint(interrupt.received(), err_console)
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        _exit(2)
+        interrupt.exit_now(2)
     except interrupt.Interrupted as stop:
-        _interrupted(stop.signum)
+        interrupt.exit_with_hint(stop.signum, err_console)
     except Exception:
         if interrupt.received():  # whatever failed, it failed because the process was being stopped
-            _interrupted(interrupt.received())
+            interrupt.exit_with_hint(interrupt.received(), err_console)
         raise
-
-
-def _interrupted(signum: int) -> NoReturn:
-    err_console.print(f"[yellow]{escape(interrupt.message())}[/]", highlight=False, soft_wrap=True)
-    _exit(128 + signum)
-
-
-def _exit(code: int) -> NoReturn:
-    """Exit without TensorFlow's teardown once it is loaded: after a failed collective or an interrupt its
-    threads can hang the exit or abort it ("terminate called without an active exception")."""
-    if "tensorflow" not in sys.modules:
-        raise SystemExit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -63,7 +63,7 @@ def _pretrained_available(console: Console) -> bool:
 
 def run_demo(out: Path, images_per_class: int | None, console: Console) -> Path:
     """Generate data, train, convert, run the camera pipeline on a video, benchmark; return the run."""
-    from edgetl.train.fit import TrainConfig
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
     from edgetl.train.sample import SHAPES, make_sample_dataset
 
@@ -77,7 +77,8 @@ def run_demo(out: Path, images_per_class: int | None, console: Console) -> Path:
         make_sample_dataset(partial, per_class=per_class).rename(data)
     run_dir = train(data, next_free(out / "demo"), replace(TrainConfig(), **changes), console=console)
 
-    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
 
     console.rule("Conversion: int8 (and float32 for reference), checked against the float model")
     convert(run_dir, ConvertOptions(formats=("int8", "float32")), console=console)

@@ -66,6 +66,12 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def check_resize(policy: str) -> None:
+    """One clear error for a resize policy edgetl does not know (options, bare models, models' metadata)."""
+    if policy not in RESIZE_POLICIES:
+        raise EdgetlError(f"Unknown --resize '{policy}'.", f"Use one of: {', '.join(RESIZE_POLICIES)}.")
+
+
 def resize_rgb(rgb: np.ndarray, size: int, policy: ResizePolicy = "stretch") -> np.ndarray:
     """Resize an HxWx3 uint8 array to size×size.
 

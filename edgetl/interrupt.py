@@ -19,6 +19,9 @@ import signal
 import socket
 import sys
 import threading
+from typing import NoReturn
+
+from rich.markup import escape
 
 GRACE_SECONDS = 5.0
 _state: dict = {"hint": "", "installed": False}
@@ -91,3 +94,19 @@ def _hard_exit(signum: int) -> None:
     sys.stderr.flush()
     os.write(2, f"\n{message()}\n".encode())
     os._exit(128 + signum)
+
+
+def exit_with_hint(signum: int, console) -> NoReturn:
+    """End the command for a signal: the command's hint, and exit 128 + the signal number (shells' convention)."""
+    console.print(f"[yellow]{escape(message())}[/]", highlight=False, soft_wrap=True)
+    exit_now(128 + signum)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without TensorFlow's teardown once it is loaded: after a failed collective or an interrupt its
+    threads can hang the exit or abort it ("terminate called without an active exception")."""
+    if "tensorflow" not in sys.modules:
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

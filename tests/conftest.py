@@ -52,7 +52,7 @@ def tiny_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     Read-only for tests: copy it (`copy_run`) before writing into it."""
     from rich.console import Console
 
-    from edgetl.train.fit import TrainConfig
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
@@ -72,7 +72,8 @@ def converted(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """A copy of `tiny_run` converted to every format: (run directory, conversion report)."""
     from rich.console import Console
 
-    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
 
     run = copy_run(tiny_run, tmp_path_factory.mktemp("convert") / "run")
     options = ConvertOptions(formats=("int8", "float32", "fp16", "dynamic"), **LOOSE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 from conftest import LOOSE, copy_run
 from edgetl.cli import app
 from edgetl.convert.calibration import load_images, stratified_sample
-from edgetl.convert.run import REPORT_FILE, ConvertOptions, convert
+from edgetl.convert.options import BareModel, ConvertOptions
+from edgetl.convert.run import REPORT_FILE, convert
 from edgetl.convert.tflite import float_ops, op_counts
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import METADATA_NAME, associated_file, read_model_info
@@ -210,13 +212,9 @@ def test_bare_model_gets_its_normalisation_folded_in(bare: dict, sample_data: Pa
     out = tmp_path / "out"
     report = convert(
         bare["path"],
-        ConvertOptions(formats=("float32",), max_drop=100.0),
+        ConvertOptions(formats=("float32",), max_drop=100.0, out=out),
         console=QUIET,
-        labels=bare["labels"],
-        calibration=bare["calib"],
-        test=sample_data,
-        preprocessing="tf",
-        out=out,
+        bare=BareModel(labels=bare["labels"], calibration=bare["calib"], test=sample_data, preprocessing="tf"),
     )
     entry = report["models"]["float32"]
     assert entry["agreement"] == 1.0 and entry["images"] == 4 * 24
@@ -229,15 +227,12 @@ def test_bare_model_gets_its_normalisation_folded_in(bare: dict, sample_data: Pa
 
 def test_int8_input_type_is_handled_from_the_tensor_parameters(bare: dict, sample_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    options = ConvertOptions(formats=("int8", "float32"), input_type="int8", max_drop=100.0)
+    options = ConvertOptions(formats=("int8", "float32"), input_type="int8", max_drop=100.0, out=out)
     report = convert(
         bare["path"],
         options,
         console=QUIET,
-        labels=bare["labels"],
-        calibration=bare["calib"],
-        test=sample_data,
-        out=out,
+        bare=BareModel(labels=bare["labels"], calibration=bare["calib"], test=sample_data),
     )
     model = ImageClassifierModel(out / "model_int8.tflite")
     assert model.input_dtype == np.int8 and model.output_dtype == np.int8
@@ -248,12 +243,9 @@ def test_int8_input_type_is_handled_from_the_tensor_parameters(bare: dict, sampl
 def test_bare_model_without_test_folder_says_the_check_used_calibration_images(bare: dict, tmp_path: Path) -> None:
     report = convert(
         bare["path"],
-        ConvertOptions(formats=("int8",), max_drop=100.0, min_agreement=0.0),
+        ConvertOptions(formats=("int8",), max_drop=100.0, min_agreement=0.0, out=tmp_path / "out"),
         console=QUIET,
-        labels=bare["labels"],
-        calibration=bare["calib"],
-        preprocessing="tf",
-        out=tmp_path / "out",
+        bare=BareModel(labels=bare["labels"], calibration=bare["calib"], preprocessing="tf"),
     )
     assert any("calibration images" in note for note in report["notes"])
     assert "top1" not in report["models"]["int8"]  # flat folder: no classes, so agreement only
@@ -261,7 +253,7 @@ def test_bare_model_without_test_folder_says_the_check_used_calibration_images(b
 
 def _expect_error(match: str, source: Path, **kwargs) -> None:
     with pytest.raises(EdgetlError, match=match):
-        convert(source, ConvertOptions(formats=("int8",)), console=QUIET, **kwargs)
+        convert(source, ConvertOptions(formats=("int8",)), console=QUIET, bare=BareModel(**kwargs))
 
 
 def test_bad_inputs_get_clear_errors(bare: dict, tiny_run: Path, sample_data: Path, tmp_path: Path) -> None:
@@ -329,10 +321,27 @@ def test_associated_files_are_a_plain_zip(converted: tuple[Path, dict]) -> None:
         assert set(bundle.namelist()) == {"labels.txt", "model_card.json"}
 
 
+def test_models_whose_card_has_the_old_name_still_read(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    """edgetl 0.1.0 packed the model card as edgetl.json: those files keep their resize policy and thresholds."""
+    from edgetl.edge.metadata import read_model_info
+
+    content = (converted[0] / "model_int8.tflite").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(content)) as bundle:
+        start = min(info.header_offset for info in bundle.infolist())  # the zip appended after the flatbuffer
+        files = {name: bundle.read(name) for name in bundle.namelist()}
+    renamed = io.BytesIO()
+    with zipfile.ZipFile(renamed, "w", zipfile.ZIP_STORED) as bundle:
+        bundle.writestr("labels.txt", files["labels.txt"])
+        bundle.writestr("edgetl.json", files["model_card.json"])
+    old = read_model_info(content[:start] + renamed.getvalue())
+    new = read_model_info(content)
+    assert old.card == new.card and new.card.open_world["ood"]["threshold"] > 0 and old.labels == new.labels
+
+
 def test_efficientnet_converts_and_its_repair_path_runs(sample_data: Path, tmp_path: Path) -> None:
     """EfficientNetB0 (swish, squeeze-and-excite): trained a little from random weights, then int8 + repair."""
     from conftest import TINY
-    from edgetl.train.fit import TrainConfig
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
 
     config = TrainConfig(**{**TINY, "backbone": "efficientnet_b0", "size": 32, "head_epochs": 1, "finetune_epochs": 1})

@@ -35,3 +35,40 @@ def test_no_floor_imports_one_above_it() -> None:
             above = ("edgetl.train", "edgetl.convert", "edgetl.edge", "edgetl.cli", "edgetl.demo")
             broken += [f"edgetl/{path.name} imports {name}" for name in _imports(path) if name.startswith(above)]
     assert not broken, broken
+
+
+def test_benchmark_scripts_are_not_shipped_and_bench_lives_with_the_edge() -> None:
+    import importlib.util
+
+    assert importlib.util.find_spec("edgetl.benchmarks") is None  # scripts in benchmarks/, not a package
+    assert importlib.util.find_spec("edgetl.edge.bench") is not None
+    assert '"edgetl.benchmarks"' not in (REPO / "pyproject.toml").read_text()
+
+
+def test_the_cli_is_wiring_and_takes_its_defaults_from_the_options() -> None:
+    """Each default is stated once, in an options dataclass; the CLI's --help shows that value."""
+    from dataclasses import fields
+
+    import typer
+
+    from edgetl.cli import app
+    from edgetl.convert.options import BareModel, ConvertOptions
+    from edgetl.edge.camera import CameraOptions
+    from edgetl.train.config import TrainConfig
+
+    assert len((REPO / "edgetl" / "cli.py").read_text().splitlines()) <= 350
+    commands = {command.name: command for command in typer.main.get_command(app).commands.values()}
+    checked = 0
+    for command, options in (("train", TrainConfig), ("convert", ConvertOptions), ("convert", BareModel)):
+        params = {param.name: param for param in commands[command].params}
+        for field in fields(options):
+            if field.name in params:
+                default = params[field.name].default
+                assert default == field.default or (default is None and field.default is None), field.name
+                assert params[field.name].help == field.metadata["help"], field.name
+                checked += 1
+    params = {param.name: param for param in commands["camera"].params}
+    for field in fields(CameraOptions):
+        assert params[field.name].default == field.default, field.name
+        checked += 1
+    assert checked >= 40

@@ -72,8 +72,9 @@ def test_the_in_graph_ood_score_equals_the_fitted_one() -> None:
 @pytest.fixture(scope="module")
 def beans_run(beans_subset: Path, keras_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MobileNetV2 0.35 at 96 px from ImageNet weights on 36 beans photos, converted to int8."""
-    from edgetl.convert.run import ConvertOptions, convert
-    from edgetl.train.fit import TrainConfig
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
+    from edgetl.train.config import TrainConfig
     from edgetl.train.run import train
 
     weights = keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"

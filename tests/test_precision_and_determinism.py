@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 
 from edgetl.float32 import is_mixed
-from edgetl.train.fit import TrainConfig
+from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
-PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 3, "finetune_epochs": 1}
+PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 8, "finetune_epochs": 1}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def imagenet_weights(keras_home: Path) -> str:
 def test_mixed_precision_run_converts_to_every_format_and_matches_float32(
     beans_subset: Path, tmp_path: Path, imagenet_weights: str
 ) -> None:
-    from edgetl.convert.run import ConvertOptions, convert
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
     from edgetl.edge.interpreter import ImageClassifierModel
 
     runs = {}

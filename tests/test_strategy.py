@@ -17,7 +17,8 @@ def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(sample_data: 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from rich.console import Console
-        from edgetl.train.fit import TrainConfig, choose_strategy
+        from edgetl.train.config import TrainConfig
+        from edgetl.train.fit import choose_strategy
         from edgetl.train.run import train
         assert choose_strategy("mirrored").num_replicas_in_sync == 2
         config = TrainConfig(alpha=0.35, size=64, weights="none", batch_size=16, head_epochs=1, finetune_epochs=1,

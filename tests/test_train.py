@@ -15,7 +15,7 @@ from conftest import TINY
 from edgetl.errors import EdgetlError
 from edgetl.rundir import RunInfo, read_json
 from edgetl.train import fit
-from edgetl.train.fit import TrainConfig
+from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
 

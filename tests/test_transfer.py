@@ -13,7 +13,7 @@ from rich.console import Console
 
 from conftest import shared_path
 from edgetl.rundir import RunInfo
-from edgetl.train.fit import TrainConfig
+from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
 PER_SPLIT = {"train": 30, "validation": 15, "test": 30}

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from edgetl.errors import EdgetlError
 from edgetl.rundir import write_atomic, write_json
+from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
 from edgetl.train.multi_worker import prepare_fit
@@ -40,35 +41,6 @@ warnings.filterwarnings("ignore", message="Your input ran out of data", category
 CHECKPOINT = "checkpoint.weights.h5"
 PEER_TIMEOUT_SECONDS = float(os.environ.get("EDGETL_PEER_TIMEOUT", 600))  # multi-worker: a lost peer
 STATE = "state.json"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run; recorded in edgetl.json."""
-
-    backbone: str = "mobilenet_v2"
-    alpha: float = 1.0
-    size: int = 224
-    weights: str = "imagenet"
-    resize: str = "stretch"
-    batch_size: int = 32
-    head_epochs: int = 20
-    finetune_epochs: int = 8
-    head_lr: float = 1e-3
-    finetune_lr: float = 1e-4
-    unfreeze_from: str | None = None
-    unfreeze_layers: int | None = None
-    dropout: float = 0.2
-    label_smoothing: float = 0.1
-    augment: bool = True
-    feature_cache: bool = True
-    patience: int = 4
-    seed: int = 42
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    mixed_precision: bool | None = None  # None: on when a GPU is present
-    strategy: str = "auto"
-    deterministic: bool = True  # identical runs for identical inputs (TensorFlow op determinism)
 
 
 @dataclass

@@ -15,10 +15,9 @@ from pathlib import Path
 import keras
 
 from edgetl.errors import EdgetlError
+from edgetl.train.config import BACKBONES, MOBILENET_V2_ALPHAS
 
-MOBILENET_V2_ALPHAS: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 KERAS_MOBILENET_V2_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
-BACKBONES: tuple[str, ...] = ("mobilenet_v2", "efficientnet_b0")
 # Where fine-tuning starts by default: roughly the top third of each backbone.
 DEFAULT_UNFREEZE_FROM: dict[str, str] = {"mobilenet_v2": "block_12", "efficientnet_b0": "block6a"}
 # What each backbone expects, recorded in edgetl.json so later stages can describe the model.

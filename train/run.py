@@ -40,11 +40,11 @@ from edgetl.rundir import (
     write_json,
 )
 from edgetl.train import open_world
+from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
     CHECKPOINT,
     STATE,
-    TrainConfig,
     TrainState,
     choose_strategy,
     cluster_task,

@@ -1,0 +1,97 @@
+"""`edgetl camera` wired together: capture thread, inference loop, window, web page, JSON lines, summary.
+
+`camera.run_camera` is the loop; this module decides what each result feeds (the overlay window,
+the web page's state, a status line every two seconds) and releases everything however the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from edgetl.edge.camera import CameraOptions, Result, RunStats, StopFlag, print_summary, run_camera
+from edgetl.edge.capture import Capture, Frame, SourceSpec
+from edgetl.edge.classifier import Classifier
+from edgetl.errors import EdgetlError
+
+STATUS_EVERY_S = 2.0
+
+
+def default_threads() -> int:
+    """Cores − 1: one core stays free for capture and the web page."""
+    return max((os.cpu_count() or 2) - 1, 1)
+
+
+def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> bool:
+    """Classify the source until it ends, a limit is reached or a signal stops it; False when the source failed."""
+    json_path = None if options.json in (None, "-") else Path(options.json)
+    if json_path is not None and json_path.exists() and not options.force:
+        raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
+    status = err if options.json == "-" else console  # keep stdout pure JSON when it carries the results
+    server = state = None
+    if options.serve:
+        from edgetl.edge.serve import LiveState, start_server
+
+        state = LiveState()
+        server = start_server(options.serve, state)
+        host, port = server.server_address[:2]
+        status.print(f"Serving http://{host}:{port}/")
+    show = options.window
+    if show is None:
+        show = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    capture = Capture(
+        SourceSpec(options.source),
+        loop=options.loop,
+        realtime=options.realtime,
+        max_reconnects=options.max_reconnects,
+        prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
+    )
+    sink = sys.stdout if options.json == "-" else (json_path.open("w") if json_path else None)
+    stats, stop, last_status = RunStats(), StopFlag(), [0.0]
+
+    def on_result(result: Result, frame: Frame) -> None:
+        if state is not None:
+            state.update(result, frame, {**stats.summary(capture, classifier, threads), "fps": stats.fps})
+        if show and _show_window(frame, result, stats.fps):
+            stop.event.set()
+        if time.monotonic() - last_status[0] > STATUS_EVERY_S:
+            last_status[0] = time.monotonic()
+            top = result.prediction
+            status.print(
+                f"frame {result.frame}: {escape(top.labels[0])} {top.scores[0]:.2f} · {stats.fps:.1f} FPS · "
+                f"inference {result.latency_ms['inference']:.1f} ms · age {result.age_ms:.0f} ms"
+            )
+
+    try:
+        with stop:
+            run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
+    finally:
+        capture.close()
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
+        if state is not None:
+            state.close()
+            server.shutdown()
+        if show:
+            import cv2
+
+            cv2.destroyAllWindows()
+    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
+    if options.serve and not capture.spec.is_live and not options.loop and not stop.signal and not capture.error:
+        status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
+    return not capture.error
+
+
+def _show_window(frame: Frame, result: Result, fps: float) -> bool:
+    """Draw the overlay in a window; True when the user pressed q or Esc."""
+    import cv2
+
+    from edgetl.edge.serve import draw_overlay
+
+    cv2.imshow("edgetl", draw_overlay(frame.image, result, fps))
+    return cv2.waitKey(1) & 0xFF in (ord("q"), 27)

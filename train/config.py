@@ -1,0 +1,56 @@
+"""Everything that decides a training run, each default and its meaning stated once (the CLI shows them).
+
+No TensorFlow here: `edgetl --help` reads these without loading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgetl.errors import EdgetlError
+from edgetl.images import RESIZE_POLICIES, check_resize
+from edgetl.options import setting
+
+BACKBONES: tuple[str, ...] = ("mobilenet_v2", "efficientnet_b0")
+MOBILENET_V2_ALPHAS: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi-worker")
+
+
+@dataclass
+class TrainConfig:
+    """Recorded in edgetl.json (`training`), and in the partial run so that --resume continues alike."""
+
+    backbone: str = setting("mobilenet_v2", f"Backbone: {' or '.join(BACKBONES)}.")
+    alpha: float = setting(1.0, f"MobileNetV2 width: {', '.join(map(str, MOBILENET_V2_ALPHAS))}.")
+    size: int = setting(224, "Input size in pixels (square), 96–224 typical.")
+    weights: str = setting("imagenet", "imagenet (Keras download/cache), none, or PATH to a .h5 file.")
+    resize: str = setting("stretch", f"How photos become square: {' or '.join(RESIZE_POLICIES)} (centre square).")
+    batch_size: int = setting(32, "Images per batch.")
+    head_epochs: int = setting(20, "Phase 1 epochs (frozen backbone); 0 skips it.")
+    finetune_epochs: int = setting(8, "Phase 2 epochs (top layers unfrozen); 0 skips it.")
+    head_lr: float = setting(1e-3, "Phase 1 learning rate (cosine decay).")
+    finetune_lr: float = setting(1e-4, "Phase 2 learning rate (cosine decay).")
+    unfreeze_from: str | None = setting(None, "Fine-tune from this block, e.g. block_12 (default: top third).")
+    unfreeze_layers: int | None = setting(None, "Fine-tune the top N backbone layers instead.")
+    dropout: float = setting(0.2, "Dropout before the classifier.")
+    label_smoothing: float = setting(0.1, "Label smoothing (0 disables).")
+    augment: bool = setting(True, "Random flip/rotate/zoom/shift/contrast/brightness.")
+    feature_cache: bool = setting(True, "Phase 1 on cached backbone features (fast).")
+    patience: int = setting(4, "Early-stopping patience in epochs (best weights kept).")
+    seed: int = setting(42, "Seed for the split, initialisation and shuffling.")
+    val_fraction: float = setting(0.15, "Validation share when the folder is not pre-split.")
+    test_fraction: float = setting(0.15, "Test share when the folder is not pre-split.")
+    mixed_precision: bool | None = setting(None, "float16 compute (default: on with a GPU).")
+    strategy: str = setting("auto", f"Distribution: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
+    deterministic: bool = setting(True, "Same seed and data give the same model (TensorFlow op determinism).")
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise EdgetlError(f"Unknown --model '{self.backbone}'.", f"Use one of: {', '.join(BACKBONES)}.")
+        check_resize(self.resize)
+        if not 32 <= self.size <= 1024:
+            raise EdgetlError(f"--size {self.size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")
+        if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:
+            raise EdgetlError("--batch-size must be at least 1 and epochs not negative.")
+        if self.strategy not in STRATEGIES:
+            raise EdgetlError(f"Unknown --strategy '{self.strategy}'.", f"Use one of: {', '.join(STRATEGIES)}.")
