@@ -31,6 +31,7 @@ from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.metrics import accuracy, auroc, ece, near_chance, near_chance_message, reliability
 from edgetl.options import setting
 from edgetl.rundir import METADATA_FILE, RunInfo
+from edgetl.tf_loader import load_tensorflow
 
 SCHEMA_VERSION = 1
 
@@ -299,14 +300,12 @@ def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -
 
 
 def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, size: int, resize: str) -> dict:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = load_tensorflow()  # only here, for the Keras row: the .tflite rows need no TensorFlow
     import keras
 
     started = time.perf_counter()
     model = keras.models.load_model(candidate.path, compile=False)
     load = time.perf_counter() - started
-    import tensorflow as tf
-
     images = dataset.images(size, resize)
     call = tf.function(lambda x: model(x, training=False), autograph=False)  # graph mode, as deployed TF runs
     first, times = time_single_inferences(
@@ -319,7 +318,7 @@ def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, s
         "kind": "keras",
         "file": str(candidate.path),
         "bytes": candidate.path.stat().st_size,
-        "runtime": f"tensorflow {__import__('tensorflow').__version__}",
+        "runtime": f"tensorflow {tf.__version__}",
         "latency": {
             "tf": {"load_ms": round(1000 * load, 2), "first_ms": round(1000 * first, 2), **latency_stats(times)}
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -146,10 +147,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     ax.set_ylabel("top-1 %")
     ax.set_title("Accuracy vs latency (up and left is better)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(folder / "pareto.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, folder / "pareto.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     samples = [best_latency(row)[1]["samples_ms"] for row in ok]
@@ -159,10 +157,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     ax.set_ylabel("single-inference latency, ms (log scale)")
     ax.set_title("Latency distribution (whiskers p1–p99)")
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    paths.append(folder / "latency.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, folder / "latency.png"))
 
     calibrated = [row for row in ok if row.get("reliability")]
     if calibrated:
@@ -181,20 +176,26 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.set_title("Reliability (on the diagonal = calibrated)")
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths.append(folder / "reliability.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, folder / "reliability.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.barh([row["name"] for row in ok], [row["bytes"] / 1e6 for row in ok])
     ax.set_xlabel("file size, MB")
     ax.set_title("Model size")
-    fig.tight_layout()
-    paths.append(folder / "size.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, folder / "size.png"))
     return paths
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure atomically (a reader never sees half a PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return path
 
 
 def _base64(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 
@@ -14,10 +14,3 @@ def setting(default: Any, help: str) -> Any:  # noqa: A002 - "help" is what Type
 def help_of(options: type, name: str) -> str:
     """The help text stated with field `name` of an options dataclass."""
     return next(f.metadata["help"] for f in fields(options) if f.name == name)
-
-
-def default_of(options: type, name: str) -> Any:
-    value = next(f.default for f in fields(options) if f.name == name)
-    if value is MISSING:
-        raise ValueError(f"{options.__name__}.{name} has no default")
-    return value

@@ -7,13 +7,14 @@ import os
 import re
 import sys
 import tempfile
+from types import ModuleType
 
 from edgetl.errors import EdgetlError
 
 _NOISE = re.compile(r"^(I\d{4} |WARNING: All log messages before absl::InitializeLog)")
 
 
-def load_tensorflow() -> None:
+def load_tensorflow() -> ModuleType:
     """Import TensorFlow, or fail plainly when the [train] extra is missing (a Raspberry Pi has no TensorFlow).
 
     TensorFlow's absl preamble, oneDNN note and CUDA probing come from C++ at import, before
@@ -30,7 +31,7 @@ def load_tensorflow() -> None:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -38,3 +39,4 @@ def load_tensorflow() -> None:
             kept = [line for line in captured.read().decode(errors="replace").splitlines() if not _NOISE.match(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+    return tensorflow
