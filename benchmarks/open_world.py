@@ -1,10 +1,10 @@
-"""Which out-of-distribution score to ship, measured: max-softmax, energy and Mahalanobis on a trained run.
+"""Which out-of-distribution score to ship, measured: max-softmax, energy, Mahalanobis and nearest prototype.
 
     python benchmarks/open_world.py runs/beans --ood ../shared/datasets/flowers \\
         --ood ../shared/datasets/imagenet-samples/images
 
-All three scores come from the run's float Keras model (pooled features and logits); thresholds are
-fitted on the run's validation split only (the shipped rule: keep 95 % of in-class images), then
+Every score comes from the run's float Keras model (pooled features and logits); thresholds are
+fitted on the run's validation split only (the shipped rule: keep RETENTION of in-class images), then
 applied to the test split and to each OOD folder. Prints one table and writes open_world.json in
 the run's bench/ folder. The deployed models are measured by `edgetl bench RUN --ood DIR`.
 """
@@ -21,16 +21,51 @@ from edgetl.images import list_images, load_for_model
 from edgetl.metrics import auroc, ece, retention_threshold
 from edgetl.rundir import RunInfo, write_json
 from edgetl.train.open_world import (
-    COMPONENTS,
+    PROTOTYPES_PER_CLASS,
     RETENTION,
-    Mahalanobis,
+    Prototypes,
     fit_temperature,
     pooled_features,
     raw_logits,
     softmax,
+    spherical_kmeans,
+    unit_rows,
 )
 
 MAX_OOD_IMAGES = 1000  # per folder, a seeded sample: enough for AUROC to two decimals
+
+
+def mahalanobis(train: np.ndarray, labels: np.ndarray, classes: int, components: int):
+    """The score shipped before nearest-prototype: squared Mahalanobis distance to the nearest class mean, with a
+    shared within-class covariance as probabilistic PCA (top `components` directions, the rest one variance)."""
+    train = np.asarray(train, np.float64)
+    means = np.stack([train[labels == c].mean(0) for c in range(classes)])
+    scatter = train - means[labels]
+    variances, directions = np.linalg.eigh(scatter.T @ scatter / len(scatter))
+    variances, directions = np.maximum(variances[::-1], 0), directions[:, ::-1]
+    k = int(min(components, len(variances) - 1))
+    residual = max(float(variances[k:].mean()), 1e-12)
+    shrink = directions[:, :k] * np.sqrt(np.clip(1 / residual - 1 / np.maximum(variances[:k], residual), 0, None))
+
+    def score(features: np.ndarray) -> np.ndarray:
+        gaps = np.asarray(features, np.float64)[:, None, :] - means[None]  # (N, C, D)
+        squared = (gaps**2).sum(2) / residual - ((gaps @ shrink) ** 2).sum(2)
+        return squared.min(1) / train.shape[1]
+
+    return score
+
+
+def prototypes(train: np.ndarray, labels: np.ndarray, classes: int, per_class: int | None):
+    """Nearest-prototype score with `per_class` k-means centres per class (None: every training image)."""
+    if per_class == PROTOTYPES_PER_CLASS:
+        return Prototypes.fit(train, labels, classes).score  # exactly what training ships
+    unit = unit_rows(train)
+    centres = (
+        unit
+        if per_class is None
+        else np.concatenate([spherical_kmeans(unit[labels == c], per_class) for c in range(classes)])
+    )
+    return lambda features: 1.0 - (unit_rows(features) @ centres.T).max(1)
 
 
 def _features(model, paths: list[Path], size: int, resize: str) -> np.ndarray:
@@ -102,9 +137,13 @@ def main() -> None:
         "max-softmax": {n: 1 - softmax(v / temperature).max(1) for n, v in logits.items()},
         "energy": {n: -temperature * np.log(np.exp(v / temperature).sum(1)) for n, v in logits.items()},
     }
-    for k in (16, COMPONENTS, 256):  # the shipped score has COMPONENTS
-        mahalanobis = Mahalanobis.fit(feats["train"], targets["train"], len(run.labels), components=k)
-        scores[f"mahalanobis-{k}"] = {n: mahalanobis.score(f) for n, f in feats.items()}
+    classes = len(run.labels)
+    for k in (64, 256):
+        score = mahalanobis(feats["train"], targets["train"], classes, k)
+        scores[f"mahalanobis-{k}"] = {n: score(f) for n, f in feats.items()}
+    for per_class in (16, PROTOTYPES_PER_CLASS, None):  # the shipped score has PROTOTYPES_PER_CLASS
+        score = prototypes(feats["train"], targets["train"], classes, per_class)
+        scores[f"prototypes-{per_class or 'all'}"] = {n: score(f) for n, f in feats.items()}
     result: dict = {
         "run": str(args.run),
         "temperature": temperature,

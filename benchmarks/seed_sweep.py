@@ -1,9 +1,10 @@
-"""Train the same configuration with several seeds: the spread of test accuracy, time and int8 agreement.
+"""Train the same configuration with several seeds: the spread of test accuracy, calibration, time and int8 agreement.
 
 Each seed is one full `edgetl train` (defaults unless told) and `edgetl convert --int8` with its default
 budget (agreement ≥ 99 % with ≥ 100 test images, repair when missed). The first seed is trained once more
 with --no-deterministic to measure what determinism costs (and, with --repeat, a third time to show
-that a run repeats exactly; tests/test_precision_and_determinism.py checks that on a small subset).
+that a run repeats exactly; tests/test_precision_and_determinism.py checks that on a small subset;
+--no-determinism-cost skips it).
 
     python benchmarks/seed_sweep.py                         # beans, MobileNetV2 1.0 @224, seeds 1 2 3
     python benchmarks/seed_sweep.py --seeds 1 2 3 --size 160 --repeat
@@ -14,6 +15,7 @@ Prints one table and the median and range; quote those, never one seed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -31,6 +33,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--repeat", action="store_true", help="Also train the first seed a second time.")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="Phase 2 epochs (default: edgetl's).")
+    parser.add_argument(
+        "--no-determinism-cost", action="store_true", help="Skip the --no-deterministic run of the first seed."
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -48,13 +54,16 @@ def main() -> None:
 
     console = Console()
     quiet = Console(quiet=True)
-    plan = [(seed, True, "") for seed in args.seeds] + [(args.seeds[0], False, "no-deterministic")]
+    plan = [(seed, True, "") for seed in args.seeds]
+    if not args.no_determinism_cost:
+        plan.append((args.seeds[0], False, "no-deterministic"))
     if args.repeat:
         plan.append((args.seeds[0], True, "repeat"))
     rows = []
     for seed, deterministic, note in plan:
         console.print(f"[bold]seed {seed}[/] {note}…")
-        config = TrainConfig(alpha=args.alpha, size=args.size, seed=seed, deterministic=deterministic)
+        epochs = {} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs}
+        config = TrainConfig(alpha=args.alpha, size=args.size, seed=seed, deterministic=deterministic, **epochs)
         started = time.perf_counter()
         run = train(args.data, work / f"seed{seed}{note}", config, console=quiet)
         train_seconds = time.perf_counter() - started
@@ -70,6 +79,8 @@ def main() -> None:
                 "train_s": train_seconds,
                 "finetune_s": info.training["seconds"].get("finetune", 0.0),
                 "int8_top1": int8["top1"],
+                "ece": json.loads((run / "metrics.json").read_text())["test"]["calibration"]["ece"],
+                "int8_ece": int8["ece"],
                 "agreement": int8["agreement"],
                 "repaired": any(step["action"] == "choose_calibration" for step in int8.get("repair", [])),
                 "passed": int8["passed"],
@@ -77,7 +88,8 @@ def main() -> None:
         )
 
     table = Table(title=f"{args.data.name}: MobileNetV2 {args.alpha} @{args.size}, defaults")
-    for column in ("seed", "test top-1", "val top-1", "train s", "int8 top-1", "agreement", "repair", "passed"):
+    columns = ("seed", "test top-1", "val top-1", "train s", "int8 top-1", "ECE", "int8 ECE", "agreement", "repair")
+    for column in (*columns, "passed"):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
@@ -86,6 +98,8 @@ def main() -> None:
             f"{100 * row['val_top1']:.1f} %",
             f"{row['train_s']:.0f}",
             f"{100 * row['int8_top1']:.1f} %",
+            f"{100 * row['ece']:.1f} %",
+            f"{100 * row['int8_ece']:.1f} %",
             f"{100 * row['agreement']:.1f} %",
             "yes" if row["repaired"] else "no",
             "yes" if row["passed"] else "NO",
@@ -95,6 +109,8 @@ def main() -> None:
     for key, label, scale in (
         ("test_top1", "test top-1 %", 100),
         ("agreement", "int8 agreement %", 100),
+        ("ece", "test ECE (Keras, calibrated) %", 100),
+        ("int8_ece", "test ECE (int8) %", 100),
         ("train_s", "train seconds", 1),
     ):
         values = [scale * row[key] for row in sweep]
@@ -102,14 +118,16 @@ def main() -> None:
             f"{label}: median {statistics.median(values):.1f}, range {min(values):.1f}–{max(values):.1f} "
             f"over {len(values)} seeds"
         )
-    first, loose = rows[0], next(row for row in rows if row["note"] == "no-deterministic")
+    first = rows[0]
     if args.repeat:
         same = first["test_top1"] == rows[-1]["test_top1"] and _same_weights(work, args.seeds[0])
         console.print(f"repeat of seed {args.seeds[0]}: {'identical metrics and weights' if same else 'DIFFERENT'}")
-    console.print(
-        f"determinism cost: deterministic {first['train_s']:.0f} s vs --no-deterministic "
-        f"{loose['train_s']:.0f} s (ratio {first['train_s'] / loose['train_s']:.2f}, one run each)"
-    )
+    loose = next((row for row in rows if row["note"] == "no-deterministic"), None)
+    if loose:
+        console.print(
+            f"determinism cost: deterministic {first['train_s']:.0f} s vs --no-deterministic "
+            f"{loose['train_s']:.0f} s (ratio {first['train_s'] / loose['train_s']:.2f}, one run each)"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

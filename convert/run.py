@@ -129,7 +129,7 @@ def _open_world_card(content: bytes, source: Source, validation: np.ndarray | No
     """Training's calibration and thresholds, with the OOD threshold refitted to this file's own scores.
 
     Same rule, same images (the validation split): int8 features are slightly noisier, which shifts
-    the Mahalanobis distances up; a threshold fitted to the float model would reject more in-class images.
+    the OOD scores up; a threshold fitted to the float model would reject more in-class images.
     """
     if not source.open_world or validation is None or not len(validation):
         return source.open_world
