@@ -63,8 +63,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((low + high) / 2))
 
 
-PROTOTYPES_PER_CLASS = 64  # cluster centres kept per class (measured on flowers: 16–128 rank alike, 64 the steadiest)
-MAX_PROTOTYPES = 1024  # in all: 1024 × 1280 float32 is 5 MB, about an int8 MobileNetV2 1.0
+PROTOTYPES_PER_CLASS = 64  # centres per class (flowers: 16, 64, every image rank alike: benchmarks/open_world.py)
+MAX_PROTOTYPES = 1024  # in all: 1024 × 1280 float32 is 5.2 MB, twice an int8 MobileNetV2 1.0 (2.7 MB)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
