@@ -28,7 +28,6 @@ from edgetl.train.open_world import (
     pooled_features,
     raw_logits,
     softmax,
-    spherical_kmeans,
     unit_rows,
 )
 
@@ -55,17 +54,9 @@ def mahalanobis(train: np.ndarray, labels: np.ndarray, classes: int, components:
     return score
 
 
-def prototypes(train: np.ndarray, labels: np.ndarray, classes: int, per_class: int | None):
-    """Nearest-prototype score with `per_class` k-means centres per class (None: every training image)."""
-    if per_class == PROTOTYPES_PER_CLASS:
-        return Prototypes.fit(train, labels, classes).score  # exactly what training ships
-    unit = unit_rows(train)
-    centres = (
-        unit
-        if per_class is None
-        else np.concatenate([spherical_kmeans(unit[labels == c], per_class) for c in range(classes)])
-    )
-    return lambda features: 1.0 - (unit_rows(features) @ centres.T).max(1)
+def prototypes(train: np.ndarray, labels: np.ndarray, classes: int, per_class: int | None) -> Prototypes:
+    """The shipped score with `per_class` k-means centres per class (None: every training image a prototype)."""
+    return Prototypes(unit_rows(train)) if per_class is None else Prototypes.fit(train, labels, classes, per_class)
 
 
 def _features(model, paths: list[Path], size: int, resize: str) -> np.ndarray:
@@ -142,8 +133,8 @@ def main() -> None:
         score = mahalanobis(feats["train"], targets["train"], classes, k)
         scores[f"mahalanobis-{k}"] = {n: score(f) for n, f in feats.items()}
     for per_class in (16, PROTOTYPES_PER_CLASS, None):  # the shipped score has PROTOTYPES_PER_CLASS
-        score = prototypes(feats["train"], targets["train"], classes, per_class)
-        scores[f"prototypes-{per_class or 'all'}"] = {n: score(f) for n, f in feats.items()}
+        fitted = prototypes(feats["train"], targets["train"], classes, per_class)
+        scores[f"prototypes-{per_class or 'all'}"] = {n: fitted.score(f) for n, f in feats.items()}
     result: dict = {
         "run": str(args.run),
         "temperature": temperature,

@@ -100,9 +100,11 @@ class Prototypes:
     centres: np.ndarray  # (P, D), unit rows
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, classes: int) -> Prototypes:
+    def fit(
+        cls, features: np.ndarray, labels: np.ndarray, classes: int, per_class: int = PROTOTYPES_PER_CLASS
+    ) -> Prototypes:
         features = unit_rows(features)
-        per_class = max(1, min(PROTOTYPES_PER_CLASS, MAX_PROTOTYPES // classes))
+        per_class = max(1, min(per_class, MAX_PROTOTYPES // classes))
         centres = [
             spherical_kmeans(features[labels == c], min(per_class, int(np.sum(labels == c))))
             for c in range(classes)
