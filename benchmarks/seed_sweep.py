@@ -81,6 +81,7 @@ def main() -> None:
                 "int8_top1": int8["top1"],
                 "ece": json.loads((run / "metrics.json").read_text())["test"]["calibration"]["ece"],
                 "int8_ece": int8["ece"],
+                "int8_ece_floor": int8["ece_floor"]["median"],
                 "agreement": int8["agreement"],
                 "repaired": any(step["action"] == "choose_calibration" for step in int8.get("repair", [])),
                 "passed": int8["passed"],
@@ -111,6 +112,7 @@ def main() -> None:
         ("agreement", "int8 agreement %", 100),
         ("ece", "test ECE (Keras, calibrated) %", 100),
         ("int8_ece", "test ECE (int8) %", 100),
+        ("int8_ece_floor", "test ECE a perfectly calibrated int8 model would measure %", 100),
         ("train_s", "train seconds", 1),
     ):
         values = [scale * row[key] for row in sweep]

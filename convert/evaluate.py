@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.timing import timed_calls
-from edgetl.metrics import ece
+from edgetl.metrics import ece, ece_floor
 
 
 @dataclass
@@ -55,6 +55,7 @@ def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | Non
     result: dict = {}
     if labels is not None and len(labels):
         result["float_ece"], result["ece"] = ece(reference.values, labels), ece(scores.values, labels)
+        result["ece_floor"] = ece_floor(scores.values)
     if reference.ood is not None and scores.ood is not None and card and len(scores.ood) > 1:
         threshold = card["ood"]["threshold"]
         float_threshold = card["ood"].get("float_threshold", threshold)

@@ -28,7 +28,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.timing import latency_stats, time_single_inferences
 from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, list_images, load_for_model
-from edgetl.metrics import accuracy, auroc, ece, near_chance, near_chance_message, reliability
+from edgetl.metrics import accuracy, auroc, ece, ece_floor, near_chance, near_chance_message, reliability
 from edgetl.options import setting
 from edgetl.rundir import METADATA_FILE, RunInfo
 from edgetl.tf_loader import load_tensorflow
@@ -263,7 +263,11 @@ def open_world(row: dict, targets: np.ndarray) -> dict:
     """ECE on the labelled images; with --ood (.tflite rows: what the device decides), AUROC of the OOD score
     (max-softmax for models without one) and the shares of OOD and in-class images rejected by the shipped
     rule, and by the OOD threshold alone."""
-    result: dict = {"ece": ece(row["scores"], targets), "reliability": reliability(row["scores"], targets)}
+    result: dict = {
+        "ece": ece(row["scores"], targets),
+        "ece_floor": ece_floor(row["scores"]),
+        "reliability": reliability(row["scores"], targets),
+    }
     if "outside" not in row:
         return result
     out_scores, out_ood, out_rejected = row["outside"]

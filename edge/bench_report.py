@@ -88,6 +88,12 @@ def print_table(report: dict, console: Console) -> None:
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
+    floor = next((row["ece_floor"] for row in report["models"] if "ece_floor" in row), None)
+    if floor:
+        console.print(
+            f"ECE a perfectly calibrated model would measure on these images: {floor['median']:.1%} "
+            f"(90th percentile {floor['p90']:.1%}); lower ECE is noise."
+        )
     console.print(f"[bold]{report['recommendation']}[/]")
 
 
@@ -173,7 +179,9 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":")
         ax.set_xlabel("confidence (top-1 probability)")
         ax.set_ylabel("accuracy")
-        ax.set_title("Reliability (on the diagonal = calibrated)")
+        floor = calibrated[0].get("ece_floor")  # same images for every row: the noise of ECE itself
+        noise = f"; perfectly calibrated: ECE {floor['median']:.1%} (90 %: {floor['p90']:.1%})" if floor else ""
+        ax.set_title(f"Reliability{noise}", fontsize=10)
         ax.legend()
         ax.grid(alpha=0.3)
         paths.append(_save(fig, folder / "reliability.png"))

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from conftest import shared_path
-from edgetl.metrics import auroc, ece, reliability
+from edgetl.metrics import auroc, ece, ece_floor, reliability
 from edgetl.train.open_world import (
     PROTOTYPES_PER_CLASS,
     RETENTION,
@@ -32,6 +32,20 @@ def test_ece_and_reliability_on_a_hand_checked_case() -> None:
     targets = np.array([0, 1, 1])  # right at 0.9, wrong at 0.6, right at 0.8
     assert ece(probs, targets) == pytest.approx((0.1 + 0.6 + 0.2) / 3)
     assert [row["count"] for row in reliability(probs, targets)] == [1, 1, 1]
+
+
+def test_ece_floor_is_the_noise_of_ece_for_a_perfectly_calibrated_model() -> None:
+    rng = np.random.default_rng(1)
+    probs = softmax(rng.normal(0, 3, (128, 3)))
+    calibrated = np.array([rng.choice(3, p=p) for p in probs])  # labels drawn from the probabilities themselves
+    floor = ece_floor(probs)
+    assert 0.01 < floor["median"] < floor["p90"] < 0.15  # 128 images: a perfect model measures several %
+    assert ece(probs, calibrated) < 2 * floor["p90"]
+    overconfident = np.where(rng.random(128) < 0.7, probs.argmax(1), (probs.argmax(1) + 1) % 3)
+    sure = np.eye(3)[probs.argmax(1)] * 0.98 + 0.01  # says 98 %, is right 70 % of the time
+    assert ece(sure, overconfident) > 3 * ece_floor(sure)["p90"]
+    many = softmax(rng.normal(0, 3, (20000, 3)))
+    assert ece_floor(many)["median"] < floor["median"] / 4  # the floor shrinks like 1/sqrt(n)
 
 
 def test_auroc_counts_ties_as_half_and_orders_by_score() -> None:

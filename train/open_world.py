@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from edgetl.metrics import ece, reliability, retention_threshold
+from edgetl.metrics import ece, ece_floor, reliability, retention_threshold
 from edgetl.train.report import pyplot, save_figure
 
 RETENTION = 0.96  # share of in-class validation images the shipped OOD threshold keeps (measured: beans, flowers)
@@ -239,7 +239,8 @@ def plot(world: OpenWorld, path: Path) -> None:
     left.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":")
     left.set_xlabel("confidence (top-1 probability)")
     left.set_ylabel("accuracy")
-    left.set_title(f"Reliability, test split (T = {world.card['temperature']:.2f})")
+    floor = world.report["test"]["ece_floor"]
+    left.set_title(f"Test split, T = {world.card['temperature']:.2f}; perfect: ECE {floor['median']:.1%}", fontsize=10)
     left.legend()
     left.grid(alpha=0.3)
     threshold = world.card["ood"]["threshold"]
@@ -277,6 +278,7 @@ def summary(
         report[split] = {
             "ece_before": ece(softmax(logits), labels),
             "ece": ece(softmax(logits / temperature), labels),
+            "ece_floor": ece_floor(softmax(logits / temperature)),
             "rejected_in": float(np.mean(ood > card["ood"]["threshold"])),
         }
     return card, report

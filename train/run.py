@@ -313,7 +313,8 @@ def _print_summary(out: Path, results: dict, seconds: dict, card: dict, console:
     )
     calibration = results["test"]["calibration"]
     console.print(
-        f"Confidence calibrated: test ECE {calibration['ece_before']:.1%} → {calibration['ece']:.1%}; "
+        f"Confidence calibrated: test ECE {calibration['ece_before']:.1%} → {calibration['ece']:.1%} "
+        f"(perfect calibration would measure {calibration['ece_floor']['median']:.1%} on these images); "
         f"'unknown' above OOD score {card['ood']['threshold']:.2f} ({calibration['rejected_in']:.1%} of test images)."
     )
     console.print(
