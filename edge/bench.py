@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +28,24 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.timing import latency_stats, time_single_inferences
 from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, list_images, load_for_model
+from edgetl.latency import Candidate as Configuration
+from edgetl.latency import camera_threads, is_profile, read_manifest
 from edgetl.metrics import accuracy, auroc, ece, ece_floor, near_chance, near_chance_message, reliability
 from edgetl.options import setting
 from edgetl.rundir import METADATA_FILE, RunInfo
 from edgetl.tf_loader import load_tensorflow
 
 SCHEMA_VERSION = 1
+RANDOM_IMAGES = 16  # a device profile is timed on random pixels: its models have random weights
 
 
 @dataclass
 class BenchOptions:
     """What `edgetl bench` measures, each default stated once (the CLI shows them)."""
 
-    threads: list[int] = setting(None, "Interpreter thread counts to measure, e.g. 1,2,4 (default: 1 and all cores).")
+    threads: list[int] = setting(
+        None, "Interpreter thread counts to measure, e.g. 1,2,4 (default: 1 and all cores; a profile: the camera's)."
+    )
     runs: int = setting(100, "Timed single inferences per model and thread count.")
     warmup: int = setting(10, "Untimed runs first.")
     backend: str = setting("auto", "auto, litert, tflite-runtime or tensorflow.")
@@ -49,8 +54,7 @@ class BenchOptions:
     ood: Path | None = setting(None, "Photos of none of the classes: measure how many each model rejects as 'unknown'.")
 
     def __post_init__(self) -> None:
-        self.threads = self.threads or sorted({1, os.cpu_count() or 1})
-        if min(self.threads) < 1:
+        if self.threads is not None and min(self.threads) < 1:
             raise EdgetlError(f"--threads {self.threads}: thread counts must be 1 or more.", "Example: --threads 1,2,4")
         if self.runs < 1 or self.warmup < 0:
             raise EdgetlError("--runs must be at least 1 and --warmup not negative.")
@@ -81,12 +85,13 @@ class Candidate:
     name: str  # e.g. "int8", "keras"
     path: Path
     kind: str  # "tflite" or "keras"
+    config: Configuration | None = None  # a device-profile model: the configuration it stands for
 
 
 @dataclass
 class Dataset:
     labels: list[str]
-    files: list[Path]
+    files: list[Path]  # none: random pixels, for latency only (a device profile)
     targets: np.ndarray  # class index per file
     source: str
     _cache: dict = field(default_factory=dict)
@@ -95,7 +100,10 @@ class Dataset:
         """Decoded and resized once per (size, policy): every model sees the same pixels."""
         key = (size, resize)
         if key not in self._cache:
-            self._cache[key] = np.stack([load_for_model(path, size, resize) for path in self.files])  # type: ignore[arg-type]
+            if self.files:
+                self._cache[key] = np.stack([load_for_model(path, size, resize) for path in self.files])  # type: ignore[arg-type]
+            else:
+                self._cache[key] = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, size, size, 3), np.uint8)
         return self._cache[key]
 
 
@@ -103,7 +111,10 @@ class Dataset:
 
 
 def find_models(sources: list[Path]) -> tuple[list[Candidate], RunInfo | None]:
-    """Candidates from a run directory (Keras model + every .tflite) or from .tflite files."""
+    """Candidates from a run directory (Keras model + every .tflite), a profile folder, or .tflite files."""
+    if len(sources) == 1 and is_profile(sources[0]):
+        configs = read_manifest(sources[0])
+        return [Candidate(c.name, sources[0] / name, "tflite", c) for name, c in configs.items()], None
     if len(sources) == 1 and sources[0].is_dir():
         run = sources[0]
         info = RunInfo.load(run)
@@ -210,6 +221,8 @@ def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, 
         "file": str(candidate.path),
         "bytes": candidate.path.stat().st_size,
     }
+    if candidate.config is not None:
+        row["candidate"] = asdict(candidate.config)
     per_threads = {}
     for threads in options.threads:
         started = time.perf_counter()
@@ -382,8 +395,16 @@ def run_bench(
 ) -> dict:
     """Measure every candidate; a model that fails is reported in its row and the others still run."""
     candidates, run = find_models(sources)
+    profile = any(candidate.config is not None for candidate in candidates)
+    cores, budget = os.cpu_count() or 1, (run.training.get("max_latency") if run else None)
+    camera = camera_threads(cores)  # what a latency budget and a profile are measured at
+    default_threads = [camera] if profile else sorted({1, cores, *([camera] if budget else [])})
+    options = replace(options, threads=options.threads or default_threads)
     labels, size, resize = _labels_and_input(candidates, run)
-    dataset = load_dataset(data, run, labels, limit)
+    if profile:  # random weights: latency only, on random pixels
+        dataset = Dataset(labels, [], np.zeros(0, int), f"random pixels ({RANDOM_IMAGES} images): a device profile")
+    else:
+        dataset = load_dataset(data, run, labels, limit)
     if options.ood is not None and not (options.ood.is_dir() and list_images(options.ood)):
         raise EdgetlError(
             f"--ood {options.ood} holds no images.", "Pass a folder of photos that show none of the classes."
@@ -402,7 +423,7 @@ def run_bench(
     reference = _reference(rows)
     reference_scores = reference["scores"] if reference is not None else None
     for row in rows:
-        if "scores" in row:
+        if "scores" in row and not profile:
             if len(row["scores"]) and row["scores"].shape[1] != len(labels):
                 row["error"] = f"scores {row['scores'].shape[1]} classes, the data has labels for {len(labels)}"
             else:
@@ -428,7 +449,9 @@ def run_bench(
         "environment": environment(options),
         "models": rows,
     }
-    report["recommendation"] = recommend(report)
+    report["recommendation"] = profile_summary(report) if profile else recommend(report)
+    if budget:
+        report["latency_budget"] = latency_budget(rows, budget, camera)
     report["warnings"] = _ood_warnings(rows)
     return report
 
@@ -467,6 +490,23 @@ def best_latency(row: dict) -> tuple[str, dict] | None:
     if not row.get("latency"):
         return None
     return min(row["latency"].items(), key=lambda item: item[1]["median_ms"])
+
+
+def latency_budget(rows: list[dict], budget_ms: float, threads: int) -> dict:
+    """The run's `--max-latency` against each .tflite's median at the camera's thread count."""
+    medians = {
+        row["name"]: row["latency"][str(threads)]["median_ms"] for row in rows if str(threads) in row.get("latency", {})
+    }
+    return {"max_ms": budget_ms, "threads": threads, "median_ms": medians}
+
+
+def profile_summary(report: dict) -> str:
+    timed = [row for row in report["models"] if "latency" in row]
+    return (
+        f"Device profile: {len(timed)} of {len(report['models'])} candidates timed at "
+        f"{report['options']['threads'][0]} thread(s). Give this bench.json to "
+        "`edgetl train DATA --max-latency MS --device-profile bench.json`."
+    )
 
 
 def recommend(report: dict) -> str:

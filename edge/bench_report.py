@@ -94,6 +94,13 @@ def print_table(report: dict, console: Console) -> None:
             f"ECE a perfectly calibrated model would measure on these images: {floor['median']:.1%} "
             f"(90th percentile {floor['p90']:.1%}); lower ECE is noise."
         )
+    budget = report.get("latency_budget")
+    if budget:
+        verdicts = ", ".join(
+            f"{name} {ms:.2f} ms ({'within' if ms <= budget['max_ms'] else 'OVER'}, {ms / budget['max_ms']:.2f}×)"
+            for name, ms in budget["median_ms"].items()
+        )
+        console.print(f"Latency budget {budget['max_ms']} ms at {budget['threads']} thread(s): {verdicts}.")
     console.print(f"[bold]{report['recommendation']}[/]")
 
 

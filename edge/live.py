@@ -18,13 +18,14 @@ from edgetl.edge.camera import CameraOptions, Result, RunStats, StopFlag, print_
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
+from edgetl.latency import camera_threads
 
 STATUS_EVERY_S = 2.0
 
 
 def default_threads() -> int:
     """Cores − 1: one core stays free for capture and the web page."""
-    return max((os.cpu_count() or 2) - 1, 1)
+    return camera_threads(os.cpu_count() or 2)
 
 
 def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> bool:

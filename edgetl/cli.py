@@ -4,7 +4,7 @@ commands start fast without it."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,8 @@ from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
 from edgetl.errors import EdgetlError
 from edgetl.options import help_of
+from edgetl.profiling import local_profile, make_profile
+from edgetl.rundir import check_output
 from edgetl.tf_loader import load_tensorflow
 from edgetl.train.config import TrainConfig
 
@@ -94,6 +96,8 @@ def train(
     ] = T.mixed_precision,
     strategy: Annotated[str, opt(T, "strategy")] = T.strategy,
     deterministic: Annotated[bool, opt(T, "deterministic", "--deterministic/--no-deterministic")] = T.deterministic,
+    max_latency: Annotated[float | None, opt(T, "max_latency")] = T.max_latency,
+    device_profile: Annotated[str | None, opt(T, "device_profile")] = T.device_profile,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:
@@ -103,6 +107,9 @@ def train(
     """
     config = TrainConfig(**pick(TrainConfig, locals()))
     load_tensorflow()
+    if config.max_latency is not None and config.device_profile is None and not resume:
+        check_output(out, force=force, resume=resume)  # before minutes of profiling, not after
+        config = replace(config, device_profile=str(local_profile(console)))
     interrupt.install("Completed epochs are checkpointed: run the same command with --resume to continue.")
     from edgetl.train.run import train as run_training
 
@@ -308,6 +315,24 @@ def bench(
     console.print(f"Report: {write_reports(report, folder)}  (bench.json, bench.md, plots)")
     if all("error" in row for row in report["models"]):
         raise typer.Exit(1)
+
+
+@app.command()
+def profile(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the candidate models.")] = Path("profile"),
+    force: Annotated[bool, typer.Option(help="Replace an existing profile.")] = False,
+) -> None:
+    """Candidate int8 models for a device latency profile (random weights: only their speed matters).
+
+    Copy OUT to the device and run [bold]edgetl bench OUT[/] there; its bench.json is the profile for
+    [bold]edgetl train DATA --max-latency MS --device-profile bench.json[/].
+    """
+    load_tensorflow()
+    interrupt.install("The profile is incomplete: run the same command with --force.")
+    make_profile(out, console, force=force)
+    console.print(
+        f"Profile: {out}  ({len(list(out.glob('*.tflite')))} models). Next, on the device: edgetl bench {out}"
+    )
 
 
 @app.command()

@@ -43,6 +43,12 @@ class TrainConfig:
     mixed_precision: bool | None = setting(None, "float16 compute (default: on with a GPU).")
     strategy: str = setting("auto", f"Distribution: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
     deterministic: bool = setting(True, "Same seed and data give the same model (TensorFlow op determinism).")
+    max_latency: float | None = setting(
+        None, "Latency budget, ms per image (int8, on the profiled device): train the most accurate model within it."
+    )
+    device_profile: str | None = setting(
+        None, "With --max-latency: bench.json of `edgetl bench PROFILE` on the device (default: this machine's)."
+    )
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -52,5 +58,9 @@ class TrainConfig:
             raise EdgetlError(f"--size {self.size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")
         if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:
             raise EdgetlError("--batch-size must be at least 1 and epochs not negative.")
+        if self.max_latency is not None and self.max_latency <= 0:
+            raise EdgetlError(f"--max-latency {self.max_latency} is not a latency.", "Give milliseconds, e.g. 20.")
+        if self.device_profile is not None and self.max_latency is None:
+            raise EdgetlError("--device-profile needs --max-latency.", "Add --max-latency MS (the budget per image).")
         if self.strategy not in STRATEGIES:
             raise EdgetlError(f"Unknown --strategy '{self.strategy}'.", f"Use one of: {', '.join(STRATEGIES)}.")

@@ -57,6 +57,7 @@ from edgetl.train.fit import (
 from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
 from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
+from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search
 
 CONFIG = "config.json"
 
@@ -141,6 +142,8 @@ def train(
         state = TrainState.load(work)
         console.print(f"Resuming {work} at phase '{state.phase}', epoch {state.epoch}.")
     else:
+        if config.max_latency is not None:
+            config = _choose_configuration(index, config, work, console)
         write_json(work / CONFIG, asdict(config))
         state = TrainState()
         state.save(work)  # from now on --resume works, even when stopped during the first feature pass
@@ -244,6 +247,26 @@ def train(
     publish(work, out)
     _print_summary(out, results, seconds, world.card, console)
     return out
+
+
+def _choose_configuration(index: DatasetIndex, config: TrainConfig, work: Path, console: Console) -> TrainConfig:
+    """--max-latency: the most accurate profiled candidate within the budget (train/search.py)."""
+    console.print(f"Choosing the most accurate model within {config.max_latency} ms ({config.device_profile}):")
+
+    def show(estimate: Estimate, done: int, total: int) -> None:
+        found = f"estimated val top-1 {estimate.val_top1:.1%}" if estimate.val_top1 is not None else estimate.status
+        console.print(
+            f"  [{done}/{total}] {estimate.candidate.describe()}: {estimate.latency_ms:.2f} ms, {found} "
+            f"({estimate.seconds:.0f}s)"
+        )
+
+    chosen, estimates = search(index, config, work, show)
+    over = sum(e.status == "over budget" for e in estimates)
+    console.print(
+        f"Chosen: {chosen.backbone} (alpha {chosen.alpha}) at {chosen.size}px; {over} candidate(s) over budget. "
+        f"See {SEARCH_PLOT} and {SEARCH_FILE}."
+    )
+    return chosen
 
 
 def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: dict) -> None:
