@@ -64,7 +64,7 @@ def main() -> None:
 
     config = TrainConfig(seed=args.seed, max_latency=budget, device_profile=str(profile))
     started = time.perf_counter()
-    chosen, estimates = search(scan(args.data, seed=args.seed), config, work)
+    chosen, estimates, _ = search(scan(args.data, seed=args.seed), config)
     search_seconds = time.perf_counter() - started
     ranked = sorted((e for e in estimates if e.val_top1 is not None), key=lambda e: -e.val_top1)
     skipped = [e for e in estimates if e.status.startswith("skipped")]

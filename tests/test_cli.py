@@ -30,7 +30,7 @@ def edgetl_cli(*args: str, block_tensorflow: bool = False, cwd: Path | None = No
 def test_help_lists_every_command_without_tensorflow() -> None:
     result = edgetl_cli("--help", block_tensorflow=True)
     assert result.returncode == 0, result.stderr
-    for command in ("train", "convert", "classify", "camera", "bench", "demo"):
+    for command in ("train", "convert", "classify", "camera", "bench", "profile", "demo"):
         assert command in result.stdout
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from test_cli import edgetl_cli
 
 from conftest import copy_run
 from edgetl.edge.bench import BenchOptions, run_bench
-from edgetl.edge.bench_report import write_reports
 from edgetl.errors import EdgetlError
 from edgetl.latency import Candidate, camera_threads, profiled_latencies, read_manifest
 from edgetl.profiling import local_profile, make_profile
@@ -27,14 +27,15 @@ def test_a_profile_is_converted_timed_like_any_model_and_read_back(tmp_path: Pat
     with pytest.raises(EdgetlError, match="already exists"):
         make_profile(folder, Console(quiet=True), candidates=TINY_GRID)
 
-    report = run_bench([folder], BenchOptions(runs=5, warmup=1), progress=lambda text: None)
+    result = edgetl_cli("bench", str(folder), "--runs", "5", "--warmup", "1", block_tensorflow=True)  # as on a Pi
+    assert result.returncode == 0, result.stderr
+    report = json.loads((folder / "bench" / "bench.json").read_text())
     camera = camera_threads(os.cpu_count() or 1)
     assert report["options"]["threads"] == [camera]  # what the camera leaves the interpreter
     assert "Device profile: 2 of 2 candidates" in report["recommendation"]
     for row in report["models"]:
         assert "error" not in row and "accuracy" not in row  # random weights: latency only
         assert row["latency"][str(camera)]["median_ms"] > 0
-    write_reports(report, folder / "bench")
 
     profiled, environment = profiled_latencies(folder / "bench" / "bench.json")
     assert {p.candidate for p in profiled} == set(TINY_GRID)
@@ -64,7 +65,7 @@ def test_the_search_estimates_what_fits_and_picks_the_most_accurate(
     beans_subset: Path, keras_home: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from edgetl.train.data import scan
-    from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, search
+    from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, search, write_search
 
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     weights = keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
@@ -73,7 +74,8 @@ def test_the_search_estimates_what_fits_and_picks_the_most_accurate(
     profile = _profile(tmp_path, {small: 1.0, large: 4.0, other_width: 2.0, too_slow: 9.0})
     config = TrainConfig(alpha=0.35, weights=str(weights), batch_size=16, max_latency=5.0, device_profile=str(profile))
 
-    chosen, estimates = search(scan(beans_subset), config, tmp_path)
+    chosen, estimates, report = search(scan(beans_subset), config)
+    write_search(tmp_path, estimates, report)
 
     status = {e.candidate: e.status for e in estimates}
     assert status[too_slow] == "over budget"
@@ -88,7 +90,18 @@ def test_the_search_estimates_what_fits_and_picks_the_most_accurate(
     assert (tmp_path / SEARCH_PLOT).stat().st_size > 10_000
 
     with pytest.raises(EdgetlError, match="No profiled model runs within 0.5 ms"):
-        search(scan(beans_subset), TrainConfig(max_latency=0.5, device_profile=str(profile)), tmp_path)
+        search(scan(beans_subset), TrainConfig(max_latency=0.5, device_profile=str(profile)))
+
+
+def test_a_budget_nothing_meets_is_one_line_and_leaves_no_run(sample_data: Path, tmp_path: Path) -> None:
+    profile = _profile(tmp_path, {Candidate("mobilenet_v2", 0.35, 96): 3.0})
+    out = tmp_path / "run"
+    result = edgetl_cli(
+        "train", str(sample_data), "--out", str(out), "--max-latency", "1", "--device-profile", str(profile)
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "No profiled model runs within 1.0 ms" in result.stderr and "mobilenet_v2 0.35 @ 96 px" in result.stderr
+    assert not out.exists() and not (tmp_path / "run.partial").exists()  # nothing that looks resumable
 
 
 def test_latency_options_are_checked_before_anything_runs(tmp_path: Path) -> None:

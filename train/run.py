@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 import edgetl
 from edgetl import interrupt
+from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.progress import progress_bar
 from edgetl.rundir import (
@@ -57,7 +58,7 @@ from edgetl.train.fit import (
 from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
 from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
-from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search
+from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search, write_search
 
 CONFIG = "config.json"
 
@@ -137,13 +138,16 @@ def train(
         config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
     index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
     _print_data_summary(index, console, report=out / "data_report.json")
+    searched = None
+    if config.max_latency is not None and not resume:  # a resumed run already holds the chosen config
+        config, *searched = _choose_configuration(index, config, console)
     work = prepare_output(target, force=force, resume=resume)
+    if searched:
+        write_search(work, *searched)
     if resume:
         state = TrainState.load(work)
         console.print(f"Resuming {work} at phase '{state.phase}', epoch {state.epoch}.")
     else:
-        if config.max_latency is not None:
-            config = _choose_configuration(index, config, work, console)
         write_json(work / CONFIG, asdict(config))
         state = TrainState()
         state.save(work)  # from now on --resume works, even when stopped during the first feature pass
@@ -249,8 +253,15 @@ def train(
     return out
 
 
-def _choose_configuration(index: DatasetIndex, config: TrainConfig, work: Path, console: Console) -> TrainConfig:
+def _choose_configuration(
+    index: DatasetIndex, config: TrainConfig, console: Console
+) -> tuple[TrainConfig, list[Estimate], dict]:
     """--max-latency: the most accurate profiled candidate within the budget (train/search.py)."""
+    if cluster_task()[0]:  # each worker would search alone, and every worker must build the same model
+        raise EdgetlError(
+            "--max-latency cannot run in a multi-worker cluster.",
+            "Search on one machine (its search.json names the choice), then train with that --alpha and --size.",
+        )
     console.print(f"Choosing the most accurate model within {config.max_latency} ms ({config.device_profile}):")
 
     def show(estimate: Estimate, done: int, total: int) -> None:
@@ -260,13 +271,13 @@ def _choose_configuration(index: DatasetIndex, config: TrainConfig, work: Path, 
             f"({estimate.seconds:.0f}s)"
         )
 
-    chosen, estimates = search(index, config, work, show)
+    chosen, estimates, report = search(index, config, show)
     over = sum(e.status == "over budget" for e in estimates)
     console.print(
         f"Chosen: {chosen.backbone} (alpha {chosen.alpha}) at {chosen.size}px; {over} candidate(s) over budget. "
         f"See {SEARCH_PLOT} and {SEARCH_FILE}."
     )
-    return chosen
+    return chosen, estimates, report
 
 
 def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: dict) -> None:

@@ -91,11 +91,10 @@ def _weights_for(candidate: Candidate, config: TrainConfig) -> str | None:
 def search(
     index: DatasetIndex,
     config: TrainConfig,
-    work: Path,
     progress: Callable[[Estimate, int, int], None] = lambda estimate, done, total: None,
-) -> tuple[TrainConfig, list[Estimate]]:
-    """Rank the profiled candidates within `config.max_latency`; write search.json and search.png to `work`;
-    return the config to train (the winner's backbone, width and size) and every candidate's estimate."""
+) -> tuple[TrainConfig, list[Estimate], dict]:
+    """Rank the profiled candidates within `config.max_latency`: (the config to train, with the winner's
+    backbone, width and size; every candidate's estimate; what search.json records)."""
     if config.weights == "none":
         raise EdgetlError(
             "--max-latency ranks candidates by their pretrained features; --weights none has none.",
@@ -147,9 +146,13 @@ def search(
         "seconds": round(time.perf_counter() - started, 1),
         "candidates": [e.to_json() for e in estimates],
     }
+    return chosen, estimates, report
+
+
+def write_search(work: Path, estimates: list[Estimate], report: dict) -> None:
+    """search.json and search.png in the run directory."""
     write_json(work / SEARCH_FILE, report)
-    plot(estimates, config.max_latency, work / SEARCH_PLOT)
-    return chosen, estimates
+    plot(estimates, report["max_latency_ms"], work / SEARCH_PLOT)
 
 
 def plot(estimates: list[Estimate], budget: float, path: Path) -> None:
