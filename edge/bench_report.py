@@ -94,14 +94,21 @@ def print_table(report: dict, console: Console) -> None:
             f"ECE a perfectly calibrated model would measure on these images: {floor['median']:.1%} "
             f"(90th percentile {floor['p90']:.1%}); lower ECE is noise."
         )
-    budget = report.get("latency_budget")
-    if budget:
-        verdicts = ", ".join(
-            f"{name} {ms:.2f} ms ({'within' if ms <= budget['max_ms'] else 'OVER'}, {ms / budget['max_ms']:.2f}×)"
-            for name, ms in budget["median_ms"].items()
-        )
-        console.print(f"Latency budget {budget['max_ms']} ms at {budget['threads']} thread(s): {verdicts}.")
+    if budget_line(report):
+        console.print(budget_line(report))
     console.print(f"[bold]{report['recommendation']}[/]")
+
+
+def budget_line(report: dict) -> str | None:
+    """A run trained with --max-latency: each .tflite's median against the budget, or None."""
+    budget = report.get("latency_budget")
+    if not budget:
+        return None
+    verdicts = ", ".join(
+        f"{name} {ms:.2f} ms ({'within' if ms <= budget['max_ms'] else 'OVER'}, {ms / budget['max_ms']:.2f}×)"
+        for name, ms in budget["median_ms"].items()
+    )
+    return f"Latency budget {budget['max_ms']} ms (train --max-latency) at {budget['threads']} thread(s): {verdicts}."
 
 
 def markdown(report: dict) -> str:
@@ -116,6 +123,7 @@ def markdown(report: dict) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     lines += ["", f"**{report['recommendation']}**", "", f"Environment: {environment_line(report)}", ""]
+    lines += [budget_line(report), ""] if budget_line(report) else []
     lines += ["Latency per thread count (median / p90 / p99 ms; load and first inference ms):", ""]
     for row in report["models"]:
         for threads, stats in (row.get("latency") or {}).items():

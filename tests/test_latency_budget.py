@@ -13,6 +13,7 @@ from test_cli import edgetl_cli
 
 from conftest import copy_run
 from edgetl.edge.bench import BenchOptions, run_bench
+from edgetl.edge.bench_report import budget_line
 from edgetl.errors import EdgetlError
 from edgetl.latency import Candidate, camera_threads, profiled_latencies, read_manifest
 from edgetl.profiling import local_profile, make_profile
@@ -126,3 +127,4 @@ def test_bench_checks_a_run_against_its_latency_budget(converted: tuple[Path, di
     budget = report["latency_budget"]
     assert budget["threads"] == camera_threads(os.cpu_count() or 1) and budget["max_ms"] == 1000.0
     assert 0 < budget["median_ms"]["model_int8"] < 1000.0
+    assert "model_int8" in budget_line(report) and "within" in budget_line(report)
