@@ -52,8 +52,14 @@ def manifest(candidates: list[Candidate]) -> dict:
 
 def read_manifest(folder: Path) -> dict[str, Candidate]:
     """{file name: configuration} of a profile folder."""
-    manifest = json.loads((folder / PROFILE_FILE).read_text())
-    return {name: Candidate(**config) for name, config in manifest["models"].items()}
+    try:
+        models = json.loads((folder / PROFILE_FILE).read_text())["models"]
+        return {name: Candidate(**config) for name, config in models.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise EdgetlError(
+            f"{folder / PROFILE_FILE} is not a profile manifest ({type(error).__name__}).",
+            "Write the profile again with `edgetl profile --out DIR --force`.",
+        ) from None
 
 
 def is_profile(folder: Path) -> bool:

@@ -116,6 +116,9 @@ def test_latency_options_are_checked_before_anything_runs(tmp_path: Path) -> Non
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(EdgetlError, match="is not a device profile"):
         profiled_latencies(tmp_path / "bad.json")
+    (tmp_path / "profile.json").write_text(json.dumps({"models": {"a.tflite": {"width": 1}}}))
+    with pytest.raises(EdgetlError, match="is not a profile manifest"):
+        read_manifest(tmp_path)
 
 
 def test_bench_checks_a_run_against_its_latency_budget(converted: tuple[Path, dict], tmp_path: Path) -> None:
