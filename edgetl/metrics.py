@@ -117,7 +117,7 @@ def ece_floor(scores: np.ndarray, bins: int = ECE_BINS, draws: int = CONSISTENCY
     ECE is biased upward on small sets: each bin's accuracy is a sample mean. Consistency resampling
     (Bröcker & Smith, 2007) draws "correct" with probability = confidence for every image, `draws`
     times, and measures ECE each time. A measured ECE inside this range cannot be told apart from
-    perfect calibration on this data (beans' 128 test images: about 3 %).
+    perfect calibration on this data (beans' 128 test images: 3.6 %, by `edgetl bench`).
     """
     confidence = np.asarray(scores, dtype=np.float64).max(1)
     if not len(confidence):
