@@ -8,6 +8,7 @@ that a run repeats exactly; tests/test_precision_and_determinism.py checks that 
 
     python benchmarks/seed_sweep.py                         # beans, MobileNetV2 1.0 @224, seeds 1 2 3
     python benchmarks/seed_sweep.py --seeds 1 2 3 --size 160 --repeat
+    python benchmarks/seed_sweep.py --set finetune_views=0 --no-convert   # any TrainConfig field; Keras only
 
 Prints one table and the median and range; quote those, never one seed.
 """
@@ -33,7 +34,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--repeat", action="store_true", help="Also train the first seed a second time.")
-    parser.add_argument("--finetune-epochs", type=int, default=None, help="Phase 2 epochs (default: edgetl's).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="A TrainConfig field, e.g. finetune_epochs=12.",
+    )
+    parser.add_argument("--no-convert", action="store_true", help="Skip the int8 conversion (Keras figures only).")
     parser.add_argument(
         "--no-determinism-cost", action="store_true", help="Skip the --no-deterministic run of the first seed."
     )
@@ -59,16 +67,18 @@ def main() -> None:
         plan.append((args.seeds[0], False, "no-deterministic"))
     if args.repeat:
         plan.append((args.seeds[0], True, "repeat"))
+    changes = _changes(args.set, TrainConfig)
     rows = []
     for seed, deterministic, note in plan:
         console.print(f"[bold]seed {seed}[/] {note}…")
-        epochs = {} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs}
-        config = TrainConfig(alpha=args.alpha, size=args.size, seed=seed, deterministic=deterministic, **epochs)
+        config = TrainConfig(alpha=args.alpha, size=args.size, seed=seed, deterministic=deterministic, **changes)
         started = time.perf_counter()
         run = train(args.data, work / f"seed{seed}{note}", config, console=quiet)
         train_seconds = time.perf_counter() - started
-        report = convert(run, ConvertOptions(formats=("int8",)), console=quiet)
-        int8 = report["models"]["int8"]
+        nan = float("nan")
+        int8 = {"top1": nan, "ece": nan, "ece_floor": {"median": nan}, "agreement": nan, "passed": None}
+        if not args.no_convert:
+            int8 = convert(run, ConvertOptions(formats=("int8",)), console=quiet)["models"]["int8"]
         info = RunInfo.load(run)
         rows.append(
             {
@@ -88,7 +98,8 @@ def main() -> None:
             }
         )
 
-    table = Table(title=f"{args.data.name}: MobileNetV2 {args.alpha} @{args.size}, defaults")
+    settings = ", ".join(args.set) or "defaults"
+    table = Table(title=f"{args.data.name}: MobileNetV2 {args.alpha} @{args.size}, {settings}")
     columns = ("seed", "test top-1", "val top-1", "train s", "int8 top-1", "ECE", "int8 ECE", "agreement", "repair")
     for column in (*columns, "passed"):
         table.add_column(column, justify="right")
@@ -103,7 +114,7 @@ def main() -> None:
             f"{100 * row['int8_ece']:.1f} %",
             f"{100 * row['agreement']:.1f} %",
             "yes" if row["repaired"] else "no",
-            "yes" if row["passed"] else "NO",
+            {True: "yes", False: "NO", None: "–"}[row["passed"]],
         )
     console.print(table)
     sweep = [row for row in rows if not row["note"]]
@@ -131,6 +142,20 @@ def main() -> None:
             f"{loose['train_s']:.0f} s (ratio {first['train_s'] / loose['train_s']:.2f}, one run each)"
         )
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _changes(pairs: list[str], config_type: type) -> dict:
+    """--set FIELD=VALUE pairs as TrainConfig keyword arguments, each value parsed as its default's type."""
+    defaults = config_type()
+    changes = {}
+    for pair in pairs:
+        field, _, value = pair.partition("=")
+        default = getattr(defaults, field)  # AttributeError names an unknown field
+        if isinstance(default, bool):
+            changes[field] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[field] = value if default is None else type(default)(value)
+    return changes
 
 
 def _same_weights(work: Path, seed: int) -> bool:

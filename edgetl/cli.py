@@ -87,6 +87,7 @@ def train(
     label_smoothing: Annotated[float, opt(T, "label_smoothing")] = T.label_smoothing,
     augment: Annotated[bool, opt(T, "augment", "--augment/--no-augment")] = T.augment,
     feature_cache: Annotated[bool, opt(T, "feature_cache", "--feature-cache/--no-feature-cache")] = T.feature_cache,
+    finetune_views: Annotated[int, opt(T, "finetune_views")] = T.finetune_views,
     patience: Annotated[int, opt(T, "patience")] = T.patience,
     val_fraction: Annotated[float, opt(T, "val_fraction")] = T.val_fraction,
     test_fraction: Annotated[float, opt(T, "test_fraction")] = T.test_fraction,

@@ -36,6 +36,9 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, "Label smoothing (0 disables).")
     augment: bool = setting(True, "Random flip/rotate/zoom/shift/contrast/brightness.")
     feature_cache: bool = setting(True, "Phase 1 on cached backbone features (fast).")
+    finetune_views: int = setting(
+        2, "Augmented copies per image cached below the unfrozen layers for phase 2 (fast); 0: end to end."
+    )
     patience: int = setting(4, "Early-stopping patience in epochs (best weights kept).")
     seed: int = setting(42, "Seed for the split, initialisation and shuffling.")
     val_fraction: float = setting(0.15, "Validation share when the folder is not pre-split.")
@@ -56,8 +59,8 @@ class TrainConfig:
         check_resize(self.resize)
         if not 32 <= self.size <= 1024:
             raise EdgetlError(f"--size {self.size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")
-        if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:
-            raise EdgetlError("--batch-size must be at least 1 and epochs not negative.")
+        if self.batch_size < 1 or min(self.head_epochs, self.finetune_epochs, self.finetune_views) < 0:
+            raise EdgetlError("--batch-size must be at least 1; epochs and views not negative.")
         if self.max_latency is not None and self.max_latency <= 0:
             raise EdgetlError(f"--max-latency {self.max_latency} is not a latency.", "Give milliseconds, e.g. 20.")
         if self.device_profile is not None and self.max_latency is None:

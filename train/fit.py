@@ -7,7 +7,9 @@ is computed from un-augmented images: augmentation then applies in phase 2 only 
 --no-feature-cache to train phase 1 end to end through augmented images).
 
 Phase 2 (fine-tuning) unfreezes the top of the backbone, BatchNorm excepted, at a lower
-learning rate. Both phases checkpoint every epoch so that --resume continues after a crash.
+learning rate. By default it trains on activations cached where the unfrozen part starts, for a
+few augmented copies of each image (train/boundary.py); that cache then also feeds phase 1.
+Both phases checkpoint every epoch so that --resume continues after a crash.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from edgetl.errors import EdgetlError
-from edgetl.rundir import write_atomic, write_json
+from edgetl.rundir import SPLITS, write_atomic, write_json
+from edgetl.train import boundary
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
-from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, unfreeze_top
+from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, inference, unfreeze_start, unfreeze_top
 from edgetl.train.multi_worker import prepare_fit
 from edgetl.train.pipeline import augmentation, image_dataset
 
@@ -168,9 +171,9 @@ def cache_features(
     path.parent.mkdir(parents=True, exist_ok=True)
     feats = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=(count, width))
     labels = []
-    row = 0
+    row, forward = 0, inference(features_model)
     for images, targets in ds:
-        out = features_model(images, training=False)
+        out = forward(images)
         batch = np.asarray(out, dtype=np.float32)
         feats[row : row + len(batch)] = batch
         labels.append(np.asarray(targets))
@@ -245,6 +248,23 @@ def _compile_and_fit(
     )
 
 
+def _unfreeze_from(config: TrainConfig) -> dict:
+    """unfreeze_start/unfreeze_top's arguments for a pretrained backbone: --unfreeze N, else a block."""
+    default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]
+    return {"from_layer": config.unfreeze_from or default, "top_layers": config.unfreeze_layers}
+
+
+def boundary_split(clf: Classifier, config: TrainConfig) -> boundary.Split | None:
+    """Where phase 2 trains on cached activations (train/boundary.py); None where it runs end to end.
+
+    End to end: --finetune-views 0, no fine-tuning, a backbone trained from scratch (nothing is
+    frozen), or a cut with more than one tensor across it (--unfreeze N in mid-block).
+    """
+    if not (config.finetune_views and config.finetune_epochs and clf.pretrained):
+        return None
+    return boundary.split_at(clf, unfreeze_start(clf.backbone, **_unfreeze_from(config)))
+
+
 def train_head(
     clf: Classifier,
     index: DatasetIndex,
@@ -257,9 +277,20 @@ def train_head(
     class_weight: dict[int, float] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> None:
-    """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off."""
+    """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off.
+
+    The features come from the boundary cache when phase 2 will use one (its plain copy through the
+    frozen top), else from one pass of the whole backbone.
+    """
     checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)  # started now: epoch 1 includes the cache
-    if config.feature_cache:
+    split = boundary_split(clf, config) if config.feature_cache else None
+    if split:
+        cache = boundary.cached(split, index, config, work / "cache", on_cache)
+        splits = {
+            "train": boundary.pooled(split.features, cache.plain_train(), cache.train_labels, config.batch_size),
+            "validation": boundary.pooled(split.features, cache.validation, cache.validation_labels, config.batch_size),
+        }
+    elif config.feature_cache:
         splits = {}
         for name in ("train", "validation"):
             cached = work / "cache" / f"{name}.npy"
@@ -270,6 +301,7 @@ def train_head(
             ds = image_dataset(samples, len(index.classes), size=config.size, resize=config.resize)
             tick = on_cache(len(samples)) if on_cache else None
             splits[name] = cache_features(clf.features, ds, cached, len(samples), tick)
+    if config.feature_cache:
         train_ds = _feature_dataset(*splits["train"], config.batch_size, True, config.seed)
         data = (train_ds, _feature_dataset(*splits["validation"], config.batch_size, False, config.seed))
         model = clf.head
@@ -297,28 +329,35 @@ def fine_tune(
     state: TrainState,
     *,
     on_epoch: Callable | None = None,
+    on_cache: Callable[[int], Callable] | None = None,
     class_weight: dict[int, float] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> int:
-    """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train end to end.
+    """Phase 2: unfreeze the top of the backbone, recompile at a lower learning rate, train it.
 
-    With --weights none the whole backbone trains (BatchNorm included): training from scratch.
-    Returns the number of backbone layers that were trained.
+    On the boundary cache when there is one (train/boundary.py), else end to end through freshly
+    augmented images. With --weights none the whole backbone trains (BatchNorm included): training
+    from scratch. Returns the number of backbone layers that were trained.
     """
+    checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)  # started now: epoch 1 includes any cache
+    split = boundary_split(clf, config)
     if not clf.pretrained:  # from scratch: nothing to preserve, train every layer, BatchNorm too
         trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
     else:
-        default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]
-        from_layer = config.unfreeze_from or default
-        trainable = unfreeze_top(clf.backbone, from_layer=from_layer, top_layers=config.unfreeze_layers)
+        trainable = unfreeze_top(clf.backbone, **_unfreeze_from(config))
+    if split:
+        cache = boundary.cached(split, index, config, work / "cache", on_cache)
+        data, model = boundary.training_batches(cache, config.batch_size, config.seed), split.top
+    else:
+        data, model = _image_splits(index, config), clf.model
     _compile_and_fit(
-        clf.model,
-        _image_splits(index, config),
+        model,
+        data,
         lr=config.finetune_lr,
         epochs=config.finetune_epochs,
         config=config,
         state=state,
-        checkpoint=EpochCheckpoint(work, state, clf.model, on_epoch),
+        checkpoint=checkpoint,
         class_weight=class_weight,
         extra_callbacks=extra_callbacks,
         train_count=len(index.splits["train"]),
@@ -326,14 +365,38 @@ def fine_tune(
     return trainable
 
 
+def evaluation_features(
+    clf: Classifier, index: DatasetIndex, config: TrainConfig, work: Path
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pooled features and integer labels per split, for calibration and the out-of-distribution fit.
+
+    Training and validation come from the boundary cache when there is one: the layers below the cut
+    never train, so their cached activations still hold, and only the top runs again.
+    """
+    features = {}
+    split = boundary_split(clf, config)
+    if split and (work / "cache" / boundary.MANIFEST).exists():
+        cache = boundary.cached(split, index, config, work / "cache")
+        for name, rows, labels in (
+            ("train", cache.plain_train(), cache.train_labels),
+            ("validation", cache.validation, cache.validation_labels),
+        ):
+            pooled, one_hot = boundary.pooled(split.features, rows, labels, config.batch_size)
+            features[name] = (pooled, one_hot.argmax(axis=1))
+    for name in SPLITS:
+        if name not in features:
+            features[name] = predict(clf.features, index.splits[name], config, len(index.classes))
+    return features
+
+
 def predict(model: keras.Model, samples: list, config: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and true labels for a list of samples (unreadable files dropped from both)."""
     ds = image_dataset(
         samples, num_classes, size=config.size, resize=config.resize, batch_size=config.batch_size, one_hot=False
     )
-    probs, labels = [], []
+    probs, labels, forward = [], [], inference(model)
     for images, targets in ds:
-        probs.append(np.asarray(model(images, training=False), dtype=np.float32))
+        probs.append(np.asarray(forward(images), dtype=np.float32))
         labels.append(np.asarray(targets))
     return np.concatenate(probs), np.concatenate(labels)
 

@@ -47,10 +47,11 @@ from edgetl.train.fit import (
     CHECKPOINT,
     STATE,
     TrainState,
+    boundary_split,
     choose_strategy,
     cluster_task,
+    evaluation_features,
     fine_tune,
-    predict,
     train_head,
     use_mixed_precision,
     write_history_csv,
@@ -188,15 +189,15 @@ def train(
         )
         if resume and (work / CHECKPOINT).exists():  # none yet when stopped before the first epoch ended
             clf.model.load_weights(work / CHECKPOINT)
+
+        def on_cache(total: int):
+            task = progress.add_task("Computing backbone activations", total=total)
+            return lambda n: progress.advance(task, n)
+
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
                 f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
             )
-
-            def on_cache(total: int):
-                task = progress.add_task("Computing backbone features", total=total)
-                return lambda n: progress.advance(task, n)
-
             extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
             train_head(
                 clf,
@@ -214,10 +215,20 @@ def train(
             state.save(work)
         trainable = 0
         if config.finetune_epochs > state.epoch:
-            console.print("Phase 2, fine-tuning:")
+            split = boundary_split(clf, config)
+            how = f"on cached activations below {split.boundary}" if split else "end to end"
+            console.print(f"Phase 2, fine-tuning ({how}):")
             extra = [BatchProgress(progress, "fine-tuning", train_steps)]
             trainable = fine_tune(
-                clf, index, config, work, state, on_epoch=on_epoch, class_weight=class_weight, extra_callbacks=extra
+                clf,
+                index,
+                config,
+                work,
+                state,
+                on_epoch=on_epoch,
+                on_cache=on_cache,
+                class_weight=class_weight,
+                extra_callbacks=extra,
             )
         state.phase = "done"
         state.save(work)
@@ -227,7 +238,7 @@ def train(
             return out
 
         console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
-        features = {split: predict(clf.features, index.splits[split], config, k) for split in SPLITS}
+        features = evaluation_features(clf, index, config, work)
 
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
     world = open_world.fit(as_float32(clf.model), features, k)

@@ -1,0 +1,100 @@
+"""Phase 2 on activations cached at the unfreeze boundary: the cut is exact, training reaches the full
+model, every epoch sees each image once in a drawn view, and --resume reuses the cache."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from rich.console import Console
+
+from conftest import TINY
+from edgetl.train import boundary, fit
+from edgetl.train.config import TrainConfig
+from edgetl.train.models import build_classifier, unfreeze_start
+from edgetl.train.run import train
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A no-top MobileNetV2 0.35 weights file (random): "pretrained" without a download or ../shared."""
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_no_top.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None).save_weights(
+        path
+    )
+    return path
+
+
+def test_the_cut_reproduces_the_whole_model_and_trains_its_layers(weights_file: Path) -> None:
+    clf = build_classifier("mobilenet_v2", 3, size=64, alpha=0.35, weights=str(weights_file))
+    split = boundary.split_at(clf, unfreeze_start(clf.backbone, from_layer="block_12"))
+    assert split is not None and split.boundary == "block_12_expand"
+    images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    below = split.bottom(images)
+    np.testing.assert_allclose(split.top(below), clf.model(images), atol=1e-5)
+    np.testing.assert_allclose(split.features(below), clf.features(images), atol=1e-4)
+
+    before = clf.model(images).numpy()
+    fit.unfreeze_top(clf.backbone, from_layer="block_12")
+    split.top.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
+    split.top.train_on_batch(below, np.eye(3)[[0, 1, 2, 0]])
+    after = clf.model(images).numpy()
+    assert not np.allclose(before, after, atol=1e-4)  # the top's step moved the full model's shared layers
+    np.testing.assert_allclose(split.top(below), after, atol=1e-5)
+
+    mid_block = unfreeze_start(clf.backbone, from_layer="block_12_depthwise")  # the skip from block_11 crosses
+    assert boundary.split_at(clf, mid_block) is None
+
+
+def test_each_epoch_sees_every_image_once_in_a_drawn_view() -> None:
+    n, views = 40, 3
+    rows = np.arange(views * n, dtype=np.float32).reshape(-1, 1, 1, 1)  # a row holds its own index
+    labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+    cache = boundary.Cache(rows, labels, rows[:5], labels[:5], views)
+    train_batches, validation = boundary.training_batches(cache, batch_size=8, seed=1)
+    seen_views = set()
+    for _ in range(2):
+        drawn = np.concatenate([x.numpy().ravel() for x, _ in train_batches]).astype(int)
+        assert sorted(drawn % n) == list(range(n))  # every image once per epoch
+        seen_views |= set(drawn // n)
+        batch_x, batch_y = next(iter(train_batches))
+        np.testing.assert_array_equal(batch_y.numpy(), labels[batch_x.numpy().ravel().astype(int) % n])
+    assert seen_views == set(range(views))
+    assert len(np.concatenate([x.numpy() for x, _ in validation])) == 5
+
+
+def test_resumed_fine_tuning_reuses_the_cache(
+    sample_data: Path, weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TrainConfig(**{**TINY, "weights": str(weights_file), "finetune_views": 1})
+    original_end, original_fill = fit.EpochCheckpoint.on_epoch_end, boundary._fill
+    fills: list[int] = []
+
+    def crash_in_fine_tuning(self, epoch, logs=None):
+        original_end(self, epoch, logs)
+        if self.state.phase == "finetune":
+            raise KeyboardInterrupt
+
+    def counted_fill(bottom, datasets, path, rows, tick):
+        fills.append(rows)
+        return original_fill(bottom, datasets, path, rows, tick)
+
+    monkeypatch.setattr(boundary, "_fill", counted_fill)
+    monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", crash_in_fine_tuning)
+    with pytest.raises(KeyboardInterrupt):
+        train(sample_data, tmp_path / "run", config, console=Console(quiet=True))
+    cache = np.load(tmp_path / "run.partial" / "cache" / "boundary_train.npy", mmap_mode="r")
+    assert len(fills) == 2 and len(cache) == fills[0]  # training rows, then validation rows
+    n = fills[0] // 2  # the plain copy of each training image, then one augmented copy
+    assert not np.allclose(cache[:5], cache[n : n + 5])
+
+    monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", original_end)
+    fills.clear()
+    out = train(sample_data, tmp_path / "run", config, resume=True, console=Console(quiet=True))
+    assert fills == []  # nothing recomputed
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [row["phase"] for row in rows] == ["head", "head", "finetune", "finetune"]
+    assert not (out / "cache").exists()

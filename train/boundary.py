@@ -1,0 +1,174 @@
+"""Phase 2 on activations cached at the unfreeze boundary: the frozen bottom runs once per view, not per epoch.
+
+Fine-tuning trains only the top of the backbone, yet an end-to-end epoch pushes every image through
+the frozen bottom again (about two thirds of a step's time for MobileNetV2 from block_12,
+benchmarks/finetune_step.py). Here the bottom's output is computed for `1 + views` copies of each
+training image (the plain image, then `views` augmented ones) and for the validation images, kept in
+`cache/` as memory-mapped .npy, and each fine-tuning epoch trains the top on one copy per image, drawn
+at random. The plain copy also gives phase 1 its pooled features (the top's forward pass), so phase 1
+needs no pass of its own. The price: augmentation is `1 + views` fixed draws instead of a fresh one per
+epoch (`--finetune-views 0` restores that, end to end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from edgetl.errors import EdgetlError
+from edgetl.rundir import write_json
+from edgetl.train.config import TrainConfig
+from edgetl.train.data import DatasetIndex
+from edgetl.train.models import Classifier, inference
+from edgetl.train.pipeline import augmentation, image_dataset
+
+MANIFEST = "boundary.json"
+
+
+@dataclass
+class Split:
+    """The classifier cut where fine-tuning starts; all three models share the classifier's layers."""
+
+    bottom: keras.Model  # raw pixels → activations at the boundary (frozen)
+    top: keras.Model  # boundary activations → class probabilities (what phase 2 trains)
+    features: keras.Model  # boundary activations → pooled backbone features (phase 1's input)
+    boundary: str  # the first unfrozen layer, for the log
+
+
+def split_at(clf: Classifier, start: int) -> Split | None:
+    """Cut `clf` before backbone layer `start`; None when more than one tensor crosses the cut (mid-block)."""
+    layer = clf.backbone.layers[start]
+    if not isinstance(layer.input, keras.KerasTensor):  # e.g. an Add: two tensors cross
+        return None
+    try:
+        upper = keras.Model(layer.input, clf.backbone.output, name="backbone_top")
+    except ValueError:  # a skip connection from below the cut: "not connected to inputs"
+        return None
+    lower = keras.Model(clf.backbone.input, layer.input, name="backbone_bottom")
+    pixels = keras.Input(clf.model.input.shape[1:], name="image")
+    bottom = keras.Model(pixels, lower(clf.model.get_layer("preprocess")(pixels), training=False), name="bottom")
+    activations = keras.Input(layer.input.shape[1:], name="activations")
+    pooled = upper(activations, training=False)  # BatchNorm keeps its ImageNet statistics, as in clf.model
+    features = keras.Model(activations, pooled, name="top_features")
+    return Split(bottom, keras.Model(activations, clf.head(pooled), name="top"), features, layer.name)
+
+
+@dataclass
+class Cache:
+    """Boundary activations: `train` rows are view-major (row = view · n + image), labels one-hot per image."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    validation: np.ndarray
+    validation_labels: np.ndarray
+    views: int  # copies per training image, the plain one included
+
+    def plain_train(self) -> np.ndarray:
+        return self.train[: len(self.train_labels)]
+
+
+def _fill(
+    bottom: keras.Model, datasets: list[tf.data.Dataset], path: Path, rows: int, tick: Callable | None
+) -> np.ndarray:
+    """Run `bottom` over each dataset in turn into one memory-mapped array; returns the one-hot labels."""
+    shape = (rows, *bottom.output.shape[1:])
+    out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=shape)
+    labels, row, forward = [], 0, inference(bottom)
+    for ds in datasets:
+        for images, targets in ds:
+            batch = np.asarray(forward(images), dtype=np.float32)
+            out[row : row + len(batch)] = batch
+            labels.append(np.asarray(targets, dtype=np.float32))
+            row += len(batch)
+            if tick:
+                tick(len(batch))
+    if row != rows:
+        raise EdgetlError(
+            f"{rows - row} image(s) became unreadable while caching activations.",
+            "Check the dataset folder (its files changed during training) and run again.",
+        )
+    out.flush()
+    del out
+    os.replace(str(path) + ".tmp.npy", path)
+    return np.concatenate(labels)
+
+
+def cached(
+    split: Split,
+    index: DatasetIndex,
+    config: TrainConfig,
+    folder: Path,
+    on_cache: Callable[[int], Callable] | None = None,
+) -> Cache:
+    """The boundary cache in `folder`, computed unless a complete one is there (--resume)."""
+    views = 1 + (config.finetune_views if config.augment else 0)  # without augmentation copies are equal
+    manifest = folder / MANIFEST
+    if manifest.exists():
+        meta = json.loads(manifest.read_text())
+        labels = np.load(folder / "boundary_labels.npz")
+        return Cache(
+            np.load(folder / "boundary_train.npy", mmap_mode="r"),
+            labels["train"],
+            np.load(folder / "boundary_validation.npy", mmap_mode="r"),
+            labels["validation"],
+            meta["views"],
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    k, train, val = len(index.classes), index.splits["train"], index.splits["validation"]
+    common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size}
+    aug = augmentation(config.seed) if config.augment else None
+    train_views = [image_dataset(train, k, augment=aug if view else None, **common) for view in range(views)]
+    tick = on_cache(views * len(train) + len(val)) if on_cache else None
+    train_labels = _fill(split.bottom, train_views, folder / "boundary_train.npy", views * len(train), tick)
+    val_labels = _fill(
+        split.bottom, [image_dataset(val, k, **common)], folder / "boundary_validation.npy", len(val), tick
+    )
+    np.savez(folder / "boundary_labels.npz", train=train_labels[: len(train)], validation=val_labels)
+    write_json(manifest, {"views": views, "boundary": split.boundary, "shape": list(split.bottom.output.shape[1:])})
+    return cached(split, index, config, folder)
+
+
+def _batches(rows: np.ndarray, labels: np.ndarray, indices: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batches of (activations, labels) read by row index from the memory map, never all in memory."""
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.sort(idx)
+        return np.asarray(rows[order]), labels[order % len(labels)]
+
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(gather, [idx], (tf.float32, tf.float32))
+        x.set_shape((None, *rows.shape[1:]))
+        y.set_shape((None, labels.shape[1]))
+        return x, y
+
+    return indices.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(cache: Cache, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation): each epoch visits every training image once, in one of its views drawn at random."""
+    n = len(cache.train_labels)
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    rows = tf.data.Dataset.zip(order, draws).map(lambda i, r: i + n * (r % cache.views))
+    train = _batches(cache.train, cache.train_labels, rows, batch_size)
+    val_rows = tf.data.Dataset.range(len(cache.validation_labels))
+    return train, _batches(cache.validation, cache.validation_labels, val_rows, batch_size)
+
+
+def pooled(
+    features: keras.Model, rows: np.ndarray, labels: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 1's input: the top's pooled features for cached (plain) rows, with their one-hot labels."""
+    forward = inference(features)
+    out = [
+        np.asarray(forward(np.asarray(rows[i : i + batch_size])), dtype=np.float32)
+        for i in range(0, len(rows), batch_size)
+    ]
+    return np.concatenate(out), labels
