@@ -66,35 +66,47 @@ def test_each_epoch_sees_every_image_once_in_a_drawn_view() -> None:
     assert len(np.concatenate([x.numpy() for x, _ in validation])) == 5
 
 
-def test_resumed_fine_tuning_reuses_the_cache(
+def test_resumed_fine_tuning_reuses_the_cache_and_the_head_checkpoint(
     sample_data: Path, weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Stopped in phase 2's first epoch: no whole-model checkpoint yet, so the head's own one restores phase 1."""
     config = TrainConfig(**{**TINY, "weights": str(weights_file), "finetune_views": 1})
-    original_end, original_fill = fit.EpochCheckpoint.on_epoch_end, boundary._fill
+    original_end, original_fill, original_restore = fit.EpochCheckpoint.on_epoch_end, boundary._fill, fit.restore
     fills: list[int] = []
+    heads: list[list[np.ndarray]] = []
 
     def crash_in_fine_tuning(self, epoch, logs=None):
-        original_end(self, epoch, logs)
         if self.state.phase == "finetune":
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # before this epoch is checkpointed
+        original_end(self, epoch, logs)
+        heads[:] = [self.saved.get_weights()]  # the head as phase 1 left it
 
     def counted_fill(bottom, datasets, path, rows, tick):
         fills.append(rows)
         return original_fill(bottom, datasets, path, rows, tick)
 
+    def checked_restore(clf, work):
+        original_restore(clf, work)
+        for restored, saved in zip(clf.head.get_weights(), heads[0]):
+            np.testing.assert_array_equal(restored, saved)
+        heads.append([])
+
     monkeypatch.setattr(boundary, "_fill", counted_fill)
     monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", crash_in_fine_tuning)
     with pytest.raises(KeyboardInterrupt):
         train(sample_data, tmp_path / "run", config, console=Console(quiet=True))
-    cache = np.load(tmp_path / "run.partial" / "cache" / "boundary_train.npy", mmap_mode="r")
+    partial = tmp_path / "run.partial"
+    assert (partial / fit.HEAD_CHECKPOINT).exists() and not (partial / fit.CHECKPOINT).exists()
+    cache = np.load(partial / "cache" / "boundary_train.npy", mmap_mode="r")
     assert len(fills) == 2 and len(cache) == fills[0]  # training rows, then validation rows
     n = fills[0] // 2  # the plain copy of each training image, then one augmented copy
     assert not np.allclose(cache[:5], cache[n : n + 5])
 
     monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", original_end)
+    monkeypatch.setattr("edgetl.train.run.restore", checked_restore)
     fills.clear()
     out = train(sample_data, tmp_path / "run", config, resume=True, console=Console(quiet=True))
-    assert fills == []  # nothing recomputed
+    assert fills == [] and len(heads) == 2  # nothing recomputed; the head was restored and checked
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [row["phase"] for row in rows] == ["head", "head", "finetune", "finetune"]
-    assert not (out / "cache").exists()
+    assert not (out / "cache").exists() and not (out / fit.HEAD_CHECKPOINT).exists()

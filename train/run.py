@@ -45,6 +45,7 @@ from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
     CHECKPOINT,
+    HEAD_CHECKPOINT,
     STATE,
     TrainState,
     boundary_split,
@@ -52,6 +53,7 @@ from edgetl.train.fit import (
     cluster_task,
     evaluation_features,
     fine_tune,
+    restore,
     train_head,
     use_mixed_precision,
     write_history_csv,
@@ -187,8 +189,8 @@ def train(
             weights=weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
             dropout=config.dropout,
         )
-        if resume and (work / CHECKPOINT).exists():  # none yet when stopped before the first epoch ended
-            clf.model.load_weights(work / CHECKPOINT)
+        if resume:
+            restore(clf, work)
 
         def on_cache(total: int):
             task = progress.add_task("Computing backbone activations", total=total)
@@ -253,7 +255,7 @@ def train(
     open_world.plot(world, work / "reliability.png")
     seconds = {**state.seconds(), "total": round(state.total_seconds(), 3)}  # across --resume sessions
     info = _run_info(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds, world.card)
-    for leftover in (work / "cache", work / CHECKPOINT, work / STATE, work / CONFIG):
+    for leftover in (work / "cache", work / CHECKPOINT, work / HEAD_CHECKPOINT, work / STATE, work / CONFIG):
         if leftover.is_dir():
             shutil.rmtree(leftover)
         else:
