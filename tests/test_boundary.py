@@ -30,12 +30,14 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_cut_reproduces_the_whole_model_and_trains_its_layers(weights_file: Path) -> None:
     clf = build_classifier("mobilenet_v2", 3, size=64, alpha=0.35, weights=str(weights_file))
-    split = boundary.split_at(clf, unfreeze_start(clf.backbone, from_layer="block_12"))
+    split = boundary.split_at(clf, unfreeze_start(clf.backbone, from_layer="block_12"), seed=1)
     assert split is not None and split.boundary == "block_12_expand"
     images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
     below = split.bottom(images)
     np.testing.assert_allclose(split.top(below), clf.model(images), atol=1e-5)
     np.testing.assert_allclose(split.features(below), clf.features(images), atol=1e-4)
+    shift = split.top.get_layer("activation_shift")  # training only: the line above ran in inference mode
+    assert not np.allclose(shift(below, training=True), below) and np.allclose(shift(below, training=False), below)
 
     before = clf.model(images).numpy()
     fit.unfreeze_top(clf.backbone, from_layer="block_12")

@@ -1,13 +1,13 @@
-"""Phase 2 on activations cached at the unfreeze boundary: the frozen bottom runs once per view, not per epoch.
+"""Phase 2 on activations cached at the unfreeze boundary: the frozen bottom runs once per copy, not per epoch.
 
 Fine-tuning trains only the top of the backbone, yet an end-to-end epoch pushes every image through
 the frozen bottom again (about two thirds of a step's time for MobileNetV2 from block_12,
 benchmarks/finetune_step.py). Here the bottom's output is computed for `1 + views` copies of each
 training image (the plain image, then `views` augmented ones) and for the validation images, kept in
 `cache/` as memory-mapped .npy, and each fine-tuning epoch trains the top on one copy per image, drawn
-at random. The plain copy also gives phase 1 its pooled features (the top's forward pass), so phase 1
-needs no pass of its own. The price: augmentation is `1 + views` fixed draws instead of a fresh one per
-epoch (`--finetune-views 0` restores that, end to end).
+at random and shifted at random. The plain copy also gives phase 1 its pooled features (the top's
+forward pass), so phase 1 needs no pass of its own. The price: the other augmentations are `1 + views`
+fixed draws instead of a fresh one per epoch (`--finetune-views 0` restores that, end to end).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from edgetl.rundir import write_json
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import Classifier, inference
-from edgetl.train.pipeline import augmentation, image_dataset
+from edgetl.train.pipeline import SHIFT, augmentation, image_dataset
 
 MANIFEST = "boundary.json"
 
@@ -42,8 +42,13 @@ class Split:
     boundary: str  # the first unfrozen layer, for the log
 
 
-def split_at(clf: Classifier, start: int) -> Split | None:
-    """Cut `clf` before backbone layer `start`; None when more than one tensor crosses the cut (mid-block)."""
+def split_at(clf: Classifier, start: int, seed: int | None = None) -> Split | None:
+    """Cut `clf` before backbone layer `start`; None when more than one tensor crosses the cut (mid-block).
+
+    With a `seed`, the top shifts its input activations at random while training: convolutions are
+    translation-equivariant, so that is close to shifting the image (exact away from the borders),
+    and every epoch sees new positions although the cached copies are fixed.
+    """
     layer = clf.backbone.layers[start]
     if not isinstance(layer.input, keras.KerasTensor):  # e.g. an Add: two tensors cross
         return None
@@ -57,7 +62,11 @@ def split_at(clf: Classifier, start: int) -> Split | None:
     activations = keras.Input(layer.input.shape[1:], name="activations")
     pooled = upper(activations, training=False)  # BatchNorm keeps its ImageNet statistics, as in clf.model
     features = keras.Model(activations, pooled, name="top_features")
-    return Split(bottom, keras.Model(activations, clf.head(pooled), name="top"), features, layer.name)
+    shifted = activations
+    if seed is not None:  # active in fit() only; validation and features see the activations as cached
+        shifted = keras.layers.RandomTranslation(SHIFT, SHIFT, seed=seed, name="activation_shift")(activations)
+    top = keras.Model(activations, clf.head(upper(shifted, training=False)), name="top")
+    return Split(bottom, top, features, layer.name)
 
 
 @dataclass

@@ -37,7 +37,7 @@ class TrainConfig:
     augment: bool = setting(True, "Random flip/rotate/zoom/shift/contrast/brightness.")
     feature_cache: bool = setting(True, "Phase 1 on cached backbone features (fast).")
     finetune_views: int = setting(
-        2, "Augmented copies per image cached below the unfrozen layers for phase 2 (fast); 0: end to end."
+        1, "Augmented copies per image cached below the unfrozen layers for phase 2 (fast); 0: end to end."
     )
     patience: int = setting(4, "Early-stopping patience in epochs (best weights kept).")
     seed: int = setting(42, "Seed for the split, initialisation and shuffling.")

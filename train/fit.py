@@ -273,7 +273,8 @@ def boundary_split(clf: Classifier, config: TrainConfig) -> boundary.Split | Non
     """
     if not (config.finetune_views and config.finetune_epochs and clf.pretrained):
         return None
-    return boundary.split_at(clf, unfreeze_start(clf.backbone, **_unfreeze_from(config)))
+    seed = config.seed if config.augment else None
+    return boundary.split_at(clf, unfreeze_start(clf.backbone, **_unfreeze_from(config)), seed)
 
 
 def train_head(

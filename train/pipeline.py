@@ -16,6 +16,7 @@ from edgetl.images import ResizePolicy, load_for_model
 from edgetl.rundir import Sample
 
 AUTOTUNE = tf.data.AUTOTUNE
+SHIFT = 0.1  # random translation, a share of the height and width (also of cached activations: boundary.py)
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -25,7 +26,7 @@ def augmentation(seed: int) -> keras.Sequential:
             keras.layers.RandomFlip("horizontal", seed=seed),
             keras.layers.RandomRotation(0.08, seed=seed),
             keras.layers.RandomZoom(0.15, seed=seed),
-            keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
+            keras.layers.RandomTranslation(SHIFT, SHIFT, seed=seed),
             keras.layers.RandomContrast(0.15, seed=seed),
             keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
         ],
