@@ -8,7 +8,8 @@ frozen, one batch of 32 random images: seconds per training step (median of 6 af
 - bf16: Keras' mixed_bfloat16 policy (oneDNN on a CPU with AVX512-BF16);
 - xla: `jit_compile=True`;
 - top: the trainable top alone, on activations cached at block_12's input (what caching the frozen part's
-  output would leave per step); and the frozen bottom's forward pass alone (what filling that cache costs).
+  output would leave per step); and the frozen bottom's forward pass alone (what filling that cache costs),
+  as a compiled graph and called eagerly.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def main() -> None:
             cached = bottom.predict_on_batch(images / 127.5 - 1)
             results["frozen bottom, forward only (fills the cache)"] = seconds(
                 lambda bottom=bottom: bottom.predict_on_batch(images / 127.5 - 1)
+            )
+            results["the same, called eagerly (op by op)"] = seconds(
+                lambda bottom=bottom: bottom(images / 127.5 - 1, training=False)
             )
             inputs = keras.Input(boundary.shape[1:])
             top = keras.Model(boundary, base.output)

@@ -114,8 +114,8 @@ def build_backbone(backbone: str, size: int, alpha: float, weights: str | None) 
 
 
 def inference(model: keras.Model) -> Callable[[Any], tf.Tensor]:
-    """`model` in inference mode as one compiled graph: twice as fast on a CPU as eager calls, which run
-    op by op (0.24 vs 0.50 s for MobileNetV2's lower blocks, batch 32 at 224 px, measured here)."""
+    """`model` in inference mode as one compiled graph: eager calls run op by op, much slower on a CPU
+    (benchmarks/finetune_step.py times both)."""
     return tf.function(lambda images: model(images, training=False), reduce_retracing=True)
 
 
