@@ -4,6 +4,7 @@ model, every epoch sees each image once in a drawn view, and --resume reuses the
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import keras
@@ -12,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from conftest import TINY
+from edgetl.errors import EdgetlError
 from edgetl.train import boundary, fit
 from edgetl.train.config import TrainConfig
 from edgetl.train.models import build_classifier, unfreeze_start
@@ -112,3 +114,14 @@ def test_resumed_fine_tuning_reuses_the_cache_and_the_head_checkpoint(
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [row["phase"] for row in rows] == ["head", "head", "finetune", "finetune"]
     assert not (out / "cache").exists() and not (out / fit.HEAD_CHECKPOINT).exists()
+
+
+def test_a_cache_that_does_not_fit_on_disk_is_one_clear_error(
+    sample_data: Path, weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = shutil.disk_usage
+    monkeypatch.setattr(boundary.shutil, "disk_usage", lambda path: usage(path)._replace(free=1000))
+    config = TrainConfig(**{**TINY, "weights": str(weights_file)})
+    with pytest.raises(EdgetlError, match="more than is free") as caught:
+        train(sample_data, tmp_path / "run", config, console=Console(quiet=True))
+    assert "--finetune-views 0" in caught.value.hint

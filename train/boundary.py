@@ -13,7 +13,9 @@ fixed draws instead of a fresh one per epoch (`--finetune-views 0` restores that
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +133,12 @@ def cached(
         )
     folder.mkdir(parents=True, exist_ok=True)
     k, train, val = len(index.classes), index.splits["train"], index.splits["validation"]
+    needed = 4 * math.prod(split.bottom.output.shape[1:]) * (views * len(train) + len(val))
+    if needed > shutil.disk_usage(folder).free:
+        raise EdgetlError(
+            f"The fine-tuning cache needs {needed / 1e9:.1f} GB in {folder}, more than is free.",
+            "Free some space, or pass --finetune-views 0 (phase 2 end to end, no cache).",
+        )
     common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size}
     aug = augmentation(config.seed) if config.augment else None
     train_views = [image_dataset(train, k, augment=aug if view else None, **common) for view in range(views)]
