@@ -14,7 +14,9 @@ from edgetl.float32 import is_mixed
 from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
-PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 8, "finetune_epochs": 1}
+# 20 head epochs (cached, sub-second each): with 8, both models sat near chance on 36 test images (0.39 and
+# 0.56 with phase 2 on the boundary cache), and the comparison below measured only noise.
+PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 20, "finetune_epochs": 1}
 
 
 @pytest.fixture(scope="module")

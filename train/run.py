@@ -196,22 +196,13 @@ def train(
             task = progress.add_task("Computing backbone activations", total=total)
             return lambda n: progress.advance(task, n)
 
+        hooks = {"on_epoch": on_epoch, "on_cache": on_cache, "class_weight": class_weight}
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
                 f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
             )
             extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
-            train_head(
-                clf,
-                index,
-                config,
-                work,
-                state,
-                on_epoch=on_epoch,
-                on_cache=on_cache,
-                class_weight=class_weight,
-                extra_callbacks=extra,
-            )
+            train_head(clf, index, config, work, state, **hooks, extra_callbacks=extra)
         if state.phase == "head":
             state.phase, state.epoch = "finetune", 0
             state.save(work)
@@ -221,17 +212,7 @@ def train(
             how = f"on cached activations below {split.boundary}" if split else "end to end"
             console.print(f"Phase 2, fine-tuning ({how}):")
             extra = [BatchProgress(progress, "fine-tuning", train_steps)]
-            trainable = fine_tune(
-                clf,
-                index,
-                config,
-                work,
-                state,
-                on_epoch=on_epoch,
-                on_cache=on_cache,
-                class_weight=class_weight,
-                extra_callbacks=extra,
-            )
+            trainable = fine_tune(clf, index, config, work, state, **hooks, extra_callbacks=extra)
         state.phase = "done"
         state.save(work)
         if not chief:
