@@ -116,7 +116,7 @@ def beans_run(beans_subset: Path, keras_home: Path, tmp_path_factory: pytest.Tem
     from edgetl.train.run import train
 
     weights = keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
-    config = TrainConfig(alpha=0.35, size=96, weights=str(weights), batch_size=16, head_epochs=3, finetune_epochs=1)
+    config = TrainConfig(alpha=0.35, size=96, weights=str(weights), batch_size=16, head_epochs=10, finetune_epochs=1)
     run = train(beans_subset, tmp_path_factory.mktemp("open_world") / "beans", config, console=Console(quiet=True))
     options = ConvertOptions(formats=("int8",), calibration_samples=36, repair=False)  # rejection is tested, not repair
     convert(run, options, console=Console(quiet=True))
@@ -133,7 +133,10 @@ def test_training_calibrates_and_stores_the_rejection_rule(beans_run: Path) -> N
     )
     assert len(card["class_thresholds"]) == 3
     calibration = json.loads((beans_run / "metrics.json").read_text())["validation"]["calibration"]
-    assert calibration["ece"] <= calibration["ece_before"] + 1e-9  # T is fitted on this split
+    assert calibration["nll"] <= calibration["nll_before"] + 1e-9  # T minimises NLL on this split, T = 1 included
+    # ECE is not what T minimises, and on 36 images it is mostly noise (measured 0.17 → 0.19, noise median 0.17):
+    # what can be asserted is that it stays within what a perfectly calibrated model shows on as many images.
+    assert calibration["ece"] <= calibration["ece_floor"]["p90"], calibration
     assert calibration["rejected_in"] <= 0.1  # 1 - RETENTION by construction (36 images: one or two)
     assert (beans_run / "reliability.png").stat().st_size > 10_000
 
@@ -157,6 +160,5 @@ def test_photos_of_another_dataset_are_rejected_by_float_and_int8(beans_run: Pat
     alone = int8["at_ood_threshold"]  # the OOD score alone; the rule adds per-class thresholds, so rejects more
     assert alone["rejected_ood"] <= int8["rejected_ood"] and alone["rejected_in"] <= int8["rejected_in"], int8
     assert alone["rejected_ood"] >= 0.8, int8
-    # Not broken: better than one class for everything (1/3). This 36-photo, 4-epoch model is built to test
-    # rejection; its top-1 sits near chance (measured 0.44 on the boundary cache, 0.56 end to end).
-    assert rows["int8"]["accuracy"]["top1"] > 0.34
+    # Not broken: a 36-photo model at 96 px classifies well above chance (1/3); measured 0.58, as in float.
+    assert rows["int8"]["accuracy"]["top1"] > 0.5

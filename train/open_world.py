@@ -279,6 +279,8 @@ def summary(
             "ece_before": ece(softmax(logits), labels),
             "ece": ece(softmax(logits / temperature), labels),
             "ece_floor": ece_floor(softmax(logits / temperature)),
+            "nll_before": _nll(logits, labels, 1.0),  # what T minimises on validation, so never higher there
+            "nll": _nll(logits, labels, temperature),
             "rejected_in": float(np.mean(ood > card["ood"]["threshold"])),
         }
     return card, report
