@@ -1,5 +1,6 @@
-"""Phase 2 on activations cached at the unfreeze boundary: the cut is exact, training reaches the full
-model, every epoch sees each image once in a drawn view, and --resume reuses the cache."""
+"""Activations cached at the unfreeze boundary: the cut is exact, training reaches the full model, every
+epoch sees each image once in a drawn view, --resume reuses the cache, and without a boundary phase 1
+caches pooled features."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_each_epoch_sees_every_image_once_in_a_drawn_view() -> None:
     n, views = 40, 3
     rows = np.arange(views * n, dtype=np.float32).reshape(-1, 1, 1, 1)  # a row holds its own index
     labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
-    cache = boundary.Cache(rows, labels, rows[:5], labels[:5], views)
+    cache = boundary.Cache(rows, labels, rows[:5], labels[:5], views, "block_12_expand")
     train_batches, validation = boundary.training_batches(cache, batch_size=8, seed=1)
     seen_views = set()
     for _ in range(2):
@@ -125,3 +126,29 @@ def test_a_cache_that_does_not_fit_on_disk_is_one_clear_error(
     with pytest.raises(EdgetlError, match="more than is free") as caught:
         train(sample_data, tmp_path / "run", config, console=Console(quiet=True))
     assert "--finetune-views 0" in caught.value.hint
+
+
+def test_without_a_boundary_phase_1_caches_pooled_features_of_the_plain_images(
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From scratch (or --finetune-views 0) the cut sits above the backbone: one plain copy, already pooled."""
+    from edgetl.train.data import scan
+
+    config = TrainConfig(**TINY)
+    index = scan(sample_data, seed=config.seed)
+    clf = build_classifier("mobilenet_v2", len(index.classes), size=64, alpha=0.35, weights=None)
+    assert fit.boundary_split(clf, config) is None
+    split = boundary.above_backbone(clf)
+    cache = boundary.cached(split, index, config, tmp_path / "cache")
+    assert cache.views == 1 and cache.boundary == boundary.ABOVE_BACKBONE  # augmented copies would go unused
+    expected, labels = fit.predict(clf.features, index.splits["validation"], config, len(index.classes))
+    np.testing.assert_allclose(cache.validation, expected, atol=1e-5)
+    np.testing.assert_array_equal(cache.validation_labels.argmax(axis=1), labels)
+    features = boundary.pooled(split, cache, config.batch_size)
+    assert np.shares_memory(features["train"][0], cache.train)  # nothing left to pool: the cached rows themselves
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(boundary.shutil, "disk_usage", lambda path: usage(path)._replace(free=1000))
+    with pytest.raises(EdgetlError, match="more than is free") as caught:
+        boundary.cached(split, index, config, tmp_path / "other")
+    assert "--no-feature-cache" in caught.value.hint

@@ -1,4 +1,4 @@
-"""Phase 2 on activations cached at the unfreeze boundary: the frozen bottom runs once per copy, not per epoch.
+"""Activations cached where training starts: the frozen layers below run once per copy, not per epoch.
 
 Fine-tuning trains only the top of the backbone, yet an end-to-end epoch pushes every image through
 the frozen bottom again (about two thirds of a step's time for MobileNetV2 from block_12,
@@ -8,6 +8,10 @@ training image (the plain image, then `views` augmented ones) and for the valida
 at random and shifted at random. The plain copy also gives phase 1 its pooled features (the top's
 forward pass), so phase 1 needs no pass of its own. The price: the other augmentations are `1 + views`
 fixed draws instead of a fresh one per epoch (`--finetune-views 0` restores that, end to end).
+
+When phase 2 does not train on such a cache (end to end, or from scratch), phase 1 still does: the
+cut then sits above the whole backbone (`above_backbone`), and the cache holds pooled features of the
+plain images only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from edgetl.train.models import Classifier, inference
 from edgetl.train.pipeline import SHIFT, augmentation, image_dataset
 
 MANIFEST = "boundary.json"
+ABOVE_BACKBONE = "above the backbone"
 
 
 @dataclass
@@ -40,8 +45,12 @@ class Split:
 
     bottom: keras.Model  # raw pixels → activations at the boundary (frozen)
     top: keras.Model  # boundary activations → class probabilities (what phase 2 trains)
-    features: keras.Model  # boundary activations → pooled backbone features (phase 1's input)
+    features: keras.Model | None  # boundary activations → pooled backbone features (phase 1's input); None: pooled
     boundary: str  # the first unfrozen layer, for the log
+
+    def views(self, config: TrainConfig) -> int:
+        """Cached copies per training image: augmented ones only where phase 2 trains on them."""
+        return 1 + (config.finetune_views if config.augment and self.features is not None else 0)
 
 
 def split_at(clf: Classifier, start: int, seed: int | None = None) -> Split | None:
@@ -71,6 +80,11 @@ def split_at(clf: Classifier, start: int, seed: int | None = None) -> Split | No
     return Split(bottom, top, features, layer.name)
 
 
+def above_backbone(clf: Classifier) -> Split:
+    """The cut above the whole backbone: phase 1's cache when phase 2 runs end to end."""
+    return Split(clf.features, clf.head, None, ABOVE_BACKBONE)
+
+
 @dataclass
 class Cache:
     """Boundary activations: `train` rows are view-major (row = view · n + image), labels one-hot per image."""
@@ -80,6 +94,7 @@ class Cache:
     validation: np.ndarray
     validation_labels: np.ndarray
     views: int  # copies per training image, the plain one included
+    boundary: str  # where it was cut
 
     def plain_train(self) -> np.ndarray:
         return self.train[: len(self.train_labels)]
@@ -118,10 +133,10 @@ def cached(
     folder: Path,
     on_cache: Callable[[int], Callable] | None = None,
 ) -> Cache:
-    """The boundary cache in `folder`, computed unless a complete one is there (--resume)."""
-    views = 1 + (config.finetune_views if config.augment else 0)  # without augmentation copies are equal
+    """The cache for `split` in `folder`, computed unless a complete one is there (--resume)."""
+    views = split.views(config)
     manifest = folder / MANIFEST
-    if manifest.exists():
+    if manifest.exists() and json.loads(manifest.read_text())["boundary"] == split.boundary:
         meta = json.loads(manifest.read_text())
         labels = np.load(folder / "boundary_labels.npz")
         return Cache(
@@ -130,14 +145,18 @@ def cached(
             np.load(folder / "boundary_validation.npy", mmap_mode="r"),
             labels["validation"],
             meta["views"],
+            meta["boundary"],
         )
     folder.mkdir(parents=True, exist_ok=True)
     k, train, val = len(index.classes), index.splits["train"], index.splits["validation"]
     needed = 4 * math.prod(split.bottom.output.shape[1:]) * (views * len(train) + len(val))
     if needed > shutil.disk_usage(folder).free:
+        instead = (
+            "--finetune-views 0 (phase 2 end to end" if split.features else "--no-feature-cache (phase 1 end to end"
+        )
         raise EdgetlError(
-            f"The fine-tuning cache needs {needed / 1e9:.1f} GB in {folder}, more than is free.",
-            "Free some space, or pass --finetune-views 0 (phase 2 end to end, no cache).",
+            f"The activation cache needs {needed / 1e9:.1f} GB in {folder}, more than is free.",
+            f"Free some space, or pass {instead}, no cache).",
         )
     common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size}
     aug = augmentation(config.seed) if config.augment else None
@@ -179,13 +198,27 @@ def training_batches(cache: Cache, batch_size: int, seed: int) -> tuple[tf.data.
     return train, _batches(cache.validation, cache.validation_labels, val_rows, batch_size)
 
 
-def pooled(
-    features: keras.Model, rows: np.ndarray, labels: np.ndarray, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Phase 1's input: the top's pooled features for cached (plain) rows, with their one-hot labels."""
-    forward = inference(features)
-    out = [
-        np.asarray(forward(np.asarray(rows[i : i + batch_size])), dtype=np.float32)
-        for i in range(0, len(rows), batch_size)
-    ]
-    return np.concatenate(out), labels
+def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pooled features and one-hot labels per split from the plain cached rows: phase 1's input."""
+    out = {}
+    for name, rows, labels in (
+        ("train", cache.plain_train(), cache.train_labels),
+        ("validation", cache.validation, cache.validation_labels),
+    ):
+        if split.features is None:  # cut above the backbone: the rows are pooled features already
+            out[name] = (rows, labels)
+            continue
+        forward = inference(split.features)
+        batches = [forward(np.asarray(rows[i : i + batch_size])) for i in range(0, len(rows), batch_size)]
+        out[name] = (np.concatenate([np.asarray(b, dtype=np.float32) for b in batches]), labels)
+    return out
+
+
+def feature_batches(
+    features: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int, seed: int
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation) batches of pooled features for phase 1; training shuffled each epoch."""
+    n = len(features["train"][1])
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    validation = tf.data.Dataset.range(len(features["validation"][1]))
+    return _batches(*features["train"], order, batch_size), _batches(*features["validation"], validation, batch_size)

@@ -1,15 +1,15 @@
-"""The two training phases, the feature cache, checkpoints and the distribution strategy.
+"""The two training phases, checkpoints and the distribution strategy.
 
 Phase 1 (feature extraction) trains only the head. With the backbone frozen its output never
-changes, so by default the pooled features are computed once, kept in `cache/` as .npy files
-(memory-mapped, so size does not matter), and the head's epochs cost almost nothing. The cache
-is computed from un-augmented images: augmentation then applies in phase 2 only (or pass
+changes, so by default the pooled features are computed once from un-augmented images, from the
+activation cache in `cache/` (train/boundary.py, memory-mapped, so size does not matter), and the
+head's epochs cost almost nothing; augmentation then applies in phase 2 only (or pass
 --no-feature-cache to train phase 1 end to end through augmented images).
 
 Phase 2 (fine-tuning) unfreezes the top of the backbone, BatchNorm excepted, at a lower
 learning rate. By default it trains on activations cached where the unfrozen part starts, for a
-few augmented copies of each image (train/boundary.py); that cache then also feeds phase 1.
-Both phases checkpoint every epoch so that --resume continues after a crash.
+few augmented copies of each image; that cache's plain copy is also what phase 1's features come
+from. Both phases checkpoint every epoch so that --resume continues after a crash.
 """
 
 from __future__ import annotations
@@ -174,53 +174,6 @@ def _loss(config: TrainConfig) -> keras.losses.Loss:
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
 
 
-def cache_features(
-    features_model: keras.Model, ds: tf.data.Dataset, path: Path, count: int, tick: Callable | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the frozen backbone once over `ds` and keep (features, one-hot labels) as memory-mapped .npy."""
-    width = features_model.output.shape[-1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    feats = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=(count, width))
-    labels = []
-    row, forward = 0, inference(features_model)
-    for images, targets in ds:
-        out = forward(images)
-        batch = np.asarray(out, dtype=np.float32)
-        feats[row : row + len(batch)] = batch
-        labels.append(np.asarray(targets))
-        row += len(batch)
-        if tick:
-            tick(len(batch))
-    feats.flush()
-    del feats
-    os.replace(str(path) + ".tmp.npy", path)
-    stacked = np.concatenate(labels)
-    np.save(path.with_suffix(".labels.npy"), stacked)
-    return np.load(path, mmap_mode="r")[:row], stacked
-
-
-def _feature_dataset(
-    feats: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int
-) -> tf.data.Dataset:
-    """Batches read from the memory-mapped cache by index, so they are never all in memory at once."""
-    n = len(labels)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-
-    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.sort(idx)
-        return np.asarray(feats[order]), labels[order].astype(np.float32)
-
-    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(gather, [idx], (tf.float32, tf.float32))
-        x.set_shape((None, feats.shape[1]))
-        y.set_shape((None, labels.shape[1]))
-        return x, y
-
-    return ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
 def _image_splits(index: DatasetIndex, config: TrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Training batches (shuffled, augmented unless turned off) and validation batches, from image files."""
     common = {"size": config.size, "resize": config.resize, "batch_size": config.batch_size, "seed": config.seed}
@@ -292,33 +245,16 @@ def train_head(
     """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off.
 
     The features come from the boundary cache when phase 2 will use one (its plain copy through the
-    frozen top), else from one pass of the whole backbone.
+    frozen top), else from a cache cut above the whole backbone.
     """
     # Started now: epoch 1 includes the cache. With cached features only the head trains, so only it is saved.
     saved, file = (clf.head, HEAD_CHECKPOINT) if config.feature_cache else (clf.model, CHECKPOINT)
     checkpoint = EpochCheckpoint(work, state, saved, on_epoch, file)
-    split = boundary_split(clf, config) if config.feature_cache else None
-    if split:
-        cache = boundary.cached(split, index, config, work / "cache", on_cache)
-        splits = {
-            "train": boundary.pooled(split.features, cache.plain_train(), cache.train_labels, config.batch_size),
-            "validation": boundary.pooled(split.features, cache.validation, cache.validation_labels, config.batch_size),
-        }
-    elif config.feature_cache:
-        splits = {}
-        for name in ("train", "validation"):
-            cached = work / "cache" / f"{name}.npy"
-            if cached.exists() and cached.with_suffix(".labels.npy").exists():  # resumed run
-                splits[name] = (np.load(cached, mmap_mode="r"), np.load(cached.with_suffix(".labels.npy")))
-                continue
-            samples = index.splits[name]
-            ds = image_dataset(samples, len(index.classes), size=config.size, resize=config.resize)
-            tick = on_cache(len(samples)) if on_cache else None
-            splits[name] = cache_features(clf.features, ds, cached, len(samples), tick)
     if config.feature_cache:
-        train_ds = _feature_dataset(*splits["train"], config.batch_size, True, config.seed)
-        data = (train_ds, _feature_dataset(*splits["validation"], config.batch_size, False, config.seed))
-        model = clf.head
+        split = boundary_split(clf, config) or boundary.above_backbone(clf)
+        cache = boundary.cached(split, index, config, work / "cache", on_cache)
+        features = boundary.pooled(split, cache, config.batch_size)
+        data, model = boundary.feature_batches(features, config.batch_size, config.seed), clf.head
     else:
         data, model = _image_splits(index, config), clf.model
     _compile_and_fit(
@@ -391,11 +327,7 @@ def evaluation_features(
     split = boundary_split(clf, config)
     if split and (work / "cache" / boundary.MANIFEST).exists():
         cache = boundary.cached(split, index, config, work / "cache")
-        for name, rows, labels in (
-            ("train", cache.plain_train(), cache.train_labels),
-            ("validation", cache.validation, cache.validation_labels),
-        ):
-            pooled, one_hot = boundary.pooled(split.features, rows, labels, config.batch_size)
+        for name, (pooled, one_hot) in boundary.pooled(split, cache, config.batch_size).items():
             features[name] = (pooled, one_hot.argmax(axis=1))
     for name in SPLITS:
         if name not in features:
