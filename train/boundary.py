@@ -136,8 +136,8 @@ def cached(
     """The cache for `split` in `folder`, computed unless a complete one is there (--resume)."""
     views = split.views(config)
     manifest = folder / MANIFEST
-    if manifest.exists() and json.loads(manifest.read_text())["boundary"] == split.boundary:
-        meta = json.loads(manifest.read_text())
+    meta = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if meta.get("boundary") == split.boundary:  # complete, and cut in the same place
         labels = np.load(folder / "boundary_labels.npz")
         return Cache(
             np.load(folder / "boundary_train.npy", mmap_mode="r"),
@@ -148,11 +148,14 @@ def cached(
             meta["boundary"],
         )
     folder.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)  # a cache cut elsewhere is replaced, never half-described
     k, train, val = len(index.classes), index.splits["train"], index.splits["validation"]
     needed = 4 * math.prod(split.bottom.output.shape[1:]) * (views * len(train) + len(val))
     if needed > shutil.disk_usage(folder).free:
         instead = (
-            "--finetune-views 0 (phase 2 end to end" if split.features else "--no-feature-cache (phase 1 end to end"
+            "--finetune-views 0 (phase 2 end to end"
+            if split.features is not None
+            else "--no-feature-cache (phase 1 end to end"
         )
         raise EdgetlError(
             f"The activation cache needs {needed / 1e9:.1f} GB in {folder}, more than is free.",
