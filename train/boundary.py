@@ -204,14 +204,14 @@ def training_batches(cache: Cache, batch_size: int, seed: int) -> tuple[tf.data.
 def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features and one-hot labels per split from the plain cached rows: phase 1's input."""
     out = {}
+    forward = None if split.features is None else inference(split.features)  # one trace for both splits
     for name, rows, labels in (
         ("train", cache.plain_train(), cache.train_labels),
         ("validation", cache.validation, cache.validation_labels),
     ):
-        if split.features is None:  # cut above the backbone: the rows are pooled features already
+        if forward is None:  # cut above the backbone: the rows are pooled features already
             out[name] = (rows, labels)
             continue
-        forward = inference(split.features)
         batches = [forward(np.asarray(rows[i : i + batch_size])) for i in range(0, len(rows), batch_size)]
         out[name] = (np.concatenate([np.asarray(b, dtype=np.float32) for b in batches]), labels)
     return out
