@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, check_resize
+from edgetl.metrics import drop_within_budget
 from edgetl.options import setting
 
 FORMATS: tuple[str, ...] = ("int8", "fp16", "dynamic", "float32")
@@ -31,7 +32,9 @@ class ConvertOptions:
     formats: tuple[str, ...] = setting(("int8",), "Formats to write (default: int8).")
     input_type: str = setting("uint8", f"int8 model input/output type: {' (raw pixels) or '.join(INPUT_TYPES)}.")
     calibration_samples: int = setting(300, "Representative images for int8 calibration.")
-    max_drop: float = setting(1.0, "Fail when top-1 drops more than this (points).")
+    max_drop: float = setting(
+        1.0, "Fail when top-1 drops more than this (points) and the test images show the drop is real (McNemar p<0.05)."
+    )
     min_agreement: float | None = setting(
         None,
         "Fail when fewer test images (percent) keep the float model's top-1 "
@@ -46,9 +49,8 @@ class ConvertOptions:
     force: bool = setting(False, "Replace existing .tflite files.")
 
     def passes(self, metrics: dict) -> bool:
-        """The budget: top-1 drop at most `max_drop` points, agreement at least `min_agreement` percent."""
-        drop_ok = metrics.get("drop_pp") is None or metrics["drop_pp"] <= self.max_drop
-        return drop_ok and 100 * metrics["agreement"] >= (self.min_agreement or 0.0)
+        """The budget: no significant top-1 drop over `max_drop` points, agreement at least `min_agreement` percent."""
+        return drop_within_budget(metrics, self.max_drop) and 100 * metrics["agreement"] >= (self.min_agreement or 0.0)
 
     def __post_init__(self) -> None:
         unknown = [fmt for fmt in self.formats if fmt not in FORMATS]

@@ -237,4 +237,10 @@ def print_table(report: dict, console: Console) -> None:
     for fmt, entry in models.items():
         if entry.get("repair") and len(entry["repair"]) > 1:
             console.print(f"[bold]{fmt}:[/] {describe_repair(entry)}")
+        if entry.get("drop_pp", 0.0) > report["max_drop_pp"] and entry["passed"]:
+            console.print(
+                f"[yellow]note:[/] {fmt} lost {entry['lost']} and gained {entry['gained']} of {entry['images']} test "
+                f"images ({entry['drop_pp']:+.2f} pt): chance explains that (McNemar p = {entry['drop_p']:.2f}), so it "
+                "passes; more test images would tell a real drop apart."
+            )
     console.print(f"Report: {report['path']}")

@@ -30,7 +30,16 @@ from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.latency import Candidate as Configuration
 from edgetl.latency import camera_threads, is_profile, read_manifest
-from edgetl.metrics import accuracy, auroc, ece, ece_floor, near_chance, near_chance_message, reliability
+from edgetl.metrics import (
+    accuracy,
+    auroc,
+    drop_within_budget,
+    ece,
+    ece_floor,
+    near_chance,
+    near_chance_message,
+    reliability,
+)
 from edgetl.options import setting
 from edgetl.rundir import METADATA_FILE, RunInfo
 from edgetl.tf_loader import load_tensorflow
@@ -49,7 +58,9 @@ class BenchOptions:
     runs: int = setting(100, "Timed single inferences per model and thread count.")
     warmup: int = setting(10, "Untimed runs first.")
     backend: str = setting("auto", "auto, litert, tflite-runtime or tensorflow.")
-    max_drop: float = setting(1.0, "Accuracy budget (top-1 points) for the recommendation.")
+    max_drop: float = setting(
+        1.0, "Accuracy budget (top-1 points; a larger drop the test images can't tell from chance passes)."
+    )
     batch_latency: bool = setting(False, "Also time batched inference (per image).")
     ood: Path | None = setting(None, "Photos of none of the classes: measure how many each model rejects as 'unknown'.")
 
@@ -517,7 +528,7 @@ def recommend(report: dict) -> str:
         for row in report["models"]
         if "error" not in row
         and "accuracy" in row
-        and row["accuracy"].get("drop_pp", 0.0) <= budget
+        and drop_within_budget(row["accuracy"], budget)
         and row["kind"] == "tflite"
     ]
     if not eligible:

@@ -21,18 +21,8 @@ from edgetl.train.models import build_classifier, unfreeze_start
 from edgetl.train.run import train
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A no-top MobileNetV2 0.35 weights file (random): "pretrained" without a download or ../shared."""
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_no_top.weights.h5"
-    keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None).save_weights(
-        path
-    )
-    return path
-
-
-def test_the_cut_reproduces_the_whole_model_and_trains_its_layers(weights_file: Path) -> None:
-    clf = build_classifier("mobilenet_v2", 3, size=64, alpha=0.35, weights=str(weights_file))
+def test_the_cut_reproduces_the_whole_model_and_trains_its_layers(tiny_weights: str) -> None:
+    clf = build_classifier("mobilenet_v2", 3, size=64, alpha=0.35, weights=tiny_weights)
     split = boundary.split_at(clf, unfreeze_start(clf.backbone, from_layer="block_12"), seed=1)
     assert split is not None and split.boundary == "block_12_expand"
     images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
@@ -72,10 +62,10 @@ def test_each_epoch_sees_every_image_once_in_a_drawn_view() -> None:
 
 
 def test_resumed_fine_tuning_reuses_the_cache_and_the_head_checkpoint(
-    sample_data: Path, weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sample_data: Path, tiny_weights: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped in phase 2's first epoch: no whole-model checkpoint yet, so the head's own one restores phase 1."""
-    config = TrainConfig(**{**TINY, "weights": str(weights_file), "finetune_views": 1})
+    config = TrainConfig(**{**TINY, "weights": tiny_weights, "finetune_views": 1})
     original_end, original_fill, original_restore = fit.EpochCheckpoint.on_epoch_end, boundary._fill, fit.restore
     fills: list[int] = []
     heads: list[list[np.ndarray]] = []
@@ -118,11 +108,11 @@ def test_resumed_fine_tuning_reuses_the_cache_and_the_head_checkpoint(
 
 
 def test_a_cache_that_does_not_fit_on_disk_is_one_clear_error(
-    sample_data: Path, weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sample_data: Path, tiny_weights: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     usage = shutil.disk_usage
     monkeypatch.setattr(boundary.shutil, "disk_usage", lambda path: usage(path)._replace(free=1000))
-    config = TrainConfig(**{**TINY, "weights": str(weights_file)})
+    config = TrainConfig(**{**TINY, "weights": tiny_weights})
     with pytest.raises(EdgetlError, match="more than is free") as caught:
         train(sample_data, tmp_path / "run", config, console=Console(quiet=True))
     assert "--finetune-views 0" in caught.value.hint
@@ -134,7 +124,7 @@ def test_without_a_boundary_phase_1_caches_pooled_features_of_the_plain_images(
     """From scratch (or --finetune-views 0) the cut sits above the backbone: one plain copy, already pooled."""
     from edgetl.train.data import scan
 
-    config = TrainConfig(**TINY)
+    config = TrainConfig(**TINY, weights="none")
     index = scan(sample_data, seed=config.seed)
     clf = build_classifier("mobilenet_v2", len(index.classes), size=64, alpha=0.35, weights=None)
     assert fit.boundary_split(clf, config) is None

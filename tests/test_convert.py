@@ -431,3 +431,24 @@ def test_agreement_target_defaults_to_99_where_the_test_split_can_measure_it() -
     target, note = _min_agreement(None, 60)
     assert target == 0.0 and "60 test images are too few" in note
     assert _min_agreement(95.0, 10)[0] == 95.0  # an explicit target always applies
+
+
+def test_a_drop_fails_the_budget_only_when_the_test_images_show_it_is_real() -> None:
+    """McNemar's exact test on the paired answers: 1 image lost of 36 (2.8 pt) is chance; 6 of 600 is not."""
+    from edgetl.metrics import accuracy, drop_p_value, drop_within_budget
+
+    assert drop_p_value(1, 0) == 0.5 and drop_p_value(0, 0) == 1.0
+    assert drop_p_value(5, 0) == 1 / 32 and abs(drop_p_value(3, 1) - 5 / 16) < 1e-12
+    targets = np.zeros(36, int)
+    reference = np.tile([1.0, 0.0], (36, 1))
+    one_lost = reference.copy()
+    one_lost[0] = [0.0, 1.0]
+    record = accuracy(one_lost, targets, ["a", "b"], reference)
+    assert (record["lost"], record["gained"], record["drop_pp"]) == (1, 0, 2.7778)
+    assert drop_within_budget(record, 1.0) and ConvertOptions(min_agreement=0).passes(record)
+    many = np.tile([1.0, 0.0], (600, 1))
+    six_lost = many.copy()
+    six_lost[:6] = [0.0, 1.0]
+    record = accuracy(six_lost, np.zeros(600, int), ["a", "b"], many)  # 1.0 pt: within the budget as it stands
+    assert drop_within_budget(record, 1.0) and not drop_within_budget(record, 0.5)  # p = 1/64: a real drop
+    assert drop_within_budget({"images": 10, "agreement": 1.0}, 1.0)  # unlabelled: no drop to judge

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import Process
 
-ARGS = ["--alpha", "0.35", "--size", "64", "--weights", "none", "--batch-size", "16"]
+ARGS = ["--alpha", "0.35", "--size", "64", "--batch-size", "16"]  # + --weights: conftest's tiny_weights
 HINT = "Completed epochs are checkpointed: run the same command with --resume to continue."
 
 
@@ -26,24 +26,38 @@ def _interrupt(proc: Process, signum: int = signal.SIGINT) -> tuple[int, float]:
     return code, time.monotonic() - sent
 
 
-STEPS = [  # (where, options, printed just before, printed just after)
-    ("feature pass", ["--head-epochs", "2", "--finetune-epochs", "2"], "Phase 1", "extraction epoch 1:"),
+STEPS = [  # (where, options, printed just before, printed just after, resume to the end)
+    ("feature pass", ["--head-epochs", "2", "--finetune-epochs", "2"], "Phase 1", "extraction epoch 1:", False),
     (
         "head epoch",
         ["--no-feature-cache", "--head-epochs", "3", "--finetune-epochs", "1"],
         "extraction epoch 1:",
         "extraction epoch 2:",
+        False,
     ),
-    ("fine-tuning epoch", ["--head-epochs", "1", "--finetune-epochs", "3"], "fine-tuning epoch 1:", "tuning epoch 2:"),
+    (  # end to end (--finetune-views 0): an epoch on the boundary cache can end before the signal lands
+        "fine-tuning epoch",
+        ["--head-epochs", "1", "--finetune-epochs", "3", "--finetune-views", "0"],
+        "fine-tuning epoch 1:",
+        "tuning epoch 2:",
+        True,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("where", "options", "marker", "not_reached"), STEPS)
+@pytest.mark.parametrize(("where", "options", "marker", "not_reached", "resume"), STEPS)
 def test_sigint_ends_training_fast_with_the_hint_and_resume_finishes(
-    sample_data: Path, tmp_path: Path, where: str, options: list[str], marker: str, not_reached: str
+    sample_data: Path,
+    tiny_weights: str,
+    tmp_path: Path,
+    where: str,
+    options: list[str],
+    marker: str,
+    not_reached: str,
+    resume: bool,
 ) -> None:
     out = tmp_path / "run"
-    command = ["train", str(sample_data), "--out", str(out), *ARGS, *options]
+    command = ["train", str(sample_data), "--out", str(out), *ARGS, "--weights", tiny_weights, *options]
     proc = Process(*command)
     proc.wait_for(marker)
     time.sleep(0.3)
@@ -56,6 +70,8 @@ def test_sigint_ends_training_fast_with_the_hint_and_resume_finishes(
     assert partial.is_dir() and not out.exists()
     if (partial / "state.json").exists():  # written atomically: always whole
         json.loads((partial / "state.json").read_text())
+    if not resume:  # resuming to the end once (the fine-tuning case, which continues the schedule) is enough
+        return
 
     resumed = Process(*command, "--resume")
     assert resumed.finish() == 0, resumed.output[-3000:]
@@ -68,8 +84,11 @@ def test_sigint_ends_training_fast_with_the_hint_and_resume_finishes(
     assert rates == sorted(rates, reverse=True) and len(set(rates)) == len(rates), rates  # cosine went on
 
 
-def test_sigterm_ends_training_and_a_second_ctrl_c_is_immediate(sample_data: Path, tmp_path: Path) -> None:
-    command = ["train", str(sample_data), "--out", str(tmp_path / "run"), *ARGS, "--head-epochs", "1"]
+def test_sigterm_ends_training_and_a_second_ctrl_c_is_immediate(
+    sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    command = ["train", str(sample_data), "--out", str(tmp_path / "run"), *ARGS, "--weights", tiny_weights]
+    command += ["--head-epochs", "1", "--finetune-views", "0"]
     proc = Process(*command, "--finetune-epochs", "5")
     proc.wait_for("fine-tuning epoch 1:")
     code, seconds = _interrupt(proc, signal.SIGTERM)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from conftest import TINY
 from edgetl.float32 import is_mixed
 from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
@@ -55,8 +56,9 @@ def test_mixed_precision_run_converts_to_every_format_and_matches_float32(
     assert top1[True] > 0.5 and abs(top1[True] - top1[False]) <= 0.15, top1  # 36 test images: ±5 of them
 
 
-def test_same_seed_same_data_gives_the_same_model(beans_subset: Path, tmp_path: Path) -> None:
-    config = TrainConfig(alpha=0.35, size=64, weights="none", batch_size=16, head_epochs=2, finetune_epochs=2)
+def test_same_seed_same_data_gives_the_same_model(beans_subset: Path, tiny_weights: str, tmp_path: Path) -> None:
+    """Both phases (phase 2 on the boundary cache, as with any pretrained backbone), evaluation and reports."""
+    config = TrainConfig(**TINY, weights=tiny_weights)
     runs = [train(beans_subset, tmp_path / f"run{i}", config, console=Console(quiet=True)) for i in range(2)]
     metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
     assert metrics[0] == metrics[1]

@@ -9,7 +9,9 @@ import textwrap
 from pathlib import Path
 
 
-def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(sample_data: Path, tmp_path: Path) -> None:
+def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(
+    sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
     out = tmp_path / "mirrored"
     script = textwrap.dedent(
         f"""
@@ -21,8 +23,8 @@ def test_training_runs_under_mirrored_strategy_on_two_logical_cpus(sample_data: 
         from edgetl.train.fit import choose_strategy
         from edgetl.train.run import train
         assert choose_strategy("mirrored").num_replicas_in_sync == 2
-        config = TrainConfig(alpha=0.35, size=64, weights="none", batch_size=16, head_epochs=1, finetune_epochs=1,
-                             strategy="mirrored")
+        config = TrainConfig(alpha=0.35, size=64, weights={tiny_weights!r}, batch_size=16, head_epochs=1,
+                             finetune_epochs=1, strategy="mirrored")
         train({str(sample_data)!r}, {str(out)!r}, config, console=Console(quiet=True))
         """
     )

@@ -19,8 +19,8 @@ from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
 
-def _config(**changes) -> TrainConfig:
-    return TrainConfig(**{**TINY, **changes})
+def _config(weights: str, **changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, "weights": weights, **changes})
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_history_covers_both_phases(finished_run: Path) -> None:
 
 
 def test_interrupted_run_resumes_to_a_complete_run(
-    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sample_data: Path, tiny_weights: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
     original = fit.EpochCheckpoint.on_epoch_end
@@ -101,17 +101,17 @@ def test_interrupted_run_resumes_to_a_complete_run(
 
     monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", crash_after_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train(sample_data, out, _config(), console=Console(quiet=True))
+        train(sample_data, out, _config(tiny_weights), console=Console(quiet=True))
     monkeypatch.setattr(fit.EpochCheckpoint, "on_epoch_end", original)
 
     partial = tmp_path / "run.partial"
     assert not out.exists() and (partial / "checkpoint.weights.h5").exists()
     with pytest.raises(EdgetlError, match="--resume"):
-        train(sample_data, out, _config(), console=Console(quiet=True))
+        train(sample_data, out, _config(tiny_weights), console=Console(quiet=True))
     with pytest.raises(EdgetlError, match="no interrupted run"):
-        train(sample_data, tmp_path / "other", _config(), resume=True, console=Console(quiet=True))
+        train(sample_data, tmp_path / "other", _config(tiny_weights), resume=True, console=Console(quiet=True))
 
-    train(sample_data, out, _config(), resume=True, console=Console(quiet=True))
+    train(sample_data, out, _config(tiny_weights), resume=True, console=Console(quiet=True))
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [(row["phase"], row["epoch"]) for row in rows] == [
         ("head", "1"),
@@ -122,19 +122,27 @@ def test_interrupted_run_resumes_to_a_complete_run(
     assert RunInfo.load(out).metrics["test_top1"] >= 0 and not partial.exists()
 
 
-def test_force_replaces_an_old_run_only_when_the_new_one_is_done(sample_data: Path, tmp_path: Path) -> None:
+def test_force_replaces_an_old_run_only_when_the_new_one_is_done(
+    sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
     with pytest.raises(EdgetlError, match="already exists"):
-        train(sample_data, out, _config(), console=Console(quiet=True))
-    train(sample_data, out, _config(head_epochs=1, finetune_epochs=0), force=True, console=Console(quiet=True))
+        train(sample_data, out, _config(tiny_weights), console=Console(quiet=True))
+    train(
+        sample_data,
+        out,
+        _config(tiny_weights, head_epochs=1, finetune_epochs=0),
+        force=True,
+        console=Console(quiet=True),
+    )
     assert not (out / "old.txt").exists() and (out / "edgetl.json").exists()
 
 
 def test_end_to_end_phase_one_and_efficientnet(sample_data: Path, tmp_path: Path) -> None:
     """Phase 1 without the feature cache (augmented, end to end) on EfficientNetB0, fine-tuning skipped."""
-    config = _config(backbone="efficientnet_b0", feature_cache=False, head_epochs=1, finetune_epochs=0, size=64)
+    config = _config("none", backbone="efficientnet_b0", feature_cache=False, head_epochs=1, finetune_epochs=0, size=64)
     out = train(sample_data, tmp_path / "eff", config, console=Console(quiet=True))
     model = RunInfo.load(out).model
     assert model["backbone"] == "efficientnet_b0" and model["finetuned_layers"] == 0
