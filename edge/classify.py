@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_rgb
 from edgetl.rundir import write_atomic
+from edgetl.text import for_console
 
 
 def expand(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -47,7 +47,7 @@ def classify_files(classifier: Classifier, paths: list[Path], top_k: int) -> Ite
     """One result per file: {"path", "labels", "scores", "ms"} or {"path", "error"} for unreadable ones."""
     for path in paths:
         try:
-            rgb = load_rgb(path)
+            rgb = load_rgb(path, min_side=classifier.size)
         except Exception as error:  # Pillow raises many types for broken files
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             yield {"path": str(path), "error": "not an image" if "cannot identify" in reason else reason}
@@ -91,7 +91,7 @@ def write_results(results: list[dict], target: str, as_json: bool, top_k: int, e
         print(text, end="")
     else:
         write_atomic(Path(target), text)
-        err.print(f"Written: {escape(target)} ({len(results)} results)")
+        err.print(f"Written: {for_console(target)} ({len(results)} results)")
 
 
 def print_table(results: list[dict], classifier: Classifier, top_k: int, console: Console) -> None:
@@ -101,7 +101,7 @@ def print_table(results: list[dict], classifier: Classifier, top_k: int, console
     title = (
         f"{classifier.path.name}: {len(results)} image(s){f' in {base}' if base else ''}, {classifier.model.backend}"
     )
-    table = Table(title=escape(title))
+    table = Table(title=for_console(title))
     table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
     for rank in range(top_k):
         table.add_column(f"#{rank + 1}")
@@ -111,10 +111,10 @@ def print_table(results: list[dict], classifier: Classifier, top_k: int, console
     table.add_column("ms", justify="right")
     for result in results:
         if "error" not in result:
-            cells = [escape(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
+            cells = [for_console(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
             if result["unknown"]:
                 cells[0] = f"[yellow]{cells[0]}[/]"
             name = os.path.relpath(result["path"], base) if base else result["path"]
             ood = [f"{result['ood_score']:.2f}"] if with_ood else []
-            table.add_row(escape(name), *cells, *ood, f"{result['ms']:.1f}")
+            table.add_row(for_console(name), *cells, *ood, f"{result['ms']:.1f}")
     console.print(table)

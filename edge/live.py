@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from edgetl.edge.camera import CameraOptions, Result, RunStats, StopFlag, print_summary, run_camera
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
+from edgetl.text import for_console
 
 STATUS_EVERY_S = 2.0
 
@@ -36,12 +36,18 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
     status = err if options.json == "-" else console  # keep stdout pure JSON when it carries the results
     server = state = None
     if options.serve:
-        from edgetl.edge.serve import LiveState, start_server
+        from edgetl.edge.serve import LiveState, is_loopback, start_server
 
         state = LiveState()
         server = start_server(options.serve, state)
         host, port = server.server_address[:2]
         status.print(f"Serving http://{host}:{port}/")
+        if not is_loopback(host):
+            err.print(
+                f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no "
+                f"authentication: anyone who can reach port {port} sees the camera. Serve on 127.0.0.1 and "
+                "use an SSH tunnel (ssh -L), or allow only trusted hosts in a firewall."
+            )
     show = options.window
     if show is None:
         show = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -64,7 +70,7 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
             last_status[0] = time.monotonic()
             top = result.prediction
             status.print(
-                f"frame {result.frame}: {escape(top.labels[0])} {top.scores[0]:.2f} · {stats.fps:.1f} FPS · "
+                f"frame {result.frame}: {for_console(top.labels[0])} {top.scores[0]:.2f} · {stats.fps:.1f} FPS · "
                 f"inference {result.latency_ms['inference']:.1f} ms · age {result.age_ms:.0f} ms"
             )
 

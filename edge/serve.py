@@ -7,6 +7,7 @@ newest frame in its own thread, so viewers never slow inference down.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from http import HTTPStatus
@@ -34,9 +35,23 @@ table { border-collapse: collapse; margin-top: .5rem; } td { padding: .15rem .8r
 <p class="label" id="top1">waiting for the first result…</p>
 <table id="predictions"></table>
 <p id="stats"></p>
-<script>
-// The stream is attached after load: an endless MJPEG response would otherwise hold the load event.
+<script src="/app.js"></script>
+</body></html>
+"""
+
+# Labels come from the model file or a labels file: they are data, so they enter the page as text nodes
+# (textContent), never as markup, and the Content-Security-Policy runs no script but this file.
+SCRIPT = """// The stream is attached after load: an endless MJPEG response would otherwise hold the load event.
 window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
+function row(label, score) {
+  const tr = document.createElement("tr");
+  for (const text of [label, `${(100 * score).toFixed(1)}%`]) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    tr.appendChild(td);
+  }
+  return tr;
+}
 async function refresh() {
   try {
     const state = await (await fetch("/stats", {cache: "no-store"})).json();
@@ -44,8 +59,7 @@ async function refresh() {
       const r = state.result;
       const ood = r.ood_score === null || r.ood_score === undefined ? "" : ` · OOD score ${r.ood_score.toFixed(2)}`;
       document.getElementById("top1").textContent = `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%${ood}`;
-      document.getElementById("predictions").innerHTML = r.labels.map(
-        (label, i) => `<tr><td>${label}</td><td>${(100 * r.scores[i]).toFixed(1)}%</td></tr>`).join("");
+      document.getElementById("predictions").replaceChildren(...r.labels.map((label, i) => row(label, r.scores[i])));
       const l = r.latency_ms;
       document.getElementById("stats").textContent =
         `${state.fps.toFixed(1)} FPS · inference ${l.inference} ms · preprocess ${l.preprocess} ms · ` +
@@ -56,9 +70,13 @@ async function refresh() {
   setTimeout(refresh, 500);
 }
 refresh();
-</script>
-</body></html>
 """
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.ndarray:
@@ -105,6 +123,8 @@ def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path in ("/", "/index.html"):
                 self._send(PAGE.encode(), "text/html; charset=utf-8")
+            elif self.path == "/app.js":
+                self._send(SCRIPT.encode(), "text/javascript; charset=utf-8")
             elif self.path.startswith("/stats"):
                 with state.condition:
                     body = {**state.stats, "result": state.result.as_dict() if state.result else None}
@@ -119,6 +139,8 @@ def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -159,6 +181,14 @@ def parse_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise EdgetlError(f"--serve {text} is not HOST:PORT.", "Example: --serve 127.0.0.1:8080 (0.0.0.0 for the LAN).")
     return host or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def start_server(address: str, state: LiveState) -> ThreadingHTTPServer:

@@ -20,9 +20,11 @@ from edgetl.edge.bench import BenchOptions
 from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
 from edgetl.errors import EdgetlError
+from edgetl.images import max_pixels
 from edgetl.options import help_of
 from edgetl.profiling import local_profile, make_profile
 from edgetl.rundir import check_output
+from edgetl.text import for_console
 from edgetl.tf_loader import load_tensorflow
 from edgetl.train.config import TrainConfig
 
@@ -62,6 +64,7 @@ def main(
     ] = None,
 ) -> None:
     """From a folder of labelled photos to a fast image classifier on a Raspberry Pi camera."""
+    max_pixels()  # a bad EDGETL_MAX_MEGAPIXELS is one line now, not a reason given for every image later
 
 
 T = TrainConfig
@@ -217,7 +220,7 @@ def classify(
     results = list(classify_files(classifier, files, top_k))
     for result in results:
         if "error" in result:
-            err_console.print(f"[yellow]skipped[/] {escape(result['path'])}: {escape(result['error'])}")
+            err_console.print(f"[yellow]skipped[/] {for_console(result['path'])}: {for_console(result['error'])}")
     if target is not None:
         write_results(results, target, bool(json_out), top_k, err_console)
     else:

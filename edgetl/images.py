@@ -26,8 +26,32 @@ ResizePolicy = Literal["stretch", "crop"]
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 RESIZE_POLICIES: tuple[str, ...] = ("stretch", "crop")
 
-# Pillow refuses images above ~89 Mpx as a "decompression bomb"; photos that big are rare but real.
-Image.MAX_IMAGE_PIXELS = 300_000_000
+# A 1 MB PNG can claim 20000×20000 pixels and take gigabytes to decode: every image is checked against this
+# limit from its header, before decoding. Pillow's own check only warns below ~179 Mpx, so it is off and
+# this one applies instead. 50 Mpx covers every phone and DSLR photo; EDGETL_MAX_MEGAPIXELS changes it.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+Image.MAX_IMAGE_PIXELS = None
+# JPEGs above this many pixels are decoded at a reduced scale (Pillow's draft: 1/2, 1/4 or 1/8, never below
+# the model's input size) when the caller needs a small image; smaller ones decode exactly as before.
+DRAFT_ABOVE_PIXELS = 12_000_000
+
+
+class ImageTooLarge(ValueError):
+    """An image over the pixel limit: skipped and listed like any unreadable file."""
+
+
+def max_pixels() -> int:
+    """The pixel limit: EDGETL_MAX_MEGAPIXELS (a positive number of megapixels), else the default."""
+    text = os.environ.get("EDGETL_MAX_MEGAPIXELS", "")
+    try:
+        megapixels = float(text) if text else DEFAULT_MAX_MEGAPIXELS
+    except ValueError:
+        megapixels = -1.0
+    if not megapixels > 0:
+        raise EdgetlError(
+            f"EDGETL_MAX_MEGAPIXELS={text!r} is not a positive number.", "Example: EDGETL_MAX_MEGAPIXELS=100"
+        )
+    return int(megapixels * 1_000_000)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -39,14 +63,25 @@ def list_images(folder: Path) -> list[Path]:
     ]
 
 
-def load_rgb(path: str | Path | BinaryIO) -> np.ndarray:
+def load_rgb(path: str | Path | BinaryIO, min_side: int | None = None) -> np.ndarray:
     """Read any image Pillow can open as an HxWx3 uint8 RGB array, upright.
 
     Handles EXIF orientation, greyscale, palette, transparency (composited on white, so
     transparent areas do not show whatever colour the encoder left there), CMYK and 16-bit
-    images. Raises OSError or ValueError on unreadable, truncated or non-image files.
+    images. Raises OSError or ValueError on unreadable, truncated or non-image files, and
+    ImageTooLarge (a ValueError) above the pixel limit, before decoding. A large JPEG is decoded
+    at a reduced scale that keeps both sides at least `min_side`, when given.
     """
+    limit = max_pixels()
     with Image.open(path) as image:
+        width, height = image.size
+        if width * height > limit:
+            raise ImageTooLarge(
+                f"{width}×{height} pixels is over the {limit / 1e6:g} Mpx limit (a decompression bomb?); "
+                "set EDGETL_MAX_MEGAPIXELS to allow it"
+            )
+        if min_side and width * height > DRAFT_ABOVE_PIXELS:
+            image.draft("RGB", (min_side, min_side))  # JPEG only; a no-op for other formats
         image.load()  # decode fully now: truncated files fail here, not mid-epoch
         image = ImageOps.exif_transpose(image)
         return _to_rgb_array(image)
@@ -96,7 +131,7 @@ def resize_rgb(rgb: np.ndarray, size: int, policy: ResizePolicy = "stretch") -> 
 
 def load_for_model(path: str | Path, size: int, policy: ResizePolicy = "stretch") -> np.ndarray:
     """The whole file → model-input path: decode, RGB, upright, resize."""
-    return resize_rgb(load_rgb(path), size, policy)
+    return resize_rgb(load_rgb(path, min_side=size), size, policy)
 
 
 def class_folders(folder: Path) -> list[Path]:

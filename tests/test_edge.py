@@ -386,40 +386,77 @@ def test_stop_flag_ends_the_loop_from_another_thread(int8_model: Path, video: Pa
 # --- web page ------------------------------------------------------------------------------------------------------
 
 
-def test_web_page_in_headless_chromium_shows_video_and_predictions(
-    int8_model: Path, video: Path, tmp_path: Path
-) -> None:
+def _chromium() -> list[str]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         message = "chromium is not installed (Debian: apt install chromium); the web page test needs it"
         if os.environ.get("EDGETL_REQUIRE_SHARED"):
             pytest.fail(message)
         pytest.skip(message)
-    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
-    args = ["camera", str(int8_model), "--source", str(video), "--loop", "--realtime", "--serve", "127.0.0.1:0"]
-    server = subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNBUFFERED
-    )
-    try:
-        line = server.stdout.readline()
-        assert "Serving http://127.0.0.1:" in line, line + server.stderr.read()
-        url = line.split("Serving ")[1].strip()
-        browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=4000"]
-        dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=60).stdout
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=4000"]
+
+
+class LivePage:
+    """`edgetl camera … --serve 127.0.0.1:0` in its own process (no TensorFlow), stopped by SIGTERM on exit."""
+
+    def __init__(self, model: Path, video: Path, *extra: str) -> None:
+        code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+        args = ["camera", str(model), "--source", str(video), "--loop", "--realtime", "--serve", "127.0.0.1:0", *extra]
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=UNBUFFERED,
+        )
+        line = self.server.stdout.readline()
+        assert "Serving http://127.0.0.1:" in line, line + self.server.stderr.read()
+        self.url = line.split("Serving ")[1].strip()
+
+    def __enter__(self) -> LivePage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.send_signal(signal.SIGTERM)
+        self.stdout, self.stderr = self.server.communicate(timeout=30)
+
+
+def test_web_page_in_headless_chromium_shows_video_and_predictions(
+    int8_model: Path, video: Path, tmp_path: Path
+) -> None:
+    browser = _chromium()
+    with LivePage(int8_model, video) as page:
+        dom = subprocess.run([*browser, "--dump-dom", page.url], capture_output=True, text=True, timeout=60).stdout
         labels = (int8_model.parent / "labels.txt").read_text().split()
         top1 = dom.split('id="top1">')[1].split("<")[0]
         assert top1.split()[0] in labels and "%" in top1  # filled in by the page's script from /stats
         assert "FPS" in dom and "threads" in dom
         shot = tmp_path / "page.png"
         subprocess.run(
-            [*browser, "--window-size=500,400", f"--screenshot={shot}", url], capture_output=True, timeout=60
+            [*browser, "--window-size=500,400", f"--screenshot={shot}", page.url], capture_output=True, timeout=60
         )
         image = cv2.imread(str(shot))
         video_area = image[80:150, 30:110]  # where the MJPEG stream is drawn
         assert video_area.std() > 20  # random-noise video frames, not an empty box
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
+    assert "no authentication" not in page.stderr  # 127.0.0.1: nobody else can reach it
+
+
+def test_hostile_labels_show_as_text_in_the_page_and_run_no_script(
+    int8_model: Path, video: Path, tmp_path: Path
+) -> None:
+    """A labels file is data: markup in it is shown literally, and its event handlers never run."""
+    classes = len((int8_model.parent / "labels.txt").read_text().split())
+    hostile = [f"<img src=x onerror=\"document.title='pwned{i}'\"><b>{i}</b>" for i in range(classes)]
+    labels = tmp_path / "hostile.txt"
+    labels.write_text("\n".join(hostile) + "\n")
+    browser = _chromium()
+    with LivePage(int8_model, video, "--labels", str(labels), "--top-k", str(classes)) as page:
+        dom = subprocess.run([*browser, "--dump-dom", page.url], capture_output=True, text=True, timeout=60).stdout
+    assert "FPS" in dom, dom[-2000:]  # the page's own script ran and filled in the results
+    assert "<title>edgetl camera</title>" in dom and "pwned" not in dom.split("<body")[0]  # no handler ran
+    assert '<img src="x"' not in dom and "<b>" not in dom  # no element was made from a label
+    for label in hostile:  # every label, in the top-1 line and the table, as text
+        assert label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in dom
 
 
 def test_edge_modules_import_no_tensorflow() -> None:

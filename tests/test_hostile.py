@@ -1,0 +1,108 @@
+"""Hostile input from files: a decompression bomb is refused from its header, before it is decoded, and label
+text cannot drive the terminal."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from test_cli import BLOCK_TF
+from test_edge import edge_cli
+
+from edgetl.errors import EdgetlError
+from edgetl.images import ImageTooLarge, load_rgb, max_pixels
+from edgetl.text import printable
+from edgetl.train.data import _check_image
+
+WIDE = {**os.environ, "COLUMNS": "200"}
+
+
+def write_png_bomb(path: Path, side: int = 20000) -> Path:
+    """A real PNG of side×side black pixels (1-bit greyscale): 400 Mpx in a file of a few tens of KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + side // 8)  # filter byte + packed pixels
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(bomb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bomb.stat().st_size < 2_000_000
+    started = time.monotonic()
+    with pytest.raises(ImageTooLarge, match=r"20000×20000 pixels is over the 50 Mpx limit.*EDGETL_MAX_MEGAPIXELS"):
+        load_rgb(bomb)
+    assert time.monotonic() - started < 1  # decoding it would take tens of seconds and gigabytes
+    digest, reason = _check_image(bomb)  # training's scan: skipped and listed like any unreadable file
+    assert digest is None and "over the 50 Mpx limit" in reason
+    monkeypatch.setenv("EDGETL_MAX_MEGAPIXELS", "0.0001")  # 100 pixels: an ordinary small image is over it too
+    assert max_pixels() == 100
+    monkeypatch.setenv("EDGETL_MAX_MEGAPIXELS", "lots")
+    with pytest.raises(EdgetlError, match="not a positive number"):
+        max_pixels()
+
+
+def _peak_rss_kib(proc: subprocess.Popen) -> int:
+    """The process's peak resident memory (VmHWM, counted from its exec), read until it exits."""
+    peak = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.01)
+    return peak
+
+
+def test_classify_skips_a_bomb_with_one_line_in_bounded_memory(converted: tuple[Path, dict], bomb: Path) -> None:
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    args = [sys.executable, "-c", code, "classify", str(converted[0] / "model_int8.tflite"), str(bomb)]
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(args, stderr=stderr, stdout=subprocess.DEVNULL, text=True, env=WIDE)
+        peak_kib = _peak_rss_kib(proc)
+        stderr.seek(0)
+        output = stderr.read()
+    assert proc.returncode == 1 and "Traceback" not in output and "Warning" not in output
+    assert f"skipped {bomb}: 20000×20000 pixels is over the 50 Mpx limit" in " ".join(output.split())
+    assert 0 < peak_kib < 500_000, peak_kib  # measured 97 MB; the landed code took 4.8-7.1 GB and 17-22 s
+
+
+def test_a_bad_pixel_limit_is_one_line(converted: tuple[Path, dict], bomb: Path) -> None:
+    code = "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    args = [sys.executable, "-c", code, "classify", str(converted[0] / "model_int8.tflite"), str(bomb)]
+    done = subprocess.run(
+        args, capture_output=True, text=True, env={**WIDE, "EDGETL_MAX_MEGAPIXELS": "-5"}, timeout=120
+    )
+    assert done.returncode == 2 and "EDGETL_MAX_MEGAPIXELS='-5' is not a positive number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_label_text_cannot_drive_the_terminal(converted: tuple[Path, dict], sample_data: Path, tmp_path: Path) -> None:
+    run = converted[0]
+    classes = len((run / "labels.txt").read_text().split())
+    hostile = [f"\x1b[2J\x1b[31mred{i}\x1b]0;title\x07\u202eevil" for i in range(classes)]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(hostile) + "\n")
+    image = next((sample_data / "square").iterdir())
+    result = edge_cli("classify", str(run / "model_int8.tflite"), str(image), "--labels", str(labels))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b" in result.stdout and "\\u202e" in result.stdout  # shown, escaped, not acted on
+    assert printable("tab\there é ü 中") == "tab\\there é ü 中"  # letters of any script stay as they are
