@@ -115,6 +115,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: str | None = None
+        self.signum: int | None = None
         self._previous: dict = {}
 
     def __enter__(self) -> StopFlag:
@@ -124,7 +125,7 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, _frame) -> None:
-        self.signal = signal.Signals(signum).name
+        self.signal, self.signum = signal.Signals(signum).name, signum
         self.event.set()
 
     def __exit__(self, *exc) -> None:

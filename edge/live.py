@@ -28,8 +28,12 @@ def default_threads() -> int:
     return camera_threads(os.cpu_count() or 2)
 
 
-def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> bool:
-    """Classify the source until it ends, a limit is reached or a signal stops it; False when the source failed."""
+def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> int:
+    """Classify the source until it ends, a limit is reached or a signal stops it.
+
+    Returns the exit code: 0, 1 when the source failed, 128 + the signal's number when one stopped it
+    (130 for Ctrl-C, 143 for SIGTERM, as every edgetl command), after the summary and complete JSON lines.
+    """
     json_path = None if options.json in (None, "-") else Path(options.json)
     if json_path is not None and json_path.exists() and not options.force:
         raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
@@ -91,7 +95,9 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
     print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
     if options.serve and not capture.spec.is_live and not options.loop and not stop.signal and not capture.error:
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
-    return not capture.error
+    if stop.signum is not None:
+        return 128 + stop.signum
+    return 1 if capture.error else 0
 
 
 def _show_window(frame: Frame, result: Result, fps: float) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -170,7 +172,7 @@ def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
                         continue
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
                     self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg.tobytes() + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
+            except ConnectionError:
                 return  # the viewer went away
 
     return Handler
@@ -191,12 +193,24 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A viewer that closes its tab mid-response is normal, not an error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ConnectionAborted
+            super().handle_error(request, client_address)
+
+
 def start_server(address: str, state: LiveState) -> ThreadingHTTPServer:
     host, port = parse_address(address)
     try:
-        server = ThreadingHTTPServer((host, port), _handler(state))
+        server = _Server((host, port), _handler(state))
+    except socket.gaierror as error:  # before OSError: a name that does not resolve is not a busy port
+        raise EdgetlError(
+            f"Cannot serve on {host}:{port}: {error.strerror}.", "Give an address of this machine, e.g. 127.0.0.1."
+        ) from None
     except OSError as error:
         raise EdgetlError(f"Cannot serve on {host}:{port}: {error.strerror}.", "Pick another port.") from None
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="edgetl-web", daemon=True).start()
     return server

@@ -274,8 +274,9 @@ def camera(
     threads = threads or default_threads()
     classifier = Classifier(model, **_classifier_args(locals()))
     options.top_k = min(options.top_k, len(classifier.labels))
-    if not run_live(classifier, options, threads, console, err_console):
-        raise typer.Exit(1)
+    code = run_live(classifier, options, threads, console, err_console)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

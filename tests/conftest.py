@@ -74,6 +74,20 @@ def tiny_run(sample_data: Path, tiny_weights: str, tmp_path_factory: pytest.Temp
     return train(sample_data, out, TrainConfig(**TINY, weights=tiny_weights), console=Console(quiet=True))
 
 
+@pytest.fixture(scope="session")
+def efficientnet_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """EfficientNetB0 (swish, squeeze-and-excite) at 32 px, random weights: phase 1 end to end through augmented
+    images (no feature cache), no fine-tuning. Shared by the training and the conversion test."""
+    from rich.console import Console
+
+    from edgetl.train.config import TrainConfig
+    from edgetl.train.run import train
+
+    changes = {"backbone": "efficientnet_b0", "weights": "none", "size": 32, "feature_cache": False}
+    config = TrainConfig(**{**TINY, **changes, "head_epochs": 1, "finetune_epochs": 0})
+    return train(sample_data, tmp_path_factory.mktemp("runs") / "eff", config, console=Console(quiet=True))
+
+
 def copy_run(run: Path, destination: Path) -> Path:
     shutil.copytree(run, destination)
     return destination
@@ -106,6 +120,28 @@ def beans_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for image in sorted(folder.iterdir())[:12]:
                 (root / split / folder.name / image.name).symlink_to(image)
     return root
+
+
+# MobileNetV2 0.35 from the ImageNet weights in ../shared at 96 px: 20 cached head epochs (sub-second each;
+# with 8 the model sat near chance on 36 test images), one fine-tuning epoch on the boundary cache.
+PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 20, "finetune_epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights(keras_home: Path) -> str:
+    return str(keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5")
+
+
+@pytest.fixture(scope="session")
+def beans_run(beans_subset: Path, imagenet_weights: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real transfer-learning run (PRETRAINED, float32) on `beans_subset`. Read-only: `copy_run` it first."""
+    from rich.console import Console
+
+    from edgetl.train.config import TrainConfig
+    from edgetl.train.run import train
+
+    config = TrainConfig(**PRETRAINED, weights=imagenet_weights, mixed_precision=False)
+    return train(beans_subset, tmp_path_factory.mktemp("runs") / "beans", config, console=Console(quiet=True))
 
 
 class Process:

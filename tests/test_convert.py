@@ -161,8 +161,13 @@ def test_missing_the_budget_fails_but_keeps_the_file_and_marks_the_report(tiny_r
     assert report["models"]["int8"]["passed"] is False and (run / "model_int8.tflite").exists()
 
 
-def test_repair_ranks_layers_and_keeps_the_worst_in_float(tiny_run: Path, tmp_path: Path) -> None:
+def test_repair_ranks_layers_and_keeps_the_worst_in_float(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With an impossible agreement target the repair runs all its steps and says what it did."""
+    from edgetl.convert import int8
+
+    monkeypatch.setattr(int8, "CANDIDATES_PER_ROUND", 3)  # each round still has a choice to make
     run = copy_run(tiny_run, tmp_path / "run")
     options = ConvertOptions(formats=("int8",), min_agreement=101, max_float_layers=2, **LOOSE)
     entry = convert(run, options, console=QUIET)["models"]["int8"]
@@ -343,14 +348,14 @@ def test_models_whose_card_has_the_old_name_still_read(converted: tuple[Path, di
     assert old.card == new.card and new.card.open_world["ood"]["threshold"] > 0 and old.labels == new.labels
 
 
-def test_efficientnet_converts_and_its_repair_path_runs(sample_data: Path, tmp_path: Path) -> None:
-    """EfficientNetB0 (swish, squeeze-and-excite): trained a little from random weights, then int8 + repair."""
-    from conftest import TINY
-    from edgetl.train.config import TrainConfig
-    from edgetl.train.run import train
+def test_efficientnet_converts_and_its_repair_path_runs(
+    efficientnet_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EfficientNetB0 (swish, squeeze-and-excite), trained a little from random weights, then int8 + repair."""
+    from edgetl.convert import int8
 
-    config = TrainConfig(**{**TINY, "backbone": "efficientnet_b0", "size": 32, "head_epochs": 1, "finetune_epochs": 1})
-    run = train(sample_data, tmp_path / "eff", config, console=QUIET)
+    monkeypatch.setattr(int8, "CANDIDATES_PER_ROUND", 1)  # the search runs on it: its breadth is tested above
+    run = copy_run(efficientnet_run, tmp_path / "eff")
     options = ConvertOptions(formats=("int8",), min_agreement=101, max_float_layers=1, **LOOSE)
     entry = convert(run, options, console=QUIET)["models"]["int8"]
     assert entry["images"] > 0 and entry["worst_layers"]  # the debugger ranked EfficientNet's layers

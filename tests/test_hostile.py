@@ -106,3 +106,53 @@ def test_label_text_cannot_drive_the_terminal(converted: tuple[Path, dict], samp
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\x07" not in result.stdout
     assert "\\x1b" in result.stdout and "\\u202e" in result.stdout  # shown, escaped, not acted on
     assert printable("tab\there é ü 中") == "tab\\there é ü 中"  # letters of any script stay as they are
+
+
+def test_serving_beyond_loopback_is_recognised_and_a_bad_host_is_not_called_a_busy_port() -> None:
+    from edgetl.edge.serve import LiveState, is_loopback, start_server
+
+    assert is_loopback("127.0.0.1") and is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.20", "raspberrypi.local"))
+    with pytest.raises(EdgetlError) as caught:
+        start_server("nohost.invalid:8080", LiveState())
+    assert "address of this machine" in caught.value.hint and "port" not in caught.value.hint
+
+
+def test_viewers_that_go_away_are_not_errors(capfd: pytest.CaptureFixture) -> None:
+    """20 stream viewers and 5 page loads that reset their connection: no traceback, the server keeps serving."""
+    import socket
+    import threading
+
+    import numpy as np
+
+    from edgetl.edge.capture import Frame
+    from edgetl.edge.serve import LiveState, start_server
+
+    state, stop = LiveState(), threading.Event()
+    server = start_server("127.0.0.1:0", state)
+    port = server.server_address[1]
+
+    def feed() -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            state.update(None, Frame(np.zeros((48, 64, 3), np.uint8), number, time.monotonic()), {"fps": 1.0})
+            time.sleep(0.005)
+
+    threading.Thread(target=feed, daemon=True).start()
+    try:
+        for path in ["/stream.mjpg"] * 20 + ["/"] * 5:
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(f"GET {path} HTTP/1.1\r\nHost: edgetl\r\n\r\n".encode())
+            assert client.recv(64).startswith(b"HTTP/1.0 200")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not close
+            client.close()
+        time.sleep(0.5)  # the stream threads notice on their next frame
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: edgetl\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.0 200")
+    finally:
+        stop.set()
+        state.close()
+        server.shutdown()
+    assert "Traceback" not in capfd.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import Process
 
-TINY_ARGS = ["--alpha", "0.35", "--size", "64", "--weights", "none", "--batch-size", "16", "--head-epochs", "2"]
+TINY_ARGS = ["--alpha", "0.35", "--size", "64", "--batch-size", "16", "--head-epochs", "2"]
 
 
 def _cluster(count: int = 2) -> list[dict]:
@@ -25,14 +25,16 @@ def _cluster(count: int = 2) -> list[dict]:
     return [{"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}} for i in range(count)]
 
 
-def _start(data: Path, out: Path, *extra: str) -> list[Process]:
-    command = ["train", str(data), "--out", str(out), *TINY_ARGS, *extra]
+def _start(data: Path, out: Path, weights: str, *extra: str) -> list[Process]:
+    """Both workers, from a pretrained (here: random) weights file: the default path, phase 2 on the boundary
+    cache, as every user with ImageNet weights runs it (with --weights none it was never exercised)."""
+    command = ["train", str(data), "--out", str(out), *TINY_ARGS, "--weights", weights, *extra]
     return [Process(*command, env={"TF_CONFIG": json.dumps(config)}) for config in _cluster()]
 
 
-def test_two_workers_train_one_run_written_by_the_chief(beans_subset: Path, tmp_path: Path) -> None:
+def test_two_workers_train_one_run_written_by_the_chief(beans_subset: Path, tiny_weights: str, tmp_path: Path) -> None:
     out = tmp_path / "runs" / "beans"
-    workers = _start(beans_subset, out, "--finetune-epochs", "2")
+    workers = _start(beans_subset, out, tiny_weights, "--finetune-epochs", "2")
     codes = [worker.finish() for worker in workers]
     assert codes == [0, 0], "\n---\n".join(worker.output[-2500:] for worker in workers)
     assert "2 replica(s)" in workers[0].output and "the chief writes" in workers[1].output
@@ -46,10 +48,10 @@ def test_two_workers_train_one_run_written_by_the_chief(beans_subset: Path, tmp_
 
 
 def test_a_lost_worker_ends_the_chief_with_a_clear_error_and_its_checkpoint_intact(
-    beans_subset: Path, tmp_path: Path
+    beans_subset: Path, tiny_weights: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "runs" / "beans"
-    chief, worker = _start(beans_subset, out, "--finetune-epochs", "30", "--patience", "30")
+    chief, worker = _start(beans_subset, out, tiny_weights, "--finetune-epochs", "30", "--patience", "30")
     worker.wait_for("fine-tuning epoch 1:")
     worker.proc.kill()
     killed = time.monotonic()
@@ -62,8 +64,9 @@ def test_a_lost_worker_ends_the_chief_with_a_clear_error_and_its_checkpoint_inta
     assert not out.exists()
 
 
-def test_sigterm_ends_every_worker(beans_subset: Path, tmp_path: Path) -> None:
-    workers = _start(beans_subset, tmp_path / "runs" / "beans", "--finetune-epochs", "30", "--patience", "30")
+def test_sigterm_ends_every_worker(beans_subset: Path, tiny_weights: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "beans"
+    workers = _start(beans_subset, out, tiny_weights, "--finetune-epochs", "30", "--patience", "30")
     for worker in workers:
         worker.wait_for("fine-tuning epoch 1:")
     sent = time.monotonic()

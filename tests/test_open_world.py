@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from conftest import shared_path
+from conftest import copy_run, shared_path
 from edgetl.metrics import auroc, ece, ece_floor, reliability
 from edgetl.train.open_world import (
     PROTOTYPES_PER_CLASS,
@@ -108,23 +108,19 @@ def test_prototypes_are_the_cluster_centres_of_each_class() -> None:
 
 
 @pytest.fixture(scope="module")
-def beans_run(beans_subset: Path, keras_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MobileNetV2 0.35 at 96 px from ImageNet weights on 36 beans photos, converted to int8."""
+def beans_int8(beans_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conftest's `beans_run` (MobileNetV2 0.35 at 96 px from ImageNet weights on 36 beans photos), in int8."""
     from edgetl.convert.options import ConvertOptions
     from edgetl.convert.run import convert
-    from edgetl.train.config import TrainConfig
-    from edgetl.train.run import train
 
-    weights = keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
-    config = TrainConfig(alpha=0.35, size=96, weights=str(weights), batch_size=16, head_epochs=10, finetune_epochs=1)
-    run = train(beans_subset, tmp_path_factory.mktemp("open_world") / "beans", config, console=Console(quiet=True))
+    run = copy_run(beans_run, tmp_path_factory.mktemp("open_world") / "beans")
     options = ConvertOptions(formats=("int8",), calibration_samples=36, repair=False)  # rejection is tested, not repair
     convert(run, options, console=Console(quiet=True))
     return run
 
 
-def test_training_calibrates_and_stores_the_rejection_rule(beans_run: Path) -> None:
-    meta = json.loads((beans_run / "edgetl.json").read_text())
+def test_training_calibrates_and_stores_the_rejection_rule(beans_int8: Path) -> None:
+    meta = json.loads((beans_int8 / "edgetl.json").read_text())
     card = meta["open_world"]
     assert (
         card["temperature"] > 0
@@ -132,26 +128,26 @@ def test_training_calibrates_and_stores_the_rejection_rule(beans_run: Path) -> N
         and card["ood"]["retention"] == RETENTION
     )
     assert len(card["class_thresholds"]) == 3
-    calibration = json.loads((beans_run / "metrics.json").read_text())["validation"]["calibration"]
+    calibration = json.loads((beans_int8 / "metrics.json").read_text())["validation"]["calibration"]
     assert calibration["nll"] <= calibration["nll_before"] + 1e-9  # T minimises NLL on this split, T = 1 included
     # ECE is not what T minimises, and on 36 images it is mostly noise (measured 0.17 → 0.19, noise median 0.17):
     # what can be asserted is that it stays within what a perfectly calibrated model shows on as many images.
     assert calibration["ece"] <= calibration["ece_floor"]["p90"], calibration
     assert calibration["rejected_in"] <= 0.1  # 1 - RETENTION by construction (36 images: one or two)
-    assert (beans_run / "reliability.png").stat().st_size > 10_000
+    assert (beans_int8 / "reliability.png").stat().st_size > 10_000
 
 
-def test_photos_of_another_dataset_are_rejected_by_float_and_int8(beans_run: Path) -> None:
+def test_photos_of_another_dataset_are_rejected_by_float_and_int8(beans_int8: Path) -> None:
     """Flowers are out-of-class for a beans model: the .tflite alone must say so (AUROC, shipped threshold)."""
     from edgetl.edge.bench import BenchOptions, run_bench
 
     flowers = shared_path("datasets", "flowers")
-    ood = beans_run.parent / "flowers"
+    ood = beans_int8.parent / "flowers"
     for folder in sorted(flowers.iterdir())[:3]:
         (ood / folder.name).mkdir(parents=True)
         for image in sorted(folder.iterdir())[:20]:
             (ood / folder.name / image.name).symlink_to(image)
-    report = run_bench([beans_run], BenchOptions(runs=3, warmup=1, ood=ood), progress=lambda text: None)
+    report = run_bench([beans_int8], BenchOptions(runs=3, warmup=1, ood=ood), progress=lambda text: None)
     rows = {row["name"]: row for row in report["models"]}
     int8 = rows["int8"]["ood"]
     assert int8["score"] == "model" and int8["images"] == 60

@@ -7,35 +7,23 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 from rich.console import Console
 
-from conftest import TINY
+from conftest import PRETRAINED, TINY
 from edgetl.float32 import is_mixed
 from edgetl.train.config import TrainConfig
 from edgetl.train.run import train
 
-# 20 head epochs (cached, sub-second each): with 8, both models sat near chance on 36 test images (0.39 and
-# 0.56 with phase 2 on the boundary cache), and the comparison below measured only noise.
-PRETRAINED = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 20, "finetune_epochs": 1}
-
-
-@pytest.fixture(scope="module")
-def imagenet_weights(keras_home: Path) -> str:
-    return str(keras_home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5")
-
 
 def test_mixed_precision_run_converts_to_every_format_and_matches_float32(
-    beans_subset: Path, tmp_path: Path, imagenet_weights: str
+    beans_subset: Path, beans_run: Path, tmp_path: Path, imagenet_weights: str
 ) -> None:
     from edgetl.convert.options import ConvertOptions
     from edgetl.convert.run import convert
     from edgetl.edge.interpreter import ImageClassifierModel
 
-    runs = {}
-    for mixed in (True, False):
-        config = TrainConfig(**PRETRAINED, weights=imagenet_weights, mixed_precision=mixed)
-        runs[mixed] = train(beans_subset, tmp_path / f"mixed-{mixed}", config, console=Console(quiet=True))
+    config = TrainConfig(**PRETRAINED, weights=imagenet_weights, mixed_precision=True)
+    runs = {True: train(beans_subset, tmp_path / "mixed", config, console=Console(quiet=True)), False: beans_run}
     assert keras.mixed_precision.global_policy().name == "float32"  # training does not leave it behind
     meta = json.loads((runs[True] / "edgetl.json").read_text())
     assert meta["training"]["mixed_precision"] is True

@@ -140,10 +140,9 @@ def test_force_replaces_an_old_run_only_when_the_new_one_is_done(
     assert not (out / "old.txt").exists() and (out / "edgetl.json").exists()
 
 
-def test_end_to_end_phase_one_and_efficientnet(sample_data: Path, tmp_path: Path) -> None:
+def test_end_to_end_phase_one_and_efficientnet(efficientnet_run: Path) -> None:
     """Phase 1 without the feature cache (augmented, end to end) on EfficientNetB0, fine-tuning skipped."""
-    config = _config("none", backbone="efficientnet_b0", feature_cache=False, head_epochs=1, finetune_epochs=0, size=64)
-    out = train(sample_data, tmp_path / "eff", config, console=Console(quiet=True))
-    model = RunInfo.load(out).model
+    model = RunInfo.load(efficientnet_run).model
     assert model["backbone"] == "efficientnet_b0" and model["finetuned_layers"] == 0
-    assert [row["phase"] for row in csv.DictReader((out / "history.csv").open())] == ["head"]
+    rows = list(csv.DictReader((efficientnet_run / "history.csv").open()))
+    assert [row["phase"] for row in rows] == ["head"]

@@ -215,13 +215,14 @@ def train(
             trainable = fine_tune(clf, index, config, work, state, **hooks, extra_callbacks=extra)
         state.phase = "done"
         state.save(work)
+        console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
+        # Every worker computes the features: building the cut's top model under the strategy creates
+        # variables, whose initial values the chief broadcasts to the other workers (a collective).
+        features = evaluation_features(clf, index, config, work)
         if not chief:
             shutil.rmtree(work)
             console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
             return out
-
-        console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
-        features = evaluation_features(clf, index, config, work)
 
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
     world = open_world.fit(as_float32(clf.model), features, k)
