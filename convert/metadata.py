@@ -14,6 +14,7 @@ result with MediaPipe's generated reader and runs it in MediaPipe's ImageClassif
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 
-from edgetl.edge.metadata import METADATA_NAME
+from edgetl.edge.metadata import CHECKSUM_FILE, METADATA_NAME
 
 METADATA_IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"  # every table used here exists since schema 1.0.0
@@ -223,7 +224,8 @@ def attach_metadata(model: bytes, metadata: bytes, files: dict[str, bytes]) -> b
 
     archive = io.BytesIO()
     archive.write(packed)
+    checksum = {CHECKSUM_FILE: hashlib.sha256(packed).hexdigest().encode()}  # checked before the runtime sees it
     with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_STORED) as bundle:
-        for name, data in files.items():
+        for name, data in {**files, **checksum}.items():
             bundle.writestr(name, data)
     return archive.getvalue()

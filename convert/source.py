@@ -18,7 +18,7 @@ from edgetl.convert.options import PREPROCESSING_PRESETS, BareModel
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.images import labelled_samples
-from edgetl.rundir import RunInfo, Sample, parse_labels
+from edgetl.rundir import RunInfo, Sample, read_labels
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
 
@@ -98,7 +98,7 @@ def _from_model_file(path: Path, bare: BareModel, out: Path | None) -> Source:
             f"{', '.join(n for n, v in (('--labels', labels), ('--calibration', calibration)) if v is None)}).",
             "--labels FILE has one class name per line; --calibration DIR holds representative images.",
         )
-    names = _read_labels(labels)
+    names = read_labels(labels)
     model = _load_keras(path)
     size = _check_image_model(model, path, len(names))
     model = with_preprocessing(model, bare.preprocessing)
@@ -175,12 +175,3 @@ def with_preprocessing(model: keras.Model, preprocessing: str) -> keras.Model:
     inputs = keras.Input(model.inputs[0].shape[1:], name="image")
     scaled = keras.layers.Normalization(mean=mean, variance=np.square(std).tolist(), name="edgetl_normalize")(inputs)
     return keras.Model(inputs, model(scaled, training=False), name=f"{model.name}_raw_pixels")
-
-
-def _read_labels(path: Path) -> list[str]:
-    if not path.is_file():
-        raise EdgetlError(f"Labels file {path} does not exist.", "Pass a text file with one class name per line.")
-    names = parse_labels(path.read_text())
-    if not names:
-        raise EdgetlError(f"Labels file {path} is empty.", "Put one class name per line, in the model's output order.")
-    return names

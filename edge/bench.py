@@ -105,6 +105,7 @@ class Dataset:
     files: list[Path]  # none: random pixels, for latency only (a device profile)
     targets: np.ndarray  # class index per file
     source: str
+    skipped: dict[str, str] = field(default_factory=dict)  # unreadable file → why; left out for every model
     _cache: dict = field(default_factory=dict)
 
     def images(self, size: int, resize: str) -> np.ndarray:
@@ -112,10 +113,25 @@ class Dataset:
         key = (size, resize)
         if key not in self._cache:
             if self.files:
-                self._cache[key] = np.stack([load_for_model(path, size, resize) for path in self.files])  # type: ignore[arg-type]
+                self._cache[key] = self._decode(size, resize)
             else:
                 self._cache[key] = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, size, size, 3), np.uint8)
         return self._cache[key]
+
+    def _decode(self, size: int, resize: str) -> np.ndarray:
+        """Every readable file. An unreadable one is named in `skipped` and dropped from `files` and `targets`
+        before the first model is scored, so every model is judged on the same images (as convert does)."""
+        decoded, readable = [], []
+        for index, path in enumerate(self.files):
+            try:
+                decoded.append(load_for_model(path, size, resize))  # type: ignore[arg-type]
+                readable.append(index)
+            except Exception as error:  # Pillow raises many types for broken files
+                self.skipped[str(path)] = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not decoded:
+            raise EdgetlError(f"None of the {len(self.files)} images in {self.source} could be read.", "Check them.")
+        self.files, self.targets = [self.files[i] for i in readable], self.targets[readable]
+        return np.stack(decoded)
 
 
 # --- what to benchmark, on what ------------------------------------------------------------------------------------
@@ -463,8 +479,17 @@ def run_bench(
     report["recommendation"] = profile_summary(report) if profile else recommend(report)
     if budget:
         report["latency_budget"] = latency_budget(rows, budget, camera)
-    report["warnings"] = _ood_warnings(rows)
+    report["skipped_images"] = dataset.skipped
+    report["warnings"] = _skipped_warnings(dataset.skipped) + _ood_warnings(rows)
     return report
+
+
+def _skipped_warnings(skipped: dict[str, str]) -> list[str]:
+    if not skipped:
+        return []
+    shown = "; ".join(f"{Path(path).name}: {reason}" for path, reason in list(skipped.items())[:3])
+    more = f" and {len(skipped) - 3} more (bench.json: skipped_images)" if len(skipped) > 3 else ""
+    return [f"{len(skipped)} image(s) could not be read and were left out for every model: {shown}{more}."]
 
 
 def _ood_warnings(rows: list[dict]) -> list[str]:
@@ -483,9 +508,16 @@ def _ood_warnings(rows: list[dict]) -> list[str]:
 def _labels_and_input(candidates: list[Candidate], run: RunInfo | None) -> tuple[list[str], int, str]:
     if run is not None:
         return run.labels, run.size, run.resize
-    first = next(c for c in candidates if c.kind == "tflite")
-    classifier = Classifier(first.path)
-    return classifier.labels, classifier.size, classifier.resize
+    errors = []
+    for candidate in (c for c in candidates if c.kind == "tflite"):  # the first that loads: a broken one gets its row
+        try:
+            classifier = Classifier(candidate.path)
+            return classifier.labels, classifier.size, classifier.resize
+        except (EdgetlError, Exception) as error:
+            errors.append(
+                f"{candidate.path.name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            )
+    raise EdgetlError(f"None of the models could be loaded ({'; '.join(errors)}).", "Pass .tflite files from convert.")
 
 
 def _reference(rows: list[dict]) -> dict | None:

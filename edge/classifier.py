@@ -17,7 +17,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
 from edgetl.images import check_resize, resize_rgb
-from edgetl.rundir import LABELS_FILE, parse_labels
+from edgetl.rundir import LABELS_FILE, read_labels, require_file
 
 # A float model with no metadata is assumed to want [-1, 1], the convention of TFLite's
 # label_image example and most published float classifiers; --input-mean/--input-std override it.
@@ -61,14 +61,14 @@ class Classifier:
     ) -> None:
         """`threshold`: top-1 probability below it → "unknown", for every class (replaces the model's per-class
         thresholds); `ood_threshold`: OOD score above it → "unknown" (replaces the model's own)."""
-        if not model_path.is_file():
-            raise EdgetlError(f"Model {model_path} does not exist.", "Pass a .tflite file from `edgetl convert`.")
+        require_file(model_path, "Model", "Pass a .tflite file from `edgetl convert`.")
         if threads is not None and threads < 1:
             raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
         if threshold is not None and not 0 <= threshold <= 1:
             raise EdgetlError(f"--threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
         content = model_path.read_bytes()
-        info = read_model_info(content)
+        info = read_model_info(content, str(model_path))
+        self.warnings = [f"{model_path}: {warning}" for warning in info.warnings]  # the commands print them
         self.model = ImageClassifierModel(content, threads=threads, backend=backend)
         self.model.set_normalization(self._normalization(self.model, info.mean, info.std, input_mean, input_std))
         if self.model.height != self.model.width:
@@ -114,14 +114,11 @@ class Classifier:
 
     def _labels(self, model_path: Path, option: Path | None, embedded: list[str]) -> list[str]:
         if option is not None:
-            if not option.is_file():
-                raise EdgetlError(f"Labels file {option} does not exist.", "Pass a text file, one class per line.")
-            names = parse_labels(option.read_text())
-            source = str(option)
+            names, source = read_labels(option), str(option)
         elif embedded:
             names, source = embedded, "the model's metadata"
         elif (model_path.parent / LABELS_FILE).is_file():
-            names = parse_labels((model_path.parent / LABELS_FILE).read_text())
+            names = read_labels(model_path.parent / LABELS_FILE)
             source = str(model_path.parent / LABELS_FILE)
         else:
             return [f"class_{i}" for i in range(self.model.classes)]

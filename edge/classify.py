@@ -17,7 +17,7 @@ from rich.table import Table
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_rgb
-from edgetl.rundir import write_atomic
+from edgetl.rundir import check_results_file, write_atomic
 from edgetl.text import for_console
 
 
@@ -46,6 +46,9 @@ def expand(patterns: list[str]) -> tuple[list[Path], list[str]]:
 def classify_files(classifier: Classifier, paths: list[Path], top_k: int) -> Iterator[dict]:
     """One result per file: {"path", "labels", "scores", "ms"} or {"path", "error"} for unreadable ones."""
     for path in paths:
+        if not path.is_file():  # a FIFO would block the read until something writes to it
+            yield {"path": str(path), "error": "not a regular file (a FIFO, device or socket)"}
+            continue
         try:
             rgb = load_rgb(path, min_side=classifier.size)
         except Exception as error:  # Pillow raises many types for broken files
@@ -80,8 +83,10 @@ def check_target(json_out: str | None, csv_out: str | None) -> str | None:
     if json_out and csv_out:
         raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
     target = json_out or csv_out
-    if target not in (None, "-") and Path(target).exists():
-        raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
+    if target not in (None, "-"):
+        if Path(target).exists():
+            raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
+        check_results_file(Path(target), "--json" if json_out else "--csv")
     return target
 
 

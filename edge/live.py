@@ -18,6 +18,7 @@ from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
+from edgetl.rundir import check_results_file
 from edgetl.text import for_console
 
 STATUS_EVERY_S = 2.0
@@ -37,6 +38,8 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
     json_path = None if options.json in (None, "-") else Path(options.json)
     if json_path is not None and json_path.exists() and not options.force:
         raise EdgetlError(f"{json_path} already exists.", "Pass --force to replace it, or choose another --json file.")
+    if json_path is not None:
+        check_results_file(json_path, "--json")
     status = err if options.json == "-" else console  # keep stdout pure JSON when it carries the results
     server = state = None
     if options.serve:

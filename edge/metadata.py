@@ -8,8 +8,10 @@ slot numbers are the field order in TFLite's schema.fbs and metadata_schema.fbs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import flatbuffers
 from flatbuffers.table import Table
 
+from edgetl.errors import EdgetlError
 from edgetl.rundir import parse_labels
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -25,6 +28,9 @@ _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 
 
 MODEL_CARD_FILE = "model_card.json"
+# The SHA-256 of the model's flatbuffer (everything before the zip), packed by `edgetl convert` since 0.3:
+# LiteRT's verifier lets some damaged models through and then aborts the process while loading them.
+CHECKSUM_FILE = "model.sha256"
 _OLD_MODEL_CARD_FILE = "edgetl.json"  # its name in models converted by edgetl 0.1.0: same content
 
 
@@ -48,9 +54,45 @@ class ModelCard:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelCard:
-        card = json.loads(data)
-        entry = card.get("input", {})
-        return cls(card.get("labels", []), int(entry.get("size", 0)), entry.get("resize"), card.get("open_world"))
+        """The card, checked field by field; ValueError says which field is wrong."""
+        card = json.loads(data.decode("utf-8"))
+        if not isinstance(card, dict):
+            raise ValueError("the model card is not a JSON object")
+        labels, entry = card.get("labels", []), card.get("input", {})
+        if not (isinstance(labels, list) and all(isinstance(label, str) and label for label in labels)):
+            raise ValueError("the model card's labels are not a list of names")
+        size = entry.get("size", 0) if isinstance(entry, dict) else None
+        if not (isinstance(size, int) and 0 <= size <= 10_000):
+            raise ValueError(f"the model card's input size {size!r} is not a pixel count")
+        resize = entry.get("resize")
+        if resize not in (None, "stretch", "crop"):
+            raise ValueError(f"the model card's resize policy {resize!r} is not stretch or crop")
+        open_world = card.get("open_world")
+        if open_world is not None:
+            _check_open_world(open_world, len(labels))
+        return cls(labels, size, resize, open_world)
+
+
+def _is_number(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_open_world(card: object, classes: int) -> None:
+    """The fields the device reads from training's calibration and rejection rule (train/open_world.py)."""
+    if not isinstance(card, dict):
+        raise ValueError("the model card's open_world entry is not a JSON object")
+    if "temperature" in card and not _is_number(card["temperature"], 1e-6):
+        raise ValueError(f"the model card's temperature {card['temperature']!r} is not a positive number")
+    ood = card.get("ood", {})
+    if not isinstance(ood, dict) or ("threshold" in ood and not _is_number(ood["threshold"])):
+        raise ValueError("the model card's OOD threshold is not a number")
+    thresholds = card.get("class_thresholds")
+    if thresholds is not None and (
+        not isinstance(thresholds, list)
+        or len(thresholds) != classes
+        or not all(value is None or _is_number(value, 0.0, 1.0) for value in thresholds)
+    ):
+        raise ValueError(f"the model card's class thresholds are not {classes} probabilities, one per label")
 
 
 @dataclass
@@ -62,6 +104,7 @@ class ModelInfo:
     std: list[float] | None = None
     name: str = ""
     card: ModelCard | None = None  # edgetl models only
+    warnings: list[str] = field(default_factory=list)  # parts the metadata names that could not be read
 
 
 def _table(buffer: bytes, position: int) -> Table:
@@ -125,15 +168,44 @@ def associated_file(model: bytes, name: str) -> bytes | None:
         return None
 
 
-def read_model_info(model: bytes | Path) -> ModelInfo:
-    """Labels, normalisation and resize policy from the model's metadata; nothing raises for plain models."""
+def read_model_info(model: bytes | Path, name: str = "the model") -> ModelInfo:
+    """Labels, normalisation and resize policy from the model's metadata; nothing raises for plain models.
+
+    A damaged part (metadata flatbuffer, labels that are not UTF-8, a model card that is not valid) is one
+    EdgetlError naming `name`; packed files the metadata names but that cannot be found are a warning,
+    because the model still runs without them.
+    """
     content = model.read_bytes() if isinstance(model, Path) else model
-    info = ModelInfo()
+    name = str(model) if isinstance(model, Path) else name
     try:
-        metadata = _metadata_buffer(content)
-    except Exception:  # not a flatbuffer we understand: treat as a model without metadata
-        metadata = None
-    labels_file = "labels.txt"
+        verify_checksum(content)
+        if content[4:8] != b"TFL3":  # not a TFLite flatbuffer at all: the runtime's loader says so
+            return ModelInfo()
+        return _read_model_info(content)
+    except Exception as error:  # struct.error, IndexError, UnicodeDecodeError, JSONDecodeError, ValueError…
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise EdgetlError(
+            f"{name}: its metadata is damaged ({reason}).",
+            "Convert the model again (edgetl convert), or copy it again if it was cut short on the way.",
+        ) from None
+
+
+def verify_checksum(content: bytes) -> None:
+    """Raise ValueError when the model's packed checksum does not match its flatbuffer (no checksum: no check)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as bundle:
+            expected = bundle.read(CHECKSUM_FILE).decode("ascii").strip()
+            flatbuffer_end = min(entry.header_offset for entry in bundle.infolist())
+    except (zipfile.BadZipFile, KeyError):
+        return
+    if hashlib.sha256(content[:flatbuffer_end]).hexdigest() != expected:
+        raise ValueError("its checksum does not match: the file was changed or damaged after edgetl wrote it")
+
+
+def _read_model_info(content: bytes) -> ModelInfo:
+    info = ModelInfo()
+    metadata = _metadata_buffer(content)
+    labels_file = None
     if metadata:
         root = _table(metadata, flatbuffers.encode.Get(flatbuffers.packer.uoffset, metadata, 0))
         info.name = _string(root, 0)
@@ -146,10 +218,20 @@ def read_model_info(model: bytes | Path) -> ModelInfo:
             for entry in _vector(outputs[0], 6) if outputs else []:
                 if _uint8(entry, 2) == _TENSOR_AXIS_LABELS:
                     labels_file = _string(entry, 0)
-    labels = associated_file(content, labels_file)
+    labels = associated_file(content, labels_file or "labels.txt")
     if labels:
-        info.labels = parse_labels(labels.decode())
+        info.labels = parse_labels(labels.decode("utf-8"))
+    elif labels_file:
+        info.warnings.append(
+            f"its metadata names the labels file {labels_file}, which is missing from the file (a damaged or "
+            "cut-short copy?): labels show as class_0, class_1…; pass --labels, or copy the model again"
+        )
     card = associated_file(content, MODEL_CARD_FILE) or associated_file(content, _OLD_MODEL_CARD_FILE)
     if card:
         info.card = ModelCard.from_bytes(card)
+    elif metadata and b"converted by edgetl" in metadata:  # its description: an edgetl model always has a card
+        info.warnings.append(
+            "its edgetl model card is missing (a damaged or cut-short copy?): no calibrated confidence, "
+            "'unknown' thresholds or resize policy; copy the model again"
+        )
     return info

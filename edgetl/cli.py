@@ -204,7 +204,6 @@ def classify(
 
     Example: [bold]edgetl classify runs/flowers/model_int8.tflite photos/*.jpg --top-k 3[/]
     """
-    from edgetl.edge.classifier import Classifier
     from edgetl.edge.classify import check_target, classify_files, expand, print_table, write_results
 
     target = check_target(json_out, csv_out)
@@ -215,7 +214,7 @@ def classify(
         err_console.print(f"[yellow]warning:[/] nothing matches {escape(pattern)}")
     if not files:
         raise EdgetlError("No images to classify.", "Pass image files, folders or glob patterns that exist.")
-    classifier = Classifier(model, **_classifier_args(locals()))
+    classifier = _classifier(model, locals())
     top_k = min(top_k, len(classifier.labels))
     results = list(classify_files(classifier, files, top_k))
     for result in results:
@@ -229,9 +228,15 @@ def classify(
         raise typer.Exit(1)
 
 
-def _classifier_args(values: dict[str, Any]) -> dict[str, Any]:
+def _classifier(model: Path, values: dict[str, Any]):
+    """The command's classifier, its model's warnings (parts of the file that could not be read) printed."""
+    from edgetl.edge.classifier import Classifier
+
     names = ("labels", "threads", "backend", "input_mean", "input_std", "resize", "threshold", "ood_threshold")
-    return {name: values[name] for name in names}
+    classifier = Classifier(model, **{name: values[name] for name in names})
+    for warning in classifier.warnings:
+        err_console.print(f"[yellow]warning:[/] {for_console(warning)}")
+    return classifier
 
 
 K = CameraOptions
@@ -267,12 +272,11 @@ def camera(
 
     Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
     """
-    from edgetl.edge.classifier import Classifier
     from edgetl.edge.live import default_threads, run_live
 
     options = CameraOptions(**pick(CameraOptions, locals()))
     threads = threads or default_threads()
-    classifier = Classifier(model, **_classifier_args(locals()))
+    classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
     code = run_live(classifier, options, threads, console, err_console)
     if code:
@@ -316,7 +320,7 @@ def bench(
     report = run_bench(sources, options, data=data, limit=limit, progress=measuring)
     print_table(report, console)
     for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {for_console(warning)}")
     console.print(f"Report: {write_reports(report, folder)}  (bench.json, bench.md, plots)")
     if all("error" in row for row in report["models"]):
         raise typer.Exit(1)

@@ -86,6 +86,16 @@ def check_output(run_dir: Path, *, force: bool, resume: bool) -> None:
         )
 
 
+def check_results_file(path: Path, option: str) -> None:
+    """Refuse, before any work, a results file that cannot be written: its folder must exist and be writable
+    (one behaviour for every command: no folders made on the user's behalf from a mistyped path)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise EdgetlError(f"{option} {path}: the folder {folder} does not exist.", "Create it, or choose another path.")
+    if not os.access(folder, os.W_OK):
+        raise EdgetlError(f"{option} {path}: the folder {folder} is not writable.", "Choose a folder you can write to.")
+
+
 def prepare_output(run_dir: Path, *, force: bool, resume: bool) -> Path:
     """Check that training may write `run_dir`; return the partial folder to work in."""
     check_output(run_dir, force=force, resume=resume)
@@ -119,6 +129,36 @@ def parse_labels(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def require_file(path: Path, what: str, hint: str) -> None:
+    """One clear error unless `path` is a regular file: missing, a folder, or a FIFO, device or socket (reading
+    a FIFO would wait forever for a writer)."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise EdgetlError(f"{what} {path} is a folder, not a file.", hint)
+    if path.exists():
+        raise EdgetlError(f"{what} {path} is not a regular file (a FIFO, device or socket).", hint)
+    raise EdgetlError(f"{what} {path} does not exist.", hint)
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class names from a labels file (UTF-8, a byte-order mark allowed, one per line).
+
+    A missing, non-UTF-8 or empty file is one clear error naming it, whoever reads it (classify, camera,
+    bench, convert)."""
+    require_file(path, "Labels file", "Pass a text file with one class name per line.")
+    try:
+        names = parse_labels(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise EdgetlError(
+            f"Labels file {path} is not UTF-8 text (byte {error.start}).",
+            "Save it as UTF-8, e.g. iconv -f latin1 -t utf-8 labels.txt > labels-utf8.txt.",
+        ) from None
+    if not names:
+        raise EdgetlError(f"Labels file {path} is empty.", "Put one class name per line, in the model's output order.")
+    return names
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a dataset and its class index."""
@@ -137,10 +177,14 @@ def read_split_file(path: Path, root: Path, classes: list[str]) -> list[Sample]:
     """Read one split list written by `write_split_file`."""
     label_of = {name: i for i, name in enumerate(classes)}
     samples = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        relative, name = line.split("\t")
+        relative, tab, name = line.rpartition("\t")
+        if not tab:
+            raise EdgetlError(
+                f"{path}, line {number}: no tab between the file and its class.", "Re-run `edgetl train` to rewrite it."
+            )
         if name not in label_of:
             raise EdgetlError(f"{path} names class '{name}', which the run does not have.", "Re-run `edgetl train`.")
         samples.append(Sample(root / relative, label_of[name]))

@@ -124,23 +124,20 @@ def test_tflite_files_benchmark_without_tensorflow_and_a_broken_one_is_reported(
     run = converted[0]
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a model")
+    data = shutil.copytree(sample_data, tmp_path / "data")
+    truncated = data / "square" / "truncated.jpg"
+    truncated.write_bytes(next((data / "square").iterdir()).read_bytes()[:200])
     out = tmp_path / "report"
-    result = edge_cli(
-        "bench",
-        str(run / "model_int8.tflite"),
-        str(broken),
-        "--data",
-        str(sample_data),
-        "--runs",
-        "5",
-        "--out",
-        str(out),
-    )
+    # A broken model first and an unreadable image: each is named, and neither spoils the other model's figures.
+    args = [str(broken), str(run / "model_int8.tflite"), "--data", str(data), "--runs", "5", "--out", str(out)]
+    result = edge_cli("bench", *args)
     assert result.returncode == 0, result.stderr
     bench = json.loads((out / "bench.json").read_text())
     rows = {row["name"]: row for row in bench["models"]}
     assert "keras" not in rows and "error" not in rows["model_int8"] and rows["model_int8"]["accuracy"]["images"] == 96
     assert "could not be loaded" in rows["broken"]["error"]
+    assert list(bench["skipped_images"]) == [str(truncated)]
+    assert "1 image(s) could not be read" in result.stdout + result.stderr and "truncated.jpg" in result.stdout
     assert "FAILED" in result.stdout
     assert "Deploy model_int8.tflite" in result.stdout or "Not usable: model_int8.tflite" in result.stdout
     again = edge_cli("bench", str(run / "model_int8.tflite"), "--data", str(sample_data), "--out", str(out))

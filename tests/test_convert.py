@@ -328,7 +328,7 @@ def test_associated_files_are_a_plain_zip(converted: tuple[Path, dict]) -> None:
     run, _ = converted
     with zipfile.ZipFile(run / "model_int8.tflite") as bundle:
         assert {info.compress_type for info in bundle.infolist()} == {zipfile.ZIP_STORED}
-        assert set(bundle.namelist()) == {"labels.txt", "model_card.json"}
+        assert set(bundle.namelist()) == {"labels.txt", "model_card.json", "model.sha256"}
 
 
 def test_models_whose_card_has_the_old_name_still_read(converted: tuple[Path, dict], tmp_path: Path) -> None:

@@ -3,12 +3,15 @@ text cannot drive the terminal."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -156,3 +159,149 @@ def test_viewers_that_go_away_are_not_errors(capfd: pytest.CaptureFixture) -> No
         state.close()
         server.shutdown()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_labels_file_that_is_not_utf8_is_one_line(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    from edgetl.rundir import read_labels
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café\ncrème\nnaïve\nsoupçon\n".encode("latin-1"))
+    with pytest.raises(EdgetlError, match=r"latin1.txt is not UTF-8 text \(byte 3\)"):
+        read_labels(latin1)
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffcafé\ncrème\n".encode())  # Windows Notepad's UTF-8
+    assert read_labels(bom) == ["café", "crème"]
+    result = edge_cli("classify", str(converted[0] / "model_int8.tflite"), str(latin1), "--labels", str(latin1))
+    assert result.returncode == 2 and "is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_split_file_line_without_a_tab_names_the_file_and_line(tmp_path: Path) -> None:
+    from edgetl.rundir import read_split_file
+
+    split = tmp_path / "test.txt"
+    split.write_text("a/1.jpg\ta\n\na/2.jpg a\n")
+    with pytest.raises(EdgetlError, match=r"test.txt, line 3: no tab"):
+        read_split_file(split, tmp_path, ["a"])
+    split.write_text("a/with\ttab.jpg\ta\n")  # a file name may hold a tab: the class is after the last one
+    assert read_split_file(split, tmp_path, ["a"])[0].path == tmp_path / "a/with\ttab.jpg"
+
+
+def test_special_files_are_refused_up_front_not_read(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    model = str(converted[0] / "model_int8.tflite")
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    image = edge_cli("classify", model, str(fifo))  # the landed code waited forever for a writer
+    assert image.returncode == 1 and "not a regular file" in image.stderr and "Traceback" not in image.stderr
+    as_model = edge_cli("classify", str(fifo), str(fifo))
+    assert as_model.returncode == 2 and "is not a regular file (a FIFO" in as_model.stderr
+    folder = edge_cli("classify", str(tmp_path), str(fifo))
+    assert folder.returncode == 2 and "is a folder, not a file" in folder.stderr
+
+
+def test_a_results_file_in_a_missing_folder_is_refused_by_classify_and_camera_alike(
+    converted: tuple[Path, dict], sample_data: Path, tmp_path: Path
+) -> None:
+    model, target = str(converted[0] / "model_int8.tflite"), str(tmp_path / "missing" / "results.jsonl")
+    image = str(next((sample_data / "square").iterdir()))
+    classify = edge_cli("classify", model, image, "--json", target)
+    camera = edge_cli("camera", model, "--source", image, "--json", target, "--no-window")
+    for result in (classify, camera):  # the landed classify made the folders; camera gave a traceback
+        assert result.returncode == 2 and "missing does not exist" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+FUZZ = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from edgetl.edge.classifier import Classifier
+from edgetl.errors import EdgetlError
+from edgetl.edge.metadata import _metadata_buffer
+
+original, folder, cases = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]), int(sys.argv[3])
+metadata = _metadata_buffer(original)
+start = original.find(metadata)
+zip_start = original.find(b"PK\\x03\\x04")
+regions = {"anywhere": (0, len(original)), "metadata": (start, start + len(metadata))}
+regions["zip"] = (zip_start, len(original))
+rng = np.random.default_rng(0)
+pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+outcomes = {}
+for case in range(cases):
+    region = list(regions)[case % 3]
+    low, high = regions[region]
+    damaged = bytearray(original)
+    if case % 2:
+        damaged = damaged[: int(rng.integers(low, high))]
+        how = "truncated"
+    else:
+        for position in rng.integers(low, high, size=int(rng.integers(1, 9))):
+            damaged[position] = int(rng.integers(0, 256))
+        how = "flipped"
+    path = folder / f"case{case}.tflite"
+    path.write_bytes(bytes(damaged))
+    print(f"case {case}: {how} in {region}", file=sys.stderr, flush=True)  # the last line names a crash
+    try:
+        classifier = Classifier(path)
+        classifier.decide(*classifier.scores(classifier.prepare_bgr(pixels)), 3)
+        outcome = "works"
+    except EdgetlError as error:
+        outcome = "error: " + str(error).split(":")[-1][:40]
+    path.unlink()
+    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+print(json.dumps(outcomes))
+"""
+
+
+def test_damaged_models_load_or_are_one_clear_error(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    """Seeded byte flips and truncations of a real edgetl model, anywhere and inside its metadata and its packed
+    files: every case works or is one EdgetlError (any other exception, or a crash, fails), within a minute."""
+    model = converted[0] / "model_int8.tflite"
+    done = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(model), str(tmp_path), "300"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sum(outcomes.values()) == 300 and outcomes.get("works", 0) < 300, outcomes
+    assert any("damaged" in outcome for outcome in outcomes), outcomes  # the metadata reader said so
+
+
+def _repacked(model: bytes, **files: bytes) -> bytes:
+    """`model` with its packed files replaced (the zip rewritten at the same place)."""
+    start = model.find(b"PK\x03\x04")
+    with zipfile.ZipFile(io.BytesIO(model[start:])) as bundle:
+        contents = {name: bundle.read(name) for name in bundle.namelist()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in {**contents, **files}.items():
+            bundle.writestr(name, data)
+    return model[:start] + buffer.getvalue()
+
+
+def test_each_damaged_metadata_part_is_named(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    from edgetl.edge.classifier import Classifier
+
+    model = (converted[0] / "model_int8.tflite").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(model[model.find(b"PK\x03\x04") :])) as bundle:
+        card = json.loads(bundle.read("model_card.json"))
+    short = {**card, "open_world": {**card["open_world"], "class_thresholds": [0.5]}}
+    damaged = {
+        "card not JSON": _repacked(model, **{"model_card.json": b"{not json"}),
+        "labels not UTF-8": _repacked(model, **{"labels.txt": "café\n".encode("latin-1") * 4}),
+        "thresholds shorter than labels": _repacked(model, **{"model_card.json": json.dumps(short).encode()}),
+        "size not a number": _repacked(
+            model, **{"model_card.json": json.dumps({**card, "input": {"size": "x"}}).encode()}
+        ),
+    }
+    for what, content in damaged.items():
+        path = tmp_path / "model.tflite"
+        path.write_bytes(content)
+        with pytest.raises(EdgetlError, match=r"model.tflite: its metadata is damaged") as caught:
+            Classifier(path)
+        assert "Convert the model again" in caught.value.hint, what
+    start = model.find(b"PK\x03\x04")
+    path.write_bytes(model[: start + 10])  # the packed files cut short: the model runs, and says what is missing
+    classifier = Classifier(path)
+    assert classifier.labels[0] == "class_0" and any("labels file labels.txt" in w for w in classifier.warnings)
+    assert any("model card is missing" in w for w in classifier.warnings) and classifier.ood_threshold is None
