@@ -156,6 +156,7 @@ class Capture:
         self._stop = threading.Event()
         self.finished = False  # end of file, or reconnects exhausted
         self.error: str | None = None
+        self._captured_at_pass_start = 0  # a file pass that adds no frame is an error, not a loop
         try:
             self._reader = self.opener(self.spec)
         except OSError as error:
@@ -177,6 +178,15 @@ class Capture:
             )
 
     def _run(self) -> None:
+        try:
+            self._capture()
+        except Exception as error:  # the source went away mid-run (a deleted file, a driver fault): one line, an end
+            self.error = f"reading '{self.spec.text}' failed: {str(error).splitlines()[0] if str(error) else error!r}"
+        with self._condition:
+            self.finished = True
+            self._condition.notify_all()
+
+    def _capture(self) -> None:
         fps = getattr(self._reader, "fps", None)
         interval = 1.0 / fps if self.realtime and fps else 0.0
         next_due = time.monotonic()
@@ -204,15 +214,16 @@ class Capture:
                 self.stats.captured += 1
                 self._latest = Frame(frame, self.stats.captured, captured, prepared, prepare_ms)
                 self._condition.notify_all()
-        with self._condition:
-            self.finished = True
-            self._condition.notify_all()
 
     def _recover(self) -> bool:
         """After a failed read: loop a file, reopen a stream with backoff, or report the end."""
         if not self.spec.is_live:
+            if self.stats.captured == self._captured_at_pass_start:  # looping it again would spin, not play
+                self.error = f"'{self.spec.text}' gave no frame: it is not a video OpenCV can decode"
+                return False
             if not self.loop:
                 return False
+            self._captured_at_pass_start = self.stats.captured
             self.stats.loops += 1
             self._reader.release()
             self._reader = self.opener(self.spec)

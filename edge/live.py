@@ -32,8 +32,8 @@ def default_threads() -> int:
 def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> int:
     """Classify the source until it ends, a limit is reached or a signal stops it.
 
-    Returns the exit code: 0, 1 when the source failed, 128 + the signal's number when one stopped it
-    (130 for Ctrl-C, 143 for SIGTERM, as every edgetl command), after the summary and complete JSON lines.
+    Returns the exit code: 0; 2 when the source gave no frame at all, 1 when it failed later; 128 + the signal's
+    number when one stopped it (130 for Ctrl-C, 143 for SIGTERM), after the summary and complete JSON lines.
     """
     json_path = None if options.json in (None, "-") else Path(options.json)
     if json_path is not None and json_path.exists() and not options.force:
@@ -100,7 +100,9 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if stop.signum is not None:
         return 128 + stop.signum
-    return 1 if capture.error else 0
+    if capture.error:  # no frame at all: the source given is wrong (2); one that failed mid-run: 1
+        return 2 if capture.stats.captured == 0 else 1
+    return 0
 
 
 def _show_window(frame: Frame, result: Result, fps: float) -> bool:

@@ -15,6 +15,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_cli import BLOCK_TF
 from test_edge import edge_cli
@@ -125,8 +126,6 @@ def test_viewers_that_go_away_are_not_errors(capfd: pytest.CaptureFixture) -> No
     """20 stream viewers and 5 page loads that reset their connection: no traceback, the server keeps serving."""
     import socket
     import threading
-
-    import numpy as np
 
     from edgetl.edge.capture import Frame
     from edgetl.edge.serve import LiveState, start_server
@@ -305,3 +304,61 @@ def test_each_damaged_metadata_part_is_named(converted: tuple[Path, dict], tmp_p
     classifier = Classifier(path)
     assert classifier.labels[0] == "class_0" and any("labels file labels.txt" in w for w in classifier.warnings)
     assert any("model card is missing" in w for w in classifier.warnings) and classifier.ood_threshold is None
+
+
+class FileReader:
+    """A video file as OpenCV reads it: `frames` frames, then None; opening fails once the file is gone."""
+
+    def __init__(self, spec, frames: int = 3) -> None:  # noqa: ANN001 - Capture's opener signature
+        if not Path(spec.text).exists():
+            raise OSError(f"video file {spec.text} does not exist")
+        self.left = frames
+
+    def read(self):  # noqa: ANN201
+        time.sleep(0.002)
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def _run_to_the_end(capture) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + 10
+    while not capture.finished and time.monotonic() < deadline:
+        capture.latest(timeout=0.1)
+    capture.close()
+
+
+def test_a_file_that_gives_no_frame_is_an_error_not_a_spin(tmp_path: Path) -> None:
+    from edgetl.edge.capture import Capture, SourceSpec
+
+    video = tmp_path / "undecodable.avi"
+    video.write_bytes(b"RIFF junk")
+    for loop in (True, False):  # the landed code reopened it 59,466 times in 5 s (loop), or ended with exit 0
+        capture = Capture(SourceSpec(str(video)), loop=loop, opener=lambda spec: FileReader(spec, frames=0))
+        _run_to_the_end(capture)
+        assert capture.finished and capture.stats.loops == 0 and "gave no frame" in capture.error
+
+
+def test_a_video_deleted_while_looping_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    import threading
+
+    from edgetl.edge.capture import Capture, SourceSpec
+
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"frames")
+    crashed: list = []
+    previous, threading.excepthook = threading.excepthook, crashed.append
+    try:
+        capture = Capture(SourceSpec(str(video)), loop=True, opener=FileReader)
+        while capture.stats.loops < 2:
+            capture.latest(timeout=0.1)
+        video.unlink()
+        _run_to_the_end(capture)
+    finally:
+        threading.excepthook = previous
+    assert not crashed and capture.finished and "does not exist" in capture.error
+    assert capture.stats.captured >= 6  # it played (and looped) until the file went
