@@ -1,8 +1,8 @@
 """`--serve HOST:PORT`: a small web page for a headless Pi — live video with the overlay, predictions, stats.
 
 Standard library only (`http.server`): one page, an MJPEG stream (`/stream.mjpg`) and a JSON
-endpoint (`/stats`) the page polls. Each stream client draws and encodes its own JPEGs from the
-newest frame in its own thread, so viewers never slow inference down.
+endpoint (`/stats`) the page polls. One thread encodes the stream for every viewer (`LiveState`), at a
+fixed rate, so viewers never slow inference down; at most MAX_VIEWERS watch at once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -96,15 +97,27 @@ def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.nda
     return canvas
 
 
-class LiveState:
-    """The newest frame, result and stats, shared between the inference loop and the web clients."""
+STREAM_FPS = 15.0  # JPEGs a second sent to the viewers: smooth to watch, and a fixed cost however many watch
+MAX_VIEWERS = 20  # stream clients at once; one more gets 503
 
-    def __init__(self) -> None:
+
+class LiveState:
+    """The newest frame, result and stats, shared between the inference loop and the web clients.
+
+    One thread encodes the newest frame with its overlay, at most STREAM_FPS times a second and only while
+    someone watches, and every viewer sends that same JPEG: the stream's cost does not grow with its viewers,
+    so they cannot slow inference down.
+    """
+
+    def __init__(self, max_viewers: int = MAX_VIEWERS) -> None:
         self.condition = threading.Condition()
         self.frame: Frame | None = None
         self.result: Result | None = None
         self.stats: dict = {}
         self.closed = False
+        self.jpeg: tuple[int, bytes] = (0, b"")  # (frame number, JPEG) that every viewer sends
+        self.viewers, self.max_viewers = 0, max_viewers
+        threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
 
     def update(self, result: Result, frame: Frame, stats: dict) -> None:
         with self.condition:
@@ -115,6 +128,44 @@ class LiveState:
         with self.condition:
             self.closed = True
             self.condition.notify_all()
+
+    def join(self) -> bool:
+        """Count a new viewer in; False when MAX_VIEWERS already watch."""
+        with self.condition:
+            if self.viewers >= self.max_viewers:
+                return False
+            self.viewers += 1
+            self.condition.notify_all()
+            return True
+
+    def leave(self) -> None:
+        with self.condition:
+            self.viewers -= 1
+
+    def next_jpeg(self, last: int) -> tuple[int, bytes] | None:
+        """The shared JPEG once it shows a newer frame than `last`; None when the server closes."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.closed or self.jpeg[0] > last)
+            return None if self.closed else self.jpeg
+
+    def _new_frame_for_viewers(self, encoded: int) -> bool:
+        return self.viewers > 0 and self.frame is not None and self.frame.number != encoded
+
+    def _encode(self) -> None:
+        encoded = 0
+        while True:
+            with self.condition:
+                self.condition.wait_for(lambda: self.closed or self._new_frame_for_viewers(encoded))  # noqa: B023
+                if self.closed:
+                    return
+                frame, result, fps = self.frame, self.result, self.stats.get("fps", 0.0)
+            ok, data = cv2.imencode(".jpg", draw_overlay(frame.image, result, fps), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            encoded = frame.number
+            if ok:
+                with self.condition:
+                    self.jpeg = (frame.number, data.tobytes())
+                    self.condition.notify_all()
+            time.sleep(1 / STREAM_FPS)
 
 
 def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
@@ -147,33 +198,23 @@ def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _stream(self) -> None:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            last = 0
+            if not state.join():
+                self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, f"At most {state.max_viewers} viewers at once")
+                return
             try:
-                while True:
-                    with state.condition:
-                        state.condition.wait_for(
-                            lambda: state.closed or (state.frame is not None and state.frame.number != last),  # noqa: B023
-                            1.0,
-                        )
-                        if state.closed:
-                            return
-                        frame, result, fps = state.frame, state.result, state.stats.get("fps", 0.0)
-                    if frame is None or frame.number == last:
-                        continue
-                    last = frame.number
-                    ok, jpeg = cv2.imencode(
-                        ".jpg", draw_overlay(frame.image, result, fps), [cv2.IMWRITE_JPEG_QUALITY, 80]
-                    )
-                    if not ok:
-                        continue
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                last = 0
+                while (encoded := state.next_jpeg(last)) is not None:
+                    last, jpeg = encoded
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
-                    self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg.tobytes() + b"\r\n")
+                    self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
             except ConnectionError:
                 return  # the viewer went away
+            finally:
+                state.leave()
 
     return Handler
 

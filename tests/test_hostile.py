@@ -362,3 +362,49 @@ def test_a_video_deleted_while_looping_ends_the_run_with_one_line(tmp_path: Path
         threading.excepthook = previous
     assert not crashed and capture.finished and "does not exist" in capture.error
     assert capture.stats.captured >= 6  # it played (and looped) until the file went
+
+
+def test_viewers_share_one_paced_jpeg_and_one_too_many_gets_503() -> None:
+    """Encoding work is fixed (STREAM_FPS JPEGs a second, whatever the viewer count): viewers cannot slow
+    inference (benchmarks/viewers.py measures it), and beyond the cap a viewer is refused, not served slowly."""
+    import socket
+    import threading
+
+    from edgetl.edge.capture import Frame
+    from edgetl.edge.serve import STREAM_FPS, LiveState, start_server
+
+    state, stop = LiveState(max_viewers=3), threading.Event()
+    server = start_server("127.0.0.1:0", state)
+
+    def feed() -> None:
+        number = 0
+        while not stop.is_set():  # ~500 results a second, as from an unpaced video
+            number += 1
+            state.update(None, Frame(np.full((48, 64, 3), number % 256, np.uint8), number, time.monotonic()), {})
+            time.sleep(0.002)
+
+    def watch(received: list[bytes]) -> None:
+        with socket.create_connection(server.server_address[:2], timeout=5) as client:
+            client.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: edgetl\r\n\r\n")
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                received.append(client.recv(1 << 16))
+
+    threading.Thread(target=feed, daemon=True).start()
+    streams: list[list[bytes]] = [[], [], []]
+    watchers = [threading.Thread(target=watch, args=(stream,)) for stream in streams]
+    try:
+        for watcher in watchers:
+            watcher.start()
+        time.sleep(0.5)
+        with socket.create_connection(server.server_address[:2], timeout=5) as extra:
+            extra.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: edgetl\r\n\r\n")
+            assert extra.recv(64).startswith(b"HTTP/1.0 503")
+        for watcher in watchers:
+            watcher.join(timeout=10)
+    finally:
+        stop.set()
+        state.close()
+        server.shutdown()
+    frames = [b"".join(stream).count(b"--frame") for stream in streams]
+    assert all(5 <= count <= 2.0 * STREAM_FPS * 1.5 for count in frames), frames  # ~30 in 2 s, not ~1000
