@@ -155,6 +155,7 @@ class Capture:
         self._taken = 0
         self._stop = threading.Event()
         self.finished = False  # end of file, or reconnects exhausted
+        self.ended = False  # a video file played to its end (not stopped early by a limit or a signal)
         self.error: str | None = None
         self._captured_at_pass_start = 0  # a file pass that adds no frame is an error, not a loop
         try:
@@ -222,6 +223,7 @@ class Capture:
                 self.error = f"'{self.spec.text}' gave no frame: it is not a video OpenCV can decode"
                 return False
             if not self.loop:
+                self.ended = True
                 return False
             self._captured_at_pass_start = self.stats.captured
             self.stats.loops += 1

@@ -96,7 +96,7 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
 
             cv2.destroyAllWindows()
     print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
-    if options.serve and not capture.spec.is_live and not options.loop and not stop.signal and not capture.error:
+    if options.serve and capture.ended:  # not when --duration, --max-frames or a signal ended it
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if stop.signum is not None:
         return 128 + stop.signum

@@ -314,6 +314,8 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     assert "results" in result.stdout and "dropped" in result.stdout
     served = edge_cli("camera", str(int8_model), "--source", str(video), "--serve", "127.0.0.1:0", "--no-window")
     assert served.returncode == 0 and "--loop --realtime" in served.stdout  # the page ends with the file: say so
+    limited = edge_cli(*served.args[3:], "--max-frames", "5")  # the same command, ended by a limit instead
+    assert limited.returncode == 0 and "video file ended" not in limited.stdout, limited.stdout
     again = edge_cli("camera", str(int8_model), "--source", str(video), "--json", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr  # a results file is not clobbered
 
