@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_cli import BLOCK_TF
-from test_edge import edge_cli
+from test_edge import FlakyReader, edge_cli
 
 from edgetl.errors import EdgetlError
 from edgetl.images import ImageTooLarge, load_rgb, max_pixels
@@ -306,23 +306,13 @@ def test_each_damaged_metadata_part_is_named(converted: tuple[Path, dict], tmp_p
     assert any("model card is missing" in w for w in classifier.warnings) and classifier.ood_threshold is None
 
 
-class FileReader:
+class FileReader(FlakyReader):
     """A video file as OpenCV reads it: `frames` frames, then None; opening fails once the file is gone."""
 
     def __init__(self, spec, frames: int = 3) -> None:  # noqa: ANN001 - Capture's opener signature
         if not Path(spec.text).exists():
             raise OSError(f"video file {spec.text} does not exist")
         self.left = frames
-
-    def read(self):  # noqa: ANN201
-        time.sleep(0.002)
-        if self.left == 0:
-            return None
-        self.left -= 1
-        return np.zeros((8, 8, 3), np.uint8)
-
-    def release(self) -> None:
-        pass
 
 
 def _run_to_the_end(capture) -> None:  # noqa: ANN001
