@@ -185,7 +185,7 @@ def read_model_info(model: bytes | Path, name: str = "the model") -> ModelInfo:
     except Exception as error:  # struct.error, IndexError, UnicodeDecodeError, JSONDecodeError, ValueError…
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise EdgetlError(
-            f"{name}: its metadata is damaged ({reason}).",
+            f"{name} is damaged: {reason}.",
             "Convert the model again (edgetl convert), or copy it again if it was cut short on the way.",
         ) from None
 
@@ -199,7 +199,7 @@ def verify_checksum(content: bytes) -> None:
     except (zipfile.BadZipFile, KeyError):
         return
     if hashlib.sha256(content[:flatbuffer_end]).hexdigest() != expected:
-        raise ValueError("its checksum does not match: the file was changed or damaged after edgetl wrote it")
+        raise ValueError("its checksum does not match (changed or damaged after edgetl wrote it)")
 
 
 def _read_model_info(content: bytes) -> ModelInfo:
