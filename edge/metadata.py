@@ -28,7 +28,7 @@ _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 
 
 MODEL_CARD_FILE = "model_card.json"
-# The SHA-256 of the model's flatbuffer (everything before the zip), packed by `edgetl convert` since 0.3:
+# The SHA-256 of the model's flatbuffer (everything before the zip), packed by `edgetl convert` (older files have none):
 # LiteRT's verifier lets some damaged models through and then aborts the process while loading them.
 CHECKSUM_FILE = "model.sha256"
 _OLD_MODEL_CARD_FILE = "edgetl.json"  # its name in models converted by edgetl 0.1.0: same content
