@@ -114,7 +114,6 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signal: str | None = None
         self.signum: int | None = None
         self._previous: dict = {}
 
@@ -125,8 +124,13 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, _frame) -> None:
-        self.signal, self.signum = signal.Signals(signum).name, signum
+        self.signum = signum
         self.event.set()
+
+    @property
+    def signal(self) -> str | None:
+        """The stopping signal's name (SIGINT, SIGTERM), for the summary."""
+        return signal.Signals(self.signum).name if self.signum is not None else None
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
