@@ -49,6 +49,17 @@ def received() -> int | None:
     return _state.get("signum")
 
 
+def check() -> None:
+    """Raise `Interrupted` now if a signal came whose exception never reached the command.
+
+    The handler runs at whatever Python code the main thread runs next: inside a finalizer (`__del__`,
+    which TensorFlow's iterators and functions have), Python prints its exception and drops it. Long
+    loops call this at each step (`edgetl.progress` does), so that signal still ends them at once.
+    """
+    if received() is not None and threading.current_thread() is threading.main_thread():
+        raise Interrupted(received())
+
+
 def install(hint: str = "") -> None:
     """Make SIGINT/SIGTERM end this command within GRACE_SECONDS; `hint` says what to do next."""
     _state["hint"] = hint

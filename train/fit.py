@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edgetl import interrupt
 from edgetl.errors import EdgetlError
 from edgetl.rundir import SPLITS, write_atomic, write_json
 from edgetl.train import boundary
@@ -142,6 +143,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        interrupt.check()  # epochs on cached features show no per-batch progress: stop here at the latest
         logs = {k: float(v) for k, v in (logs or {}).items()}
         lr = self.model.optimizer.learning_rate
         logs["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
