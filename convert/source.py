@@ -8,6 +8,7 @@ takes raw 0–255 RGB pixels, like edgetl's own.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,11 @@ def _from_model_file(path: Path, bare: BareModel, out: Path | None) -> Source:
 
 def _load_keras(path: Path) -> keras.Model:
     """Load a Keras model in float32: a mixed-precision model (GPU training) is rebuilt, weights kept."""
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras says "File not found" for these
+        raise EdgetlError(
+            f"{path} is not a .keras model: it is not a zip archive (damaged, truncated or another format).",
+            "Save the model again with model.save('model.keras'), or re-run `edgetl train` for a run directory.",
+        )
     try:
         return as_float32(keras.models.load_model(path, compile=False))
     except Exception as error:

@@ -13,6 +13,8 @@ with `loop`).
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +56,21 @@ class SourceSpec:
     @property
     def is_live(self) -> bool:
         return self.kind != "file"
+
+
+def refuse_special_file(spec: SourceSpec) -> None:
+    """A FIFO, socket or block device as a video file: OpenCV blocks opening it (a FIFO until a writer
+    comes), in native code where Ctrl-C cannot reach. Character devices (/dev/video0) are cameras."""
+    try:
+        mode = os.stat(spec.text).st_mode if spec.kind == "file" else 0
+    except OSError:
+        return  # missing or unreadable: OpenCV's own error names it
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISBLK(mode):
+        raise EdgetlError(
+            f"Video source '{spec.text}' is not a regular file (a FIFO, socket or block device).",
+            "Stream it instead, e.g. `ffmpeg -re -i VIDEO -f mpegts udp://127.0.0.1:5000` with "
+            "--source udp://127.0.0.1:5000, or pass a video file or a camera index.",
+        )
 
 
 class OpenCVReader:
@@ -158,6 +175,7 @@ class Capture:
         self.ended = False  # a video file played to its end (not stopped early by a limit or a signal)
         self.error: str | None = None
         self._captured_at_pass_start = 0  # a file pass that adds no frame is an error, not a loop
+        refuse_special_file(self.spec)
         try:
             self._reader = self.opener(self.spec)
         except OSError as error:

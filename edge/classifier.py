@@ -69,7 +69,7 @@ class Classifier:
         content = model_path.read_bytes()
         info = read_model_info(content, str(model_path))
         self.warnings = [f"{model_path}: {warning}" for warning in info.warnings]  # the commands print them
-        self.model = ImageClassifierModel(content, threads=threads, backend=backend)
+        self.model = ImageClassifierModel(content, threads=threads, backend=backend, name=str(model_path))
         self.model.set_normalization(self._normalization(self.model, info.mean, info.std, input_mean, input_std))
         if self.model.height != self.model.width:
             raise EdgetlError(

@@ -85,8 +85,10 @@ class ImageClassifierModel:
         threads: int | None = None,
         backend: str = "auto",
         normalization: tuple[float | list[float], float | list[float]] | None = (0.0, 1.0),
+        name: str | None = None,
     ) -> None:
         """`normalization` = (mean, std): the input tensor's real value is (pixel - mean) / std (edgetl: 0, 1).
+        `name` is what errors call the model when it is given as bytes (default: its path, or "the model").
 
         None means "raw pixels" by convention: float inputs get 0–255, quantized inputs the pixel
         shifted into the integer type's range, which is how published quantized classifiers are fed.
@@ -98,15 +100,17 @@ class ImageClassifierModel:
                 self.interpreter = interpreter(**source, num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
-            name = "the model" if "model_content" in source else source["model_path"]
+            name = name or source.get("model_path", "the model")
+            empty = not source.get("model_content", True) or Path(source.get("model_path", "")).stat().st_size == 0
+            why = "it is empty: 0 bytes" if empty else str(error).splitlines()[0]  # LiteRT: "must be specified"
             raise EdgetlError(
-                f"{name} could not be loaded as a TFLite model ({str(error).splitlines()[0]}).",
+                f"{name} could not be loaded as a TFLite model ({why}).",
                 "Pass a .tflite file written by `edgetl convert` or another TFLite converter.",
             ) from None
         self.threads = threads
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][-1] != 3:
-            shapes = ", ".join(str(list(d["shape"])) for d in inputs)
+            shapes = ", ".join(str(d["shape"].tolist()) for d in inputs)
             raise EdgetlError(
                 f"The model's input is {shapes}, not one image tensor [1, height, width, 3].",
                 "edgetl runs image classifiers with a single RGB image input.",
@@ -114,7 +118,7 @@ class ImageClassifierModel:
         ood = [d for d in outputs if list(d["shape"]) == [1, 1]]
         scores = [d for d in outputs if len(d["shape"]) == 2 and d["shape"][1] > 1]
         if len(scores) != 1 or len(outputs) - len(scores) != len(ood) or len(ood) > 1:
-            shapes = ", ".join(str(list(d["shape"])) for d in outputs)
+            shapes = ", ".join(str(d["shape"].tolist()) for d in outputs)
             raise EdgetlError(
                 f"The model's output is {shapes}, not one score vector [1, classes].",
                 "edgetl runs image classifiers with a single score output (and an optional OOD score [1, 1]).",

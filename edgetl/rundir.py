@@ -130,9 +130,11 @@ def parse_labels(text: str) -> list[str]:
 
 
 def require_file(path: Path, what: str, hint: str) -> None:
-    """One clear error unless `path` is a regular file: missing, a folder, or a FIFO, device or socket (reading
-    a FIFO would wait forever for a writer)."""
+    """One clear error unless `path` is a regular file with content: missing, a folder, a FIFO, device or
+    socket (reading a FIFO would wait forever for a writer), or empty (a copy that failed)."""
     if path.is_file():
+        if path.stat().st_size == 0:
+            raise EdgetlError(f"{what} {path} is empty (0 bytes).", hint)
         return
     if path.is_dir():
         raise EdgetlError(f"{what} {path} is a folder, not a file.", hint)

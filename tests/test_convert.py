@@ -271,7 +271,7 @@ def test_bad_inputs_get_clear_errors(bare: dict, tiny_run: Path, sample_data: Pa
     args = {"labels": bare["labels"], "calibration": bare["calib"]}
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a model")
-    _expect_error("could not be loaded as a Keras model", junk, **args)
+    _expect_error("junk.keras is not a .keras model: it is not a zip archive", junk, **args)  # was "File not found"
     _expect_error("not a Keras model file", bare["labels"], **args)
     _expect_error("needs --labels and --calibration.*--calibration", bare["path"], labels=bare["labels"])
     (tmp_path / "three.txt").write_text("a\nb\nc\n")

@@ -197,7 +197,7 @@ def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path: Path) -> N
     inputs = keras.Input((10,))
     with saved_model(keras.Model(inputs, keras.layers.Dense(2)(inputs))) as saved:
         content = convert_float(saved, "float32")
-    with pytest.raises(EdgetlError, match="not one image tensor"):
+    with pytest.raises(EdgetlError, match=r"input is \[1, 10\], not one image tensor"):
         ImageClassifierModel(content)
 
 

@@ -195,6 +195,11 @@ def test_special_files_are_refused_up_front_not_read(converted: tuple[Path, dict
     assert as_model.returncode == 2 and "is not a regular file (a FIFO" in as_model.stderr
     folder = edge_cli("classify", str(tmp_path), str(fifo))
     assert folder.returncode == 2 and "is a folder, not a file" in folder.stderr
+    camera = edge_cli("camera", model, "--source", str(fifo), "--no-window", "--max-frames", "1")
+    assert camera.returncode == 2 and "is not a regular file (a FIFO" in camera.stderr  # ignored Ctrl-C before
+    (tmp_path / "empty.tflite").touch()  # a copy that failed: the runtime said "model_path must be specified"
+    empty = edge_cli("classify", str(tmp_path / "empty.tflite"), str(fifo))
+    assert empty.returncode == 2 and "empty.tflite is empty (0 bytes)" in empty.stderr
 
 
 def test_a_results_file_in_a_missing_folder_is_refused_by_classify_and_camera_alike(
