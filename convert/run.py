@@ -2,7 +2,8 @@
 
 Order of work: load SOURCE and its images (bad input fails here, before anything is written),
 float reference scores, then per format: convert → (int8: calibrate, quantize, repair) →
-embed metadata → write atomically → check on the test images → report.
+embed metadata → stage → check on the test images → report; then every file is put in place as one
+set (edgetl/outputs.py): an interrupt or a full disk leaves the previous set whole.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from edgetl.convert.tflite import (
 from edgetl.edge.metadata import MODEL_CARD_FILE, ModelCard
 from edgetl.errors import EdgetlError
 from edgetl.metrics import accuracy, near_chance, near_chance_message, retention_threshold, top1
-from edgetl.rundir import LABELS_FILE, labels_text, read_json, write_atomic, write_json
+from edgetl.outputs import OutputSet
+from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json
 
 REPORT_FILE = "conversion.json"
 REPORT_VERSION = 1
@@ -58,7 +60,15 @@ def convert(
         raise EdgetlError(f"{existing[0]} already exists.", "Pass --force to replace it, or --out another folder.")
     for note in source.notes:
         console.print(f"[yellow]note:[/] {note}")
+    with OutputSet(source.out, "convert") as outputs:  # a read-only or missing folder fails here, before work
+        report = _convert_and_check(source, options, outputs, console)
+        outputs.commit()
+    print_table(report, console)
+    return report
 
+
+def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputSet, console: Console) -> dict:
+    """Each format converted, checked on the test images and staged in `outputs`, with conversion.json."""
     test_images, test_labels = load_with_progress(source.test, source, "Loading test images", console)
     if len(test_images) == 0:
         raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
@@ -91,10 +101,10 @@ def convert(
             check_builtin(content)
             card = _open_world_card(content, source, validation)
             content = _with_metadata(content, source, fmt, card)
-            write_atomic(targets[fmt], content)
+            outputs.write(model_file(fmt), content)
             scores = tflite_scores(content, test_images, options.threads)
             entry = {
-                "file": targets[fmt].name,
+                "file": model_file(fmt),
                 "bytes": len(content),
                 "size_vs_float32": round(len(content) / len(float32), 4),
                 "ops": op_counts(content),
@@ -107,9 +117,7 @@ def convert(
             entry["passed"] = options.passes(entry)
             entries[fmt] = entry
 
-    report = _write_report(source, options, entries, len(float32))
-    print_table(report, console)
-    return report
+    return _write_report(source, options, entries, len(float32), outputs)
 
 
 def _min_agreement(requested: float | None, images: int) -> tuple[float, str | None]:
@@ -163,7 +171,9 @@ def _with_metadata(content: bytes, source: Source, fmt: str, open_world: dict | 
     return attach_metadata(content, metadata, files)
 
 
-def _write_report(source: Source, options: ConvertOptions, entries: dict, float32_bytes: int) -> dict:
+def _write_report(
+    source: Source, options: ConvertOptions, entries: dict, float32_bytes: int, outputs: OutputSet
+) -> dict:
     path = source.out / REPORT_FILE
     previous = read_json(path) if path.exists() else {}
     models = {**previous.get("models", {}), **entries}
@@ -186,9 +196,9 @@ def _write_report(source: Source, options: ConvertOptions, entries: dict, float3
         },
         "models": models,
     }
-    write_json(path, report)
+    outputs.write(REPORT_FILE, json_text(report))
     if not (source.out / LABELS_FILE).exists():  # beside the .tflite files, for tools that want it separate
-        write_atomic(source.out / LABELS_FILE, labels_text(source.labels))
+        outputs.write(LABELS_FILE, labels_text(source.labels))
     report["path"] = str(path)
     return report
 

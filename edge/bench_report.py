@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgetl.edge.bench import best_latency
-from edgetl.rundir import read_json, write_atomic, write_json
+from edgetl.outputs import OutputSet
+from edgetl.rundir import json_text, read_json, write_atomic
 
 COLUMNS = (
     "model",
@@ -139,10 +140,10 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(report: dict, folder: Path) -> list[Path]:
-    """PNG plots (needs matplotlib, which the [train] extra has; a bare Pi install skips them)."""
+def plots(report: dict) -> dict[str, bytes]:
+    """PNG plots by file name (needs matplotlib, which the [train] extra has; a bare Pi install skips them)."""
     if importlib.util.find_spec("matplotlib") is None:
-        return []
+        return {}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,8 +151,8 @@ def plots(report: dict, folder: Path) -> list[Path]:
 
     ok = [row for row in report["models"] if "error" not in row and row.get("latency")]
     if not ok:
-        return []
-    paths = []
+        return {}
+    pngs = {}
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in ok:
         _, stats = best_latency(row)
@@ -168,7 +169,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     ax.set_ylabel("top-1 %")
     ax.set_title("Accuracy vs latency (up and left is better)")
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, folder / "pareto.png"))
+    pngs["pareto.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     samples = [best_latency(row)[1]["samples_ms"] for row in ok]
@@ -178,7 +179,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
     ax.set_ylabel("single-inference latency, ms (log scale)")
     ax.set_title("Latency distribution (whiskers p1–p99)")
     ax.grid(alpha=0.3, axis="y")
-    paths.append(_save(fig, folder / "latency.png"))
+    pngs["latency.png"] = _png(fig)
 
     calibrated = [row for row in ok if row.get("reliability")]
     if calibrated:
@@ -199,38 +200,37 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.set_title(f"Reliability{noise}", fontsize=10)
         ax.legend()
         ax.grid(alpha=0.3)
-        paths.append(_save(fig, folder / "reliability.png"))
+        pngs["reliability.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.barh([row["name"] for row in ok], [row["bytes"] / 1e6 for row in ok])
     ax.set_xlabel("file size, MB")
     ax.set_title("Model size")
-    paths.append(_save(fig, folder / "size.png"))
-    return paths
+    pngs["size.png"] = _png(fig)
+    return pngs
 
 
-def _save(fig, path: Path) -> Path:
-    """Write a figure atomically (a reader never sees half a PNG) and close it."""
+def _png(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
 
 
-def _base64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
-
-
-def html_page(report: dict, images: list[Path]) -> str:
+def html_page(report: dict, images: dict[str, bytes]) -> str:
     columns, rows = _table(report)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in rows)
     figures = (
-        "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,{_base64(p)}"></figure>' for p in images)
+        "".join(
+            f'<figure><img alt="{Path(name).stem}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            "</figure>"
+            for name, png in images.items()
+        )
         or "<p>(plots need matplotlib: pip install matplotlib)</p>"
     )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>edgetl bench</title>
@@ -247,13 +247,14 @@ figure{{display:inline-block;margin:1rem 1rem 0 0}}img{{max-width:34rem}}</style
 """
 
 
-def write_reports(report: dict, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "bench.json", report)
-    write_atomic(folder / "bench.md", markdown(report))
-    page = folder / "bench.html"
-    write_atomic(page, html_page(report, plots(report, folder)))
-    return page
+def write_reports(report: dict, outputs: OutputSet) -> Path:
+    """Stage bench.json, bench.md, the plots and bench.html in `outputs` (the caller commits); returns the page."""
+    images = plots(report)
+    outputs.write("bench.json", json_text(report))
+    outputs.write("bench.md", markdown(report))
+    for name, png in images.items():
+        outputs.write(name, png)
+    return outputs.write("bench.html", html_page(report, images))
 
 
 def compare(reports: list[dict], console: Console) -> str:

@@ -9,13 +9,15 @@ its frame was when the result came out.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
 
 import numpy as np
 
@@ -137,13 +139,47 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+class ResultLines:
+    """Where --json results go: one whole JSON line per result, to a file or to stdout ("-").
+
+    A write that fails (a full disk, a reader that closed the pipe) ends the run with one line in
+    `error`, and a file is cut back to its last complete line: whoever parses it never meets half a line.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.name = "stdout" if target == "-" else target
+        self.fd = (
+            sys.stdout.fileno() if target == "-" else os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        )
+        self.complete = 0  # bytes of whole lines written
+        self.error: str | None = None
+
+    def write(self, record: dict) -> bool:
+        """Write one line; False (and `error` set) when it could not be written whole."""
+        line = memoryview((json.dumps(record) + "\n").encode())
+        try:
+            while line:
+                line = line[os.write(self.fd, line) :]
+        except OSError as error:
+            self.error = f"writing the results to {self.name} failed ({error.strerror or error}); they end there."
+            if stat.S_ISREG(os.fstat(self.fd).st_mode):
+                os.ftruncate(self.fd, self.complete)  # shrinking a file needs no free space
+            return False
+        self.complete += len(line.obj)
+        return True
+
+    def close(self) -> None:
+        if self.fd != sys.stdout.fileno():
+            os.close(self.fd)
+
+
 def run_camera(
     classifier: Classifier,
     capture: Capture,
     options: CameraOptions,
     *,
     on_result: Callable[[Result, Frame], None] | None = None,
-    json_out: IO[str] | None = None,
+    json_out: ResultLines | None = None,
     stop: StopFlag | None = None,
     stats: RunStats | None = None,
 ) -> RunStats:
@@ -189,9 +225,8 @@ def run_camera(
             age_ms=1000 * (time.monotonic() - frame.captured),
         )
         stats.add(result)
-        if json_out is not None:
-            json_out.write(json.dumps(result.as_dict()) + "\n")
-            json_out.flush()
+        if json_out is not None and not json_out.write(result.as_dict()):
+            break  # its error ends the run: results no one can read are not worth computing
         if on_result is not None:
             on_result(result, frame)
     return stats

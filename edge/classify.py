@@ -95,7 +95,13 @@ def write_results(results: list[dict], target: str, as_json: bool, top_k: int, e
     if target == "-":
         print(text, end="")
     else:
-        write_atomic(Path(target), text)
+        try:
+            write_atomic(Path(target), text)
+        except OSError as error:  # a full disk: write_atomic leaves no part of the file behind
+            raise EdgetlError(
+                f"Writing the results to {target} failed ({error.strerror or error}); nothing was written there.",
+                "Free some space (or choose another file) and run again.",
+            ) from None
         err.print(f"Written: {for_console(target)} ({len(results)} results)")
 
 

@@ -7,13 +7,12 @@ the web page's state, a status line every two seconds) and releases everything h
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from edgetl.edge.camera import CameraOptions, Result, RunStats, StopFlag, print_summary, run_camera
+from edgetl.edge.camera import CameraOptions, Result, ResultLines, RunStats, StopFlag, print_summary, run_camera
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
@@ -65,7 +64,7 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
         max_reconnects=options.max_reconnects,
         prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
     )
-    sink = sys.stdout if options.json == "-" else (json_path.open("w") if json_path else None)
+    sink = ResultLines(options.json) if options.json else None
     stats, stop, last_status = RunStats(), StopFlag(), [0.0]
 
     def on_result(result: Result, frame: Frame) -> None:
@@ -86,7 +85,7 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
             run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
     finally:
         capture.close()
-        if sink is not None and sink is not sys.stdout:
+        if sink is not None:
             sink.close()
         if state is not None:
             state.close()
@@ -95,14 +94,15 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
             import cv2
 
             cv2.destroyAllWindows()
-    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=capture.error)
+    error = capture.error or (sink.error if sink else None)
+    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=error)
     if options.serve and capture.ended:  # not when --duration, --max-frames or a signal ended it
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if stop.signum is not None:
         return 128 + stop.signum
     if capture.error:  # no frame at all: the source given is wrong (2); one that failed mid-run: 1
         return 2 if capture.stats.captured == 0 else 1
-    return 0
+    return 1 if error else 0
 
 
 def _show_window(frame: Frame, result: Result, fps: float) -> bool:

@@ -22,6 +22,7 @@ from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
 from edgetl.errors import EdgetlError
 from edgetl.images import max_pixels
 from edgetl.options import help_of
+from edgetl.outputs import OutputSet
 from edgetl.profiling import local_profile, make_profile
 from edgetl.rundir import check_output
 from edgetl.text import for_console
@@ -157,7 +158,7 @@ def convert(
     options = ConvertOptions(**pick(ConvertOptions, locals()))  # formats included
     bare = BareModel(**pick(BareModel, locals()))
     load_tensorflow()
-    interrupt.install("Existing .tflite files are untouched; new ones are written only when complete.")
+    interrupt.install("The previous .tflite files and conversion.json are untouched: a new set appears only whole.")
     from edgetl.convert.run import convert as run_conversion
 
     report = run_conversion(source, options, console=console, bare=bare)
@@ -308,20 +309,22 @@ def bench(
     from edgetl.edge.bench import parse_threads, report_folder, run_bench
     from edgetl.edge.bench_report import compare_files, print_table, write_reports
 
-    interrupt.install("No report was written.")
+    interrupt.install("The previous report, if any, is untouched: a new one appears whole, or not at all.")
     if compare:
         compare_files(compare, out, console)
         return
     if not sources:
         raise EdgetlError("Nothing to benchmark.", "Pass a run directory or .tflite files (or --compare A B).")
     options = BenchOptions(**{**pick(BenchOptions, locals()), "threads": parse_threads(threads)})
-    folder = report_folder(sources, out, force)
     measuring = lambda text: console.print(f"measuring {text}")  # noqa: E731
-    report = run_bench(sources, options, data=data, limit=limit, progress=measuring)
-    print_table(report, console)
-    for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {for_console(warning)}")
-    console.print(f"Report: {write_reports(report, folder)}  (bench.json, bench.md, plots)")
+    with OutputSet(report_folder(sources, out, force), "bench") as outputs:  # a read-only folder fails before work
+        report = run_bench(sources, options, data=data, limit=limit, progress=measuring)
+        print_table(report, console)
+        for warning in report["warnings"]:
+            console.print(f"[yellow]warning:[/] {for_console(warning)}")
+        page = write_reports(report, outputs)
+        outputs.commit()
+    console.print(f"Report: {page}  (bench.json, bench.md, plots)")
     if all("error" in row for row in report["models"]):
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from edgetl.errors import EdgetlError
+from edgetl.outputs import OutputSet
 
 DEFAULT_IMAGES_PER_CLASS = 100
 # Pretrained: a short head phase on cached features, then a little fine-tuning.
@@ -92,7 +93,10 @@ def run_demo(out: Path, images_per_class: int | None, console: Console) -> Path:
 
     report = run_bench([run_dir], BenchOptions(threads=[1, 2], runs=50), progress=lambda text: None)
     print_table(report, console)
-    console.print(f"Report: {write_reports(report, run_dir / 'bench')}")
+    with OutputSet(run_dir / "bench", "bench") as outputs:
+        page = write_reports(report, outputs)
+        outputs.commit()
+    console.print(f"Report: {page}")
     return run_dir
 
 

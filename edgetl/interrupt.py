@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from typing import NoReturn
 
 from rich.markup import escape
@@ -60,9 +61,25 @@ def check() -> None:
         raise Interrupted(received())
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A signal during the block takes effect when it ends (e.g. moving a set of files into place)."""
+    _state["deferred"] = True
+    try:
+        yield
+    finally:
+        _state["deferred"] = False
+    check()
+
+
+def set_hint(hint: str) -> None:
+    """What the interrupt message says from now on: the state the command's outputs are in."""
+    _state["hint"] = hint
+
+
 def install(hint: str = "") -> None:
     """Make SIGINT/SIGTERM end this command within GRACE_SECONDS; `hint` says what to do next."""
-    _state["hint"] = hint
+    set_hint(hint)
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return
     _state["installed"] = True
@@ -72,7 +89,9 @@ def install(hint: str = "") -> None:
     raised = threading.Event()
 
     def on_signal(signum: int, frame) -> None:
-        if not raised.is_set():
+        if _state.get("deferred"):  # `deferred` raises it when its block ends
+            _state.setdefault("signum", signum)
+        elif not raised.is_set():
             raised.set()
             raise Interrupted(signum)
 

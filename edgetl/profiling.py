@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from edgetl.latency import PROFILE_CLASSES, PROFILE_FILE, Candidate, default_candidates
+from edgetl.outputs import OutputSet
 from edgetl.progress import progress_bar
 
 
@@ -59,5 +60,7 @@ def local_profile(console: Console, candidates: list[Candidate] | None = None) -
     if not (folder / PROFILE_FILE).is_file():
         make_profile(folder, console, force=True, candidates=candidates)
     report = run_bench([folder], BenchOptions(), progress=lambda text: None)
-    write_reports(report, folder / "bench")
+    with OutputSet(folder / "bench", "bench") as outputs:
+        write_reports(report, outputs)
+        outputs.commit()
     return bench_json

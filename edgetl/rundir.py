@@ -53,8 +53,13 @@ def current_umask() -> int:
         return mask
 
 
+def json_text(value: Any) -> str:
+    """How every JSON file edgetl writes is laid out."""
+    return json.dumps(value, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+    write_atomic(path, json_text(value))
 
 
 def read_json(path: Path) -> Any:

@@ -14,6 +14,7 @@ from conftest import copy_run
 from edgetl.edge.bench import BenchOptions, run_bench
 from edgetl.edge.bench_report import markdown, write_reports
 from edgetl.errors import EdgetlError
+from edgetl.outputs import OutputSet
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,10 @@ def test_peak_rss_is_the_childs_own_even_under_a_large_parent(converted: tuple[P
 
 def test_reports_are_written_and_self_contained(report: tuple[Path, dict], tmp_path: Path) -> None:
     _, result = report
-    page = write_reports(result, tmp_path)
+    with OutputSet(tmp_path, "bench") as outputs:
+        page = write_reports(result, outputs)
+        assert not page.exists()  # staged until the set is committed
+        outputs.commit()
     assert json.loads((tmp_path / "bench.json").read_text())["schema_version"] == 1
     assert {p.name for p in tmp_path.glob("*.png")} == {"pareto.png", "latency.png", "size.png", "reliability.png"}
     text = page.read_text()

@@ -285,6 +285,9 @@ def test_bad_inputs_get_clear_errors(bare: dict, tiny_run: Path, sample_data: Pa
     foreign.mkdir(parents=True)
     _expect_error("classes the model does not know.*giraffe", bare["path"], **{**args, "calibration": foreign.parent})
     _expect_error("--labels, --calibration and --test are for bare model files", tiny_run, labels=bare["labels"])
+    unwritable = ConvertOptions(formats=("int8",), out=tmp_path / "three.txt" / "out")  # checked before the work
+    with pytest.raises(EdgetlError, match="three.txt/out: Not a directory.*previous outputs are untouched"):
+        convert(bare["path"], unwritable, console=QUIET, bare=BareModel(**args))
 
     two_inputs = keras.Model(
         [a := keras.Input((8, 8, 3)), b := keras.Input((8, 8, 3))], keras.layers.Dense(4)(keras.layers.Flatten()(a + b))

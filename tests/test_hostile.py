@@ -404,3 +404,28 @@ def test_viewers_share_one_paced_jpeg_and_one_too_many_gets_503() -> None:
         server.shutdown()
     frames = [b"".join(stream).count(b"--frame") for stream in streams]
     assert all(5 <= count <= 2.0 * STREAM_FPS * 1.5 for count in frames), frames  # ~30 in 2 s, not ~1000
+
+
+def test_camera_json_on_a_full_disk_ends_with_the_summary_and_whole_lines(
+    converted: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import resource
+    import signal
+
+    from test_edge import write_video
+
+    def full_at_3_kb() -> None:  # RLIMIT_FSIZE: writes past 3 kB fail (EFBIG) as on a full disk, without root
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    video, results = write_video(tmp_path / "clip.avi", frames=60), tmp_path / "results.jsonl"
+    model = str(converted[0] / "model_int8.tflite")
+    done = edge_cli(
+        "camera", model, "--source", str(video), "--no-window", "--json", str(results), preexec_fn=full_at_3_kb
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"writing the results to {results} failed (File too large)" in done.stdout + done.stderr
+    assert "median latency ms" in done.stdout  # the summary, as after any run
+    text = results.read_text()
+    assert 0 < len(text) <= 3000 and text.endswith("\n")  # the line cut by the limit was taken back
+    assert all(json.loads(line)["frame"] >= 0 for line in text.splitlines())
