@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgetl.backbones import MOBILENET_V2
 from edgetl.errors import EdgetlError
 from edgetl.outputs import OutputSet
 
@@ -48,10 +49,10 @@ def _pretrained_available(console: Console) -> bool:
 
     alpha, size = PRETRAINED["alpha"], PRETRAINED["size"]
     try:
-        build_backbone("mobilenet_v2", size, alpha, resolve_weights("mobilenet_v2", "imagenet", alpha, size))
+        build_backbone(MOBILENET_V2.name, size, alpha, resolve_weights(MOBILENET_V2.name, "imagenet", alpha, size))
         return True
     except EdgetlError as error:
-        wanted = expected_weights_file("mobilenet_v2", alpha, 224)
+        wanted = expected_weights_file(MOBILENET_V2.name, alpha, 224)
         console.print(
             f"[bold yellow]No ImageNet weights:[/] {error.message} Transfer learning needs them: put "
             f"{wanted.name} in {wanted.parent} "

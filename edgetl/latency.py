@@ -12,13 +12,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgetl.backbones import BACKBONES, backbone_spec
 from edgetl.errors import EdgetlError
 
 PROFILE_FILE = "profile.json"
 PROFILE_CLASSES = 5  # classes of the profiled models' head: its share of the latency is negligible
-MOBILENET_V2_PROFILE_ALPHAS: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-PROFILE_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
-EFFICIENTNET_B0_PROFILE_SIZES: tuple[int, ...] = (224,)
 
 
 @dataclass(frozen=True)
@@ -31,18 +29,20 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        width = f"_{self.alpha}" if self.backbone == "mobilenet_v2" else ""
-        return f"{self.backbone}{width}_{self.size}"
+        return backbone_spec(self.backbone).file_stem(self.alpha, self.size)
 
     def describe(self) -> str:
-        width = f" {self.alpha}" if self.backbone == "mobilenet_v2" else ""
-        return f"{self.backbone}{width} @ {self.size} px"
+        return backbone_spec(self.backbone).describe(self.alpha, self.size)
 
 
 def default_candidates() -> list[Candidate]:
-    """MobileNetV2 at every Keras width and five input sizes, and EfficientNetB0 at its own size."""
-    grid = [Candidate("mobilenet_v2", a, s) for a in MOBILENET_V2_PROFILE_ALPHAS for s in PROFILE_SIZES]
-    return grid + [Candidate("efficientnet_b0", 1.0, s) for s in EFFICIENTNET_B0_PROFILE_SIZES]
+    """Every backbone at each of its widths and profile sizes (MobileNetV2: 6 × 5, EfficientNetB0: 1)."""
+    return [
+        Candidate(spec.name, alpha, size)
+        for spec in BACKBONES.values()
+        for alpha in spec.widths
+        for size in spec.profile_sizes
+    ]
 
 
 def manifest(candidates: list[Candidate]) -> dict:

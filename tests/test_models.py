@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from edgetl.backbones import BACKBONES, EFFICIENTNET_B0, MOBILENET_V2, backbone_spec
 from edgetl.errors import EdgetlError
-from edgetl.train.models import build_classifier, preprocessing_layer, resolve_weights, unfreeze_top
+from edgetl.latency import default_candidates
+from edgetl.train.models import build_backbone, build_classifier, preprocessing_layer, resolve_weights, unfreeze_top
 
 
 def test_mobilenet_preprocessing_maps_raw_pixels_to_minus_one_one() -> None:
@@ -69,3 +72,29 @@ def test_bad_weights_arguments() -> None:
         resolve_weights("mobilenet_v2", "/nowhere/weights.h5", 1.0, 224)
     with pytest.raises(EdgetlError, match="no alpha 0.6"):
         build_classifier("mobilenet_v2", 2, size=96, alpha=0.6, weights=None)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_each_registered_backbone_builds_with_its_own_facts(name: str) -> None:
+    """What adding a backbone asks of its registry entry: it builds, its default fine-tuning block exists,
+    its preprocessing is what edgetl.json records, and its profile candidates are named by it."""
+    spec = BACKBONES[name]
+    clf = build_classifier(name, 2, size=32 if spec.has_width else 64, alpha=spec.widths[0], weights=None)
+    assert unfreeze_top(clf.backbone, from_layer=spec.unfreeze_from) > 0
+    raw = np.array([[0.0, 255.0]], dtype=np.float32)
+    expected = (raw - spec.preprocessing()["mean"][0]) / spec.preprocessing()["std"][0]
+    np.testing.assert_allclose(np.asarray(preprocessing_layer(name)(raw)), expected, atol=1e-6)
+    names = {candidate.name for candidate in default_candidates() if candidate.backbone == name}
+    assert len(names) == len(spec.widths) * len(spec.profile_sizes)
+    with pytest.raises(EdgetlError, match=re.escape(f"has no alpha 0.6. Use one of {list(spec.widths)}")):
+        build_backbone(name, 32, 0.6, None)
+
+
+def test_keras_own_weights_file_comes_first_then_other_sizes_of_the_same_width() -> None:
+    assert MOBILENET_V2.weights_files(0.5, 96)[0] == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_96_no_top.h5"
+    assert MOBILENET_V2.weights_files(0.5, 100)[0].endswith("_0.5_224_no_top.h5")  # Keras' choice off its sizes
+    assert len(MOBILENET_V2.weights_files(1.0, 224)) == 5 and EFFICIENTNET_B0.weights_files(1.0, 96) == [
+        "efficientnetb0_notop.h5"
+    ]
+    with pytest.raises(EdgetlError, match="Unknown --model 'resnet'. Use one of: mobilenet_v2, efficientnet_b0"):
+        backbone_spec("resnet")

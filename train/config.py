@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgetl.backbones import BACKBONES, MOBILENET_V2, backbone_spec
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, check_resize
 from edgetl.options import setting
 
-BACKBONES: tuple[str, ...] = ("mobilenet_v2", "efficientnet_b0")
-MOBILENET_V2_ALPHAS: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi-worker")
 
 
@@ -20,8 +19,8 @@ STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi-worker")
 class TrainConfig:
     """Recorded in edgetl.json (`training`), and in the partial run so that --resume continues alike."""
 
-    backbone: str = setting("mobilenet_v2", f"Backbone: {' or '.join(BACKBONES)}.")
-    alpha: float = setting(1.0, f"MobileNetV2 width: {', '.join(map(str, MOBILENET_V2_ALPHAS))}.")
+    backbone: str = setting(MOBILENET_V2.name, f"Backbone: {' or '.join(BACKBONES)}.")
+    alpha: float = setting(1.0, f"MobileNetV2 width: {', '.join(map(str, MOBILENET_V2.widths))}.")
     size: int = setting(224, "Input size in pixels (square), 96–224 typical.")
     weights: str = setting("imagenet", "imagenet (Keras download/cache), none, or PATH to a .h5 file.")
     resize: str = setting("stretch", f"How photos become square: {' or '.join(RESIZE_POLICIES)} (centre square).")
@@ -54,8 +53,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise EdgetlError(f"Unknown --model '{self.backbone}'.", f"Use one of: {', '.join(BACKBONES)}.")
+        backbone_spec(self.backbone)  # an unknown name fails here, before any work
         check_resize(self.resize)
         if not 32 <= self.size <= 1024:
             raise EdgetlError(f"--size {self.size} is out of range.", "Use 32–1024 pixels; 96–224 suits MobileNetV2.")

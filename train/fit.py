@@ -28,12 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from edgetl import interrupt
+from edgetl.backbones import backbone_spec
 from edgetl.errors import EdgetlError
 from edgetl.rundir import SPLITS, write_atomic, write_json
 from edgetl.train import boundary
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
-from edgetl.train.models import DEFAULT_UNFREEZE_FROM, Classifier, inference, unfreeze_start, unfreeze_top
+from edgetl.train.models import Classifier, inference, unfreeze_start, unfreeze_top
 from edgetl.train.multi_worker import prepare_fit
 from edgetl.train.pipeline import augmentation, image_dataset
 
@@ -216,7 +217,7 @@ def _compile_and_fit(
 
 def _unfreeze_from(config: TrainConfig) -> dict:
     """unfreeze_start/unfreeze_top's arguments for a pretrained backbone: --unfreeze N, else a block."""
-    default = None if config.unfreeze_layers else DEFAULT_UNFREEZE_FROM[config.backbone]
+    default = None if config.unfreeze_layers else backbone_spec(config.backbone).unfreeze_from
     return {"from_layer": config.unfreeze_from or default, "top_layers": config.unfreeze_layers}
 
 

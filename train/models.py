@@ -17,21 +17,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from edgetl.backbones import backbone_spec
 from edgetl.errors import EdgetlError
-from edgetl.train.config import BACKBONES, MOBILENET_V2_ALPHAS
-
-KERAS_MOBILENET_V2_SIZES: tuple[int, ...] = (96, 128, 160, 192, 224)
-# Where fine-tuning starts by default: roughly the top third of each backbone.
-DEFAULT_UNFREEZE_FROM: dict[str, str] = {"mobilenet_v2": "block_12", "efficientnet_b0": "block6a"}
-# What each backbone expects, recorded in edgetl.json so later stages can describe the model.
-PREPROCESSING: dict[str, dict] = {
-    "mobilenet_v2": {"inside_model": "x / 127.5 - 1", "mean": [127.5] * 3, "std": [127.5] * 3},
-    "efficientnet_b0": {
-        "inside_model": "Keras EfficientNet rescaling + normalization",
-        "mean": [0.0] * 3,
-        "std": [1.0] * 3,
-    },
-}
 
 
 @dataclass
@@ -50,16 +37,11 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 
 
-def _mobilenet_v2_file(alpha: float, size: int) -> str:
-    rows = size if size in KERAS_MOBILENET_V2_SIZES else 224
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
-
-
 def resolve_weights(backbone: str, weights: str, alpha: float, size: int) -> str | None:
     """Turn --weights (imagenet | none | PATH) into what keras.applications accepts.
 
-    For MobileNetV2, Keras picks its ImageNet file by input size; the weights fit any size, so
-    a cached file for the same alpha at another size is used by path instead of downloading.
+    Keras picks a backbone's ImageNet file by input size; the weights fit any size, so a cached
+    file for the same width at another size is used by path instead of downloading.
     """
     if weights == "none":
         return None
@@ -68,37 +50,28 @@ def resolve_weights(backbone: str, weights: str, alpha: float, size: int) -> str
         if not path.is_file():
             raise EdgetlError(f"Weights file {path} does not exist.", "Pass --weights imagenet, none, or a .h5 file.")
         return str(path)
-    if backbone == "mobilenet_v2":
-        cache = keras_cache_dir() / "models"
-        if not (cache / _mobilenet_v2_file(alpha, size)).exists():
-            for rows in sorted(KERAS_MOBILENET_V2_SIZES, reverse=True):
-                candidate = cache / _mobilenet_v2_file(alpha, rows)
-                if candidate.exists():
-                    return str(candidate)
+    cache = keras_cache_dir() / "models"
+    own, *others = backbone_spec(backbone).weights_files(alpha, size)
+    if not (cache / own).exists():
+        for name in others:
+            if (cache / name).exists():
+                return str(cache / name)
     return "imagenet"
 
 
 def expected_weights_file(backbone: str, alpha: float, size: int) -> Path:
-    name = _mobilenet_v2_file(alpha, size) if backbone == "mobilenet_v2" else "efficientnetb0_notop.h5"
-    return keras_cache_dir() / "models" / name
+    return keras_cache_dir() / "models" / backbone_spec(backbone).weights_files(alpha, size)[0]
 
 
 def build_backbone(backbone: str, size: int, alpha: float, weights: str | None) -> keras.Model:
     """An ImageNet backbone without its classifier, global-average pooled."""
-    shape = (size, size, 3)
+    spec = backbone_spec(backbone)
+    spec.check_width(alpha)
+    width = {"alpha": alpha} if spec.has_width else {}
     try:
-        if backbone == "mobilenet_v2":
-            if alpha not in MOBILENET_V2_ALPHAS:
-                raise EdgetlError(f"MobileNetV2 has no alpha {alpha}.", f"Use one of {list(MOBILENET_V2_ALPHAS)}.")
-            return keras.applications.MobileNetV2(
-                input_shape=shape, alpha=alpha, include_top=False, weights=weights, pooling="avg"
-            )
-        if backbone == "efficientnet_b0":
-            return keras.applications.EfficientNetB0(
-                input_shape=shape, include_top=False, weights=weights, pooling="avg"
-            )
-    except EdgetlError:
-        raise
+        return getattr(keras.applications, spec.keras_name)(
+            input_shape=(size, size, 3), include_top=False, weights=weights, pooling="avg", **width
+        )
     except Exception as error:
         if weights == "imagenet":
             raise EdgetlError(
@@ -110,7 +83,6 @@ def build_backbone(backbone: str, size: int, alpha: float, weights: str | None) 
             f"Could not load weights {weights} into {backbone} (alpha {alpha}): {str(error).splitlines()[0]}",
             "Check that the file is a no-top weights file for this backbone and alpha.",
         ) from error
-    raise EdgetlError(f"Unknown backbone '{backbone}'.", f"Use one of {list(BACKBONES)}.")
 
 
 def inference(model: keras.Model) -> Callable[[Any], tf.Tensor]:
@@ -121,9 +93,10 @@ def inference(model: keras.Model) -> Callable[[Any], tf.Tensor]:
 
 def preprocessing_layer(backbone: str) -> keras.layers.Layer:
     """Raw 0–255 RGB → what the backbone was trained on."""
-    if backbone == "mobilenet_v2":
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
-    return keras.layers.Identity(name="preprocess")  # EfficientNet rescales and normalises inside itself
+    spec = backbone_spec(backbone)
+    if (spec.mean, spec.std) == (0.0, 1.0):
+        return keras.layers.Identity(name="preprocess")  # it rescales and normalises inside itself
+    return keras.layers.Rescaling(1 / spec.std, offset=-spec.mean / spec.std, name="preprocess")
 
 
 def build_classifier(

@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 import edgetl
 from edgetl import interrupt
+from edgetl.backbones import backbone_spec
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.progress import progress_bar
@@ -58,7 +59,7 @@ from edgetl.train.fit import (
     use_mixed_precision,
     write_history_csv,
 )
-from edgetl.train.models import PREPROCESSING, build_classifier, resolve_weights
+from edgetl.train.models import build_classifier, resolve_weights
 from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search, write_search
@@ -297,11 +298,12 @@ def _run_info(
     card: dict,
 ) -> RunInfo:
     """edgetl.json: the one thing every later stage trusts."""
+    spec = backbone_spec(config.backbone)
     return RunInfo(
         labels=index.classes,
         size=config.size,
         resize=config.resize,
-        preprocessing=PREPROCESSING[config.backbone],
+        preprocessing=spec.preprocessing(),
         data=DataRecord(
             root=index.root,
             presplit=index.presplit,
@@ -312,7 +314,7 @@ def _run_info(
         open_world=card,
         model={
             "backbone": config.backbone,
-            "alpha": config.alpha if config.backbone == "mobilenet_v2" else None,
+            "alpha": config.alpha if spec.has_width else None,
             "weights": config.weights,
             "weights_file": weights,
             "finetuned_layers": trainable,
