@@ -82,8 +82,8 @@ def main() -> None:
         run = train(args.data, work / candidate.name, run_config, console=quiet)
         info = RunInfo.load(run)
         trained[candidate] = (
-            info.metrics["validation_top1"],
-            info.metrics["test_top1"],
+            info.metrics.validation_top1,
+            info.metrics.test_top1,
             time.perf_counter() - run_started,
             run,
         )

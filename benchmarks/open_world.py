@@ -121,7 +121,7 @@ def main() -> None:
         feats[str(folder)] = _features(model, paths, size, resize)
     print(f"features of {sum(len(f) for f in feats.values())} images in {time.perf_counter() - started:.0f} s")
 
-    shipped = (run.open_world or {}).get("temperature")
+    shipped = run.open_world.temperature if run.open_world else None
     logits = {name: raw_logits(model, f, shipped) for name, f in feats.items()}
     temperature = fit_temperature(logits["validation"], targets["validation"])
     scores = {

@@ -84,10 +84,10 @@ def main() -> None:
             {
                 "seed": seed,
                 "note": note,
-                "test_top1": info.metrics["test_top1"],
-                "val_top1": info.metrics["validation_top1"],
+                "test_top1": info.metrics.test_top1,
+                "val_top1": info.metrics.validation_top1,
                 "train_s": train_seconds,
-                "finetune_s": info.training["seconds"].get("finetune", 0.0),
+                "finetune_s": info.training.seconds.get("finetune", 0.0),
                 "int8_top1": int8["top1"],
                 "ece": json.loads((run / "metrics.json").read_text())["test"]["calibration"]["ece"],
                 "int8_ece": int8["ece"],

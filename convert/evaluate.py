@@ -15,6 +15,9 @@ import numpy as np
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.timing import timed_calls
 from edgetl.metrics import ece, ece_floor
+from edgetl.open_world_card import OpenWorldCard
+
+LATENCY_RUNS = 20  # single inferences per model and round when two models' latencies are compared
 
 
 @dataclass
@@ -49,16 +52,16 @@ def tflite_scores(
     return Scores(values, median, ood)
 
 
-def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | None, card: dict | None) -> dict:
+def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | None, card: OpenWorldCard | None) -> dict:
     """Calibration (ECE, float and converted) and, for models with an OOD score, how the converted score
     follows the float one: share of test images each rejects at its own threshold, and their correlation."""
     result: dict = {}
     if labels is not None and len(labels):
         result["float_ece"], result["ece"] = ece(reference.values, labels), ece(scores.values, labels)
         result["ece_floor"] = ece_floor(scores.values)
-    if reference.ood is not None and scores.ood is not None and card and len(scores.ood) > 1:
-        threshold = card["ood"]["threshold"]
-        float_threshold = card["ood"].get("float_threshold", threshold)
+    if reference.ood is not None and scores.ood is not None and card and card.ood and len(scores.ood) > 1:
+        threshold = card.ood.threshold
+        float_threshold = card.ood.threshold if card.ood.float_threshold is None else card.ood.float_threshold
         result["ood"] = {
             "threshold": threshold,  # this file's, refitted on the validation split
             "float_threshold": float_threshold,
@@ -70,3 +73,20 @@ def open_world_check(reference: Scores, scores: Scores, labels: np.ndarray | Non
             else None,
         }
     return result
+
+
+def latency_cost(model: bytes, baseline: bytes, image: np.ndarray, threads: int | None, rounds: int = 5) -> float:
+    """How much slower `model` runs than `baseline`, as a fraction (0.1: 10 % slower).
+
+    One timing on a busy machine can be off by tens of percent, so the two alternate: `rounds` rounds of
+    LATENCY_RUNS single inferences each, after a warm-up, and the median of the rounds' ratios counts.
+    """
+    runners = [ImageClassifierModel(content, threads=threads) for content in (model, baseline)]
+    ratios = []
+    for _ in range(rounds):
+        medians = []
+        for runner in runners:
+            timed_calls(runner.scores, [image] * 3)  # warm: caches, and the delegate's first call
+            medians.append(float(np.median(timed_calls(runner.scores, [image] * LATENCY_RUNS)[1])))
+        ratios.append(medians[0] / medians[1])
+    return float(np.median(ratios)) - 1.0

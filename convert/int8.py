@@ -29,7 +29,7 @@ from edgetl.convert.calibration import (
     representative_dataset,
     stratified_sample,
 )
-from edgetl.convert.evaluate import keras_scores, tflite_scores
+from edgetl.convert.evaluate import keras_scores, latency_cost, tflite_scores
 from edgetl.convert.options import ConvertOptions
 from edgetl.convert.source import Source
 from edgetl.convert.tflite import (
@@ -40,11 +40,20 @@ from edgetl.convert.tflite import (
     quiet_native_output,
     widen_ood_range,
 )
-from edgetl.metrics import accuracy, fidelity
+from edgetl.metrics import AccuracyRecord, accuracy, fidelity
 
 REPAIR_IMAGES = 500  # validation images the repair compares float and int8 on
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 CANDIDATES_PER_ROUND = 6  # worst-ranked layers tried in float per round of the search
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One candidate int8 model measured on the check images."""
+
+    accuracy: AccuracyRecord
+    bytes: int
+    median_invoke_ms: float | None
 
 
 @dataclass
@@ -77,18 +86,19 @@ class Int8Conversion:
         """(the .tflite, what was done: calibration images, repair steps, layers ranked and kept in float)."""
         options = self.options
         plain, corrected, images = self.calibrated_on(options.calibration_samples, options.seed)
-        content, metrics, calibrated = self.bias_correct(plain, corrected, images)
-        if options.passes(metrics) or not options.repair:
+        content, checked, calibrated = self.bias_correct(plain, corrected, images)
+        if options.passes(checked.accuracy) or not options.repair:
             return content, {"calibration_images": len(images), "repair": self.log.steps}
 
-        self.console.print(f"[yellow]int8 misses the budget[/] ({describe(metrics)}): repairing.")
+        self.console.print(f"[yellow]int8 misses the budget[/] ({describe(summary(checked))}): repairing.")
         self.load_repair_images()
-        content, metrics, calibrated, images, fidelity_now = self.recalibrate(content, calibrated, images)
-        if options.passes(metrics) or options.max_float_layers == 0:
+        content, checked, calibrated, images, fidelity_now = self.recalibrate(content, calibrated, images)
+        if options.passes(checked.accuracy) or options.max_float_layers == 0:
             return content, {"calibration_images": len(images), "repair": self.log.steps}
 
         keep = self.keep_layers_in_float(plain, calibrated, images, fidelity_now)
-        keep = self.revert_if_worse(keep, metrics)
+        keep = self.revert_if_worse(keep, checked)
+        keep = worth_its_cost(keep, self.log, lambda: self.float_layers_cost(calibrated, keep), options.max_repair_cost)
         if keep:
             content = quantize(calibrated, options.input_type, keep)
         kept_steps = [step for step in self.log.steps if step["action"] == "keep_layer_in_float"]
@@ -109,8 +119,8 @@ class Int8Conversion:
         check_calibration(images, lambda text: self.console.print(f"[yellow]warning:[/] {text}"))
         self.console.print(f"Calibrating on {len(images)} images…")
         calibrated = calibrate(self.saved, representative_dataset(images))
-        if source.open_world:
-            calibrated = widen_ood_range(calibrated, source.open_world["ood"]["threshold"])
+        if source.open_world and source.open_world.ood:
+            calibrated = widen_ood_range(calibrated, source.open_world.ood.threshold)
         if not self.options.bias_correction:
             return calibrated, calibrated, images
         return calibrated, correct_biases(calibrated, images[:BIAS_CORRECTION_IMAGES]), images
@@ -119,23 +129,29 @@ class Int8Conversion:
         """(model, its check, its calibrated model): bias-corrected unless that turns a pass into a fail."""
         options = self.options
         content = quantize(plain, options.input_type)
-        metrics = self.check(content)
+        checked = self.check(content)
         self.log.add(
-            "calibrate", images=len(images), seed=options.seed, **summary(metrics), passes=options.passes(metrics)
+            "calibrate",
+            images=len(images),
+            seed=options.seed,
+            **summary(checked),
+            passes=options.passes(checked.accuracy),
         )
         if not options.bias_correction:
-            return content, metrics, plain
+            return content, checked, plain
         corrected_content = quantize(corrected, options.input_type)
-        corrected_metrics = self.check(corrected_content)
-        kept = options.passes(corrected_metrics) or not options.passes(metrics)  # never trade a pass for a fail
+        corrected_check = self.check(corrected_content)
+        kept = options.passes(corrected_check.accuracy) or not options.passes(
+            checked.accuracy
+        )  # never trade a pass for a fail
         self.log.add(
             "bias_correction",
             images=min(len(images), BIAS_CORRECTION_IMAGES),
-            **summary(corrected_metrics),
-            passes=options.passes(corrected_metrics),
+            **summary(corrected_check),
+            passes=options.passes(corrected_check.accuracy),
             kept=kept,
         )
-        return (corrected_content, corrected_metrics, corrected) if kept else (content, metrics, plain)
+        return (corrected_content, corrected_check, corrected) if kept else (content, checked, plain)
 
     def load_repair_images(self) -> None:
         samples = stratified_sample(self.source.repair, REPAIR_IMAGES, self.options.seed)
@@ -158,11 +174,15 @@ class Int8Conversion:
                     best = (score, calibrated_i, images_i, seed_i)
         fidelity_now, calibrated, images, seed = best
         content = quantize(calibrated, options.input_type)
-        metrics = self.check(content)
+        checked = self.check(content)
         self.log.add(
-            "choose_calibration", images=len(images), seed=seed, **summary(metrics), passes=options.passes(metrics)
+            "choose_calibration",
+            images=len(images),
+            seed=seed,
+            **summary(checked),
+            passes=options.passes(checked.accuracy),
         )
-        return content, metrics, calibrated, images, fidelity_now
+        return content, checked, calibrated, images, fidelity_now
 
     def keep_layers_in_float(self, plain: bytes, calibrated: bytes, images: np.ndarray, baseline: tuple) -> list[str]:
         self.console.print("Ranking layers with the quantization debugger…")
@@ -174,8 +194,8 @@ class Int8Conversion:
         input_type = self.options.input_type
 
         def check_with(keep: list[str]) -> dict:
-            metrics = self.check(quantize(calibrated, input_type, keep))
-            return {**summary(metrics), "passes": self.options.passes(metrics)}
+            checked = self.check(quantize(calibrated, input_type, keep))
+            return {**summary(checked), "passes": self.options.passes(checked.accuracy)}
 
         return search_float_layers(
             ranked,
@@ -187,26 +207,50 @@ class Int8Conversion:
             self.options.max_float_layers,
         )
 
-    def revert_if_worse(self, keep: list[str], before: dict) -> list[str]:
+    def revert_if_worse(self, keep: list[str], before: Checked) -> list[str]:
         """The repair images (validation split) are few: what helped there can hurt on the test split.
         Never hand back a model that checks worse than the one the layer search started from."""
         kept_steps = [step for step in self.log.steps if step["action"] == "keep_layer_in_float"]
-        if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < before["agreement"]:
+        if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < before.accuracy.agreement:
             self.log.add("revert", reason="the layers kept in float lowered test agreement; int8 without them is kept")
             return []
         return keep
 
     # --- measurements ---------------------------------------------------------------------------------------------
 
-    def check(self, content: bytes) -> dict:
+    def check(self, content: bytes) -> Checked:
         """The model on the check images, against the float model."""
         scores = tflite_scores(content, self.check_images, self.options.threads)
-        metrics = accuracy(scores.values, self.check_labels, self.source.labels, self.reference)
-        return {**metrics, "bytes": len(content), "median_invoke_ms": scores.median_ms}
+        record = accuracy(scores.values, self.check_labels, self.source.labels, self.reference)
+        return Checked(record, len(content), scores.median_ms)
+
+    def float_layers_cost(self, calibrated: bytes, keep: list[str]) -> float:
+        """What keeping `keep` in float adds to plain int8's latency, as a fraction, timed on a check image."""
+        input_type, threads = self.options.input_type, self.options.threads
+        with_float = quantize(calibrated, input_type, keep)
+        return latency_cost(with_float, quantize(calibrated, input_type), self.check_images[0], threads)
 
     def follow(self, model: bytes) -> tuple[int, float]:
         """(disagreements, mean score difference) with the float model on the repair images: lower follows better."""
         return fidelity(self.repair_reference, tflite_scores(model, self.repair_images, self.options.threads).values)
+
+
+def worth_its_cost(keep: list[str], log: RepairLog, cost: Callable[[], float], max_cost_pct: float) -> list[str]:
+    """Layers in float cost size and latency: keep them only when they bring int8 within the budget, and
+    add at most `max_cost_pct` percent to its latency (`cost()` times it); else int8 without them."""
+    kept = [step for step in log.steps if step["action"] == "keep_layer_in_float"]
+    if not keep:
+        return keep
+    if not kept[-1]["passes"]:
+        log.add("revert", reason="the layers kept in float did not reach the budget: int8 without them is kept")
+        return []
+    latency_pct = round(100 * cost(), 1)
+    log.add("repair_cost", latency_pct=latency_pct, max_pct=max_cost_pct)
+    if latency_pct > max_cost_pct:
+        reason = f"the layers kept in float add {latency_pct:+.0f} % latency, over --max-repair-cost {max_cost_pct:g}"
+        log.add("revert", reason=f"{reason}: int8 without them is kept")
+        return []
+    return keep
 
 
 # --- the layer search -------------------------------------------------------------------------------------------------
@@ -299,15 +343,19 @@ def search_float_layers(
 # --- telling the user ---------------------------------------------------------------------------------------------
 
 
-def summary(metrics: dict) -> dict:
-    keys = ("top1", "drop_pp", "agreement", "bytes", "median_invoke_ms")
-    return {key: metrics[key] for key in keys if key in metrics}
+def summary(checked: Checked) -> dict:
+    """What the repair log keeps of a check."""
+    record = checked.accuracy
+    fields = {"top1": record.top1, "drop_pp": record.drop_pp, "agreement": record.agreement}
+    fields |= {"bytes": checked.bytes, "median_invoke_ms": checked.median_invoke_ms}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
-def describe(metrics: dict) -> str:
-    parts = [f"agreement {metrics['agreement']:.1%}"]
-    if "drop_pp" in metrics:
-        parts.insert(0, f"drop {metrics['drop_pp']:.2f} pt")
+def describe(step: dict) -> str:
+    """A check as the repair log keeps it (`summary`), in words."""
+    parts = [f"agreement {step['agreement']:.1%}"]
+    if "drop_pp" in step:
+        parts.insert(0, f"drop {step['drop_pp']:.2f} pt")
     return ", ".join(parts)
 
 
@@ -324,12 +372,11 @@ def describe_repair(entry: dict) -> str:
     if chosen:
         parts.append(f"calibration: {chosen['images']} images, seed {chosen['seed']} ({describe(chosen)})")
     layers = entry.get("float_layers") or []
-    if any(step["action"] == "revert" for step in steps):
-        parts.append("layers kept in float lowered test agreement, so int8 without them was kept")
+    parts += [step["reason"] for step in steps if step["action"] == "revert"]
     if layers:
         last = [step for step in steps if step["action"] == "keep_layer_in_float"][-1]
         cost = f"{last['bytes'] / first['bytes'] - 1:+.0%} size"
-        if last.get("median_invoke_ms") and first.get("median_invoke_ms"):
-            cost += f", {last['median_invoke_ms'] / first['median_invoke_ms'] - 1:+.0%} latency"
+        timed = next((step for step in steps if step["action"] == "repair_cost"), None)
+        cost += f", {timed['latency_pct']:+.0f} % latency" if timed else ""  # alternating rounds, not one timing
         parts.append(f"kept {len(layers)} layer(s) in float: {', '.join(layers)} ({describe(last)}; {cost})")
     return "; ".join(parts) + "."

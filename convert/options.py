@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, check_resize
-from edgetl.metrics import drop_within_budget
+from edgetl.metrics import AccuracyRecord, drop_within_budget
 from edgetl.options import setting
 
 FORMATS: tuple[str, ...] = ("int8", "fp16", "dynamic", "float32")
@@ -43,14 +43,18 @@ class ConvertOptions:
     bias_correction: bool = setting(True, "int8: cancel the mean error of int8 weights in each layer's bias.")
     repair: bool = setting(True, "When int8 misses the budget, recalibrate and keep layers in float.")
     max_float_layers: int = setting(8, "Repair: at most this many layers kept in float.")
+    max_repair_cost: float = setting(
+        10.0, "Repair: most latency, percent over plain int8, that layers kept in float may add (else none are)."
+    )
     threads: int | None = setting(None, "Interpreter threads for the check.")
     seed: int = setting(0, "Seed for drawing calibration images.")
     out: Path | None = setting(None, "Folder for the .tflite files (default: SOURCE).")
     force: bool = setting(False, "Replace existing .tflite files.")
 
-    def passes(self, metrics: dict) -> bool:
+    def passes(self, record: AccuracyRecord) -> bool:
         """The budget: no significant top-1 drop over `max_drop` points, agreement at least `min_agreement` percent."""
-        return drop_within_budget(metrics, self.max_drop) and 100 * metrics["agreement"] >= (self.min_agreement or 0.0)
+        agreement = 100 * (record.agreement or 0.0)  # conversion always checks against the float model
+        return drop_within_budget(record, self.max_drop) and agreement >= (self.min_agreement or 0.0)
 
     def __post_init__(self) -> None:
         unknown = [fmt for fmt in self.formats if fmt not in FORMATS]
@@ -58,6 +62,8 @@ class ConvertOptions:
             raise EdgetlError(f"Unknown format {unknown or '(none)'}.", f"Use some of: {', '.join(FORMATS)}.")
         if self.input_type not in INPUT_TYPES:
             raise EdgetlError(f"Unknown --input-type '{self.input_type}'.", f"Use {' or '.join(INPUT_TYPES)}.")
+        if self.max_repair_cost < 0:
+            raise EdgetlError(f"--max-repair-cost {self.max_repair_cost} is negative.", "Give a percentage, e.g. 10.")
         if self.calibration_samples < 1:
             raise EdgetlError("--calibration-samples must be at least 1.", "A few hundred is typical.")
 

@@ -32,11 +32,13 @@ from edgetl.convert.tflite import (
     convert_float,
     float_ops,
     op_counts,
+    prototypes_in_8_bits,
     saved_model,
 )
 from edgetl.edge.metadata import MODEL_CARD_FILE, ModelCard
 from edgetl.errors import EdgetlError
 from edgetl.metrics import accuracy, near_chance, near_chance_message, retention_threshold, top1
+from edgetl.open_world_card import OpenWorldCard
 from edgetl.outputs import OutputSet
 from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json
 
@@ -98,6 +100,7 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
                 extra: dict = {}
             else:
                 content, extra = Int8Conversion(saved, source, options, test_images, labels, reference, console).run()
+                content = prototypes_in_8_bits(content)
             check_builtin(content)
             card = _open_world_card(content, source, validation)
             content = _with_metadata(content, source, fmt, card)
@@ -110,11 +113,11 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
                 "ops": op_counts(content),
                 "float_ops": float_ops(content) if fmt == "int8" else None,
                 "median_invoke_ms": scores.median_ms,
-                **accuracy(scores.values, labels, source.labels, reference),
+                **(record := accuracy(scores.values, labels, source.labels, reference)).to_json(),
                 **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
-            entry["passed"] = options.passes(entry)
+            entry["passed"] = options.passes(record)
             entries[fmt] = entry
 
     return _write_report(source, options, entries, len(float32), outputs)
@@ -133,27 +136,20 @@ def _min_agreement(requested: float | None, images: int) -> tuple[float, str | N
     )
 
 
-def _open_world_card(content: bytes, source: Source, validation: np.ndarray | None) -> dict | None:
+def _open_world_card(content: bytes, source: Source, validation: np.ndarray | None) -> OpenWorldCard | None:
     """Training's calibration and thresholds, with the OOD threshold refitted to this file's own scores.
 
     Same rule, same images (the validation split): int8 features are slightly noisier, which shifts
     the OOD scores up; a threshold fitted to the float model would reject more in-class images.
     """
-    if not source.open_world or validation is None or not len(validation):
-        return source.open_world
+    card = source.open_world
+    if not (card and card.ood and card.ood.retention) or validation is None or not len(validation):
+        return card
     scores = tflite_scores(content, validation)
-    if scores.ood is None:
-        return source.open_world
-    ood = source.open_world["ood"]
-    refitted = {
-        **ood,
-        "threshold": retention_threshold(scores.ood, ood["retention"]),
-        "float_threshold": ood["threshold"],
-    }
-    return {**source.open_world, "ood": refitted}
+    return card if scores.ood is None else card.refitted(retention_threshold(scores.ood, card.ood.retention))
 
 
-def _with_metadata(content: bytes, source: Source, fmt: str, open_world: dict | None) -> bytes:
+def _with_metadata(content: bytes, source: Source, fmt: str, open_world: OpenWorldCard | None) -> bytes:
     description = f"{source.name}: {len(source.labels)}-class image classifier ({fmt}), converted by edgetl."
     meta = ClassifierMetadata(
         name=source.name,

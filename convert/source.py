@@ -19,6 +19,7 @@ from edgetl.convert.options import PREPROCESSING_PRESETS, BareModel
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.images import labelled_samples
+from edgetl.open_world_card import OpenWorldCard
 from edgetl.rundir import RunInfo, Sample, read_labels
 
 # What a bare model expects, as (mean, std) on raw 0–255 pixels: input = (pixel - mean) / std.
@@ -42,7 +43,7 @@ class Source:
     run: RunInfo | None = None  # when converting a run directory
 
     @property
-    def open_world(self) -> dict | None:
+    def open_world(self) -> OpenWorldCard | None:
         """Temperature and rejection thresholds fitted by `edgetl train` (runs before they existed: None)."""
         return self.run.open_world if self.run else None
 

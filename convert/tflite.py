@@ -151,6 +151,71 @@ def widen_ood_range(calibrated: bytes, threshold: float) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tflite))
 
 
+def prototypes_in_8_bits(model: bytes) -> bytes:
+    """Store the OOD head's prototype matrix as int8, one scale per prototype, dequantized when the model loads.
+
+    `quantize` keeps the head's arithmetic float (see there), and with it this matrix: on beans
+    192 × 1280 float32, 1 MB, a quarter of the int8 file. The DEQUANTIZE of a constant is folded when
+    the model loads, so the head still computes in float: the rounding moves a cosine similarity by
+    about 1e-3, at most one step of the uint8 score (benchmarks/README.md, "OOD prototypes in 8 bits").
+    """
+    tflite = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    subgraph = tflite.subgraphs[0]
+    position = next((i for i, op in enumerate(subgraph.operators) if _is_prototype_product(tflite, op)), None)
+    if position is None:
+        return model  # no OOD head, or already compact
+    product = subgraph.operators[position]
+    weights = subgraph.tensors[product.inputs[1]]
+    values = np.frombuffer(bytes(tflite.buffers[weights.buffer].data), np.float32).reshape(weights.shape)
+    scale = np.maximum(np.abs(values).max(axis=1), 1e-12) / 127.0
+    stored = schema.TensorT()
+    stored.name, stored.shape, stored.type = weights.name + b"/int8", weights.shape, schema.TensorType.INT8
+    stored.quantization = schema.QuantizationParametersT()
+    stored.quantization.scale, stored.quantization.zeroPoint = scale.astype(np.float32), np.zeros(len(scale), np.int64)
+    stored.quantization.quantizedDimension = 0
+    stored.buffer = _add_buffer(tflite, np.clip(np.round(values / scale[:, None]), -127, 127).astype(np.int8))
+    tflite.buffers[weights.buffer].data, weights.buffer = None, 0  # now the DEQUANTIZE's output
+    subgraph.tensors.append(stored)
+    dequantize = schema.OperatorT()
+    dequantize.opcodeIndex = _opcode(tflite, schema.BuiltinOperator.DEQUANTIZE, version=5)  # 5: int8 per channel
+    dequantize.inputs, dequantize.outputs = [len(subgraph.tensors) - 1], [product.inputs[1]]
+    subgraph.operators.insert(position, dequantize)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tflite))
+
+
+def _is_prototype_product(tflite, op) -> bool:
+    """The OOD head's FULLY_CONNECTED with its prototypes still a float32 constant."""
+    subgraph = tflite.subgraphs[0]
+    code = tflite.operatorCodes[op.opcodeIndex]
+    if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
+        return False
+    weights = subgraph.tensors[op.inputs[1]]
+    return (
+        any(b"ood_similarity" in subgraph.tensors[t].name for t in op.outputs)
+        and weights.type == schema.TensorType.FLOAT32
+        and tflite.buffers[weights.buffer].data is not None
+    )
+
+
+def _add_buffer(tflite, values: np.ndarray) -> int:
+    buffer = schema.BufferT()
+    buffer.data = values.tobytes()
+    tflite.buffers.append(buffer)
+    return len(tflite.buffers) - 1
+
+
+def _opcode(tflite, builtin: int, version: int) -> int:
+    """Index of `builtin` in the model's operator codes, added (or its version raised) as needed."""
+    for index, code in enumerate(tflite.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            code.version = max(code.version, version)
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
+    tflite.operatorCodes.append(code)
+    return len(tflite.operatorCodes) - 1
+
+
 def ood_head_ops(model: bytes) -> list[str]:
     """Output names of the ops that compute the OOD score: edgetl's `ood_*` layers and the score itself."""
     tflite = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))

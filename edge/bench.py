@@ -31,6 +31,7 @@ from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.latency import Candidate as Configuration
 from edgetl.latency import camera_threads, is_profile, read_manifest
 from edgetl.metrics import (
+    AccuracyRecord,
     accuracy,
     auroc,
     drop_within_budget,
@@ -423,7 +424,7 @@ def run_bench(
     """Measure every candidate; a model that fails is reported in its row and the others still run."""
     candidates, run = find_models(sources)
     profile = any(candidate.config is not None for candidate in candidates)
-    cores, budget = os.cpu_count() or 1, (run.training.get("max_latency") if run else None)
+    cores, budget = os.cpu_count() or 1, (run.training.max_latency if run else None)
     camera = camera_threads(cores)  # what a latency budget and a profile are measured at
     default_threads = [camera] if profile else sorted({1, cores, *([camera] if budget else [])})
     options = replace(options, threads=options.threads or default_threads)
@@ -454,7 +455,7 @@ def run_bench(
             if len(row["scores"]) and row["scores"].shape[1] != len(labels):
                 row["error"] = f"scores {row['scores'].shape[1]} classes, the data has labels for {len(labels)}"
             else:
-                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, reference_scores)
+                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, reference_scores).to_json()
                 row.update(open_world(row, dataset.targets))
     for row in rows:
         for key in ("scores", "ood_scores", "rejected", "outside"):
@@ -555,24 +556,21 @@ def profile_summary(report: dict) -> str:
 def recommend(report: dict) -> str:
     """The fastest model whose top-1 is within the budget of the reference."""
     budget = report["options"]["max_drop_pp"]
-    eligible = [
-        row
+    records = {
+        id(row): AccuracyRecord.from_json(row["accuracy"])
         for row in report["models"]
-        if "error" not in row
-        and "accuracy" in row
-        and drop_within_budget(row["accuracy"], budget)
-        and row["kind"] == "tflite"
-    ]
+        if "error" not in row and "accuracy" in row and row["kind"] == "tflite"
+    }
+    eligible = [row for row in report["models"] if id(row) in records and drop_within_budget(records[id(row)], budget)]
     if not eligible:
         return f"No .tflite model is within {budget} points of the reference; see the table."
     best = min(eligible, key=lambda row: best_latency(row)[1]["median_ms"])
-    best_top1, classes = best["accuracy"]["top1"], len(report["labels"])
-    if near_chance(best_top1, classes):
-        return f"Not usable: {Path(best['file']).name} {near_chance_message(best_top1, classes)}."
+    record, classes = records[id(best)], len(report["labels"])
+    if near_chance(record.top1, classes):
+        return f"Not usable: {Path(best['file']).name} {near_chance_message(record.top1, classes)}."
     threads, stats = best_latency(best)
-    drop = best["accuracy"].get("drop_pp")
-    drop_text = f", {drop:+.2f} pt vs {report['reference']}" if drop is not None else ""
+    drop_text = f", {record.drop_pp:+.2f} pt vs {report['reference']}" if record.drop_pp is not None else ""
     return (
         f"Deploy {Path(best['file']).name}: fastest within {budget} pt of top-1 — median {stats['median_ms']:.2f} ms "
-        f"at {threads} thread(s), top-1 {100 * best['accuracy']['top1']:.1f}%{drop_text}."
+        f"at {threads} thread(s), top-1 {100 * record.top1:.1f}%{drop_text}."
     )

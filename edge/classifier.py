@@ -17,6 +17,7 @@ from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
 from edgetl.images import check_resize, resize_rgb
+from edgetl.open_world_card import OpenWorldCard
 from edgetl.rundir import LABELS_FILE, read_labels, require_file
 
 # A float model with no metadata is assumed to want [-1, 1], the convention of TFLite's
@@ -81,19 +82,19 @@ class Classifier:
         self.labels = self._labels(model_path, labels, info.labels)
         self.path = model_path
         self.ood_threshold, self.class_thresholds = self._rejection(
-            (info.card.open_world if info.card else None) or {}, threshold, ood_threshold
+            (info.card.open_world if info.card else None) or OpenWorldCard(), threshold, ood_threshold
         )
 
-    def _rejection(self, fitted: dict, threshold: float | None, ood_threshold: float | None) -> tuple:
+    def _rejection(self, fitted: OpenWorldCard, threshold: float | None, ood_threshold: float | None) -> tuple:
         """(OOD threshold, per-class probability thresholds): the options win, then what training fitted."""
         if ood_threshold is not None and not self.model.has_ood_score:
             raise EdgetlError(
                 f"{self.path.name} has no out-of-distribution score, so --ood-threshold cannot apply.",
                 "Use --threshold (top-1 probability), or a model trained by this edgetl version.",
             )
-        if ood_threshold is None and self.model.has_ood_score:
-            ood_threshold = (fitted.get("ood") or {}).get("threshold")
-        per_class = fitted.get("class_thresholds") or [None] * self.model.classes
+        if ood_threshold is None and self.model.has_ood_score and fitted.ood:
+            ood_threshold = fitted.ood.threshold
+        per_class = fitted.class_thresholds or [None] * self.model.classes
         if threshold is not None:
             per_class = [threshold] * self.model.classes
         return ood_threshold, list(per_class)

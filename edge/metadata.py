@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import flatbuffers
 from flatbuffers.table import Table
 
 from edgetl.errors import EdgetlError
+from edgetl.open_world_card import OpenWorldCard
 from edgetl.rundir import parse_labels
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -44,12 +44,12 @@ class ModelCard:
     labels: list[str]
     size: int  # square input, pixels
     resize: str  # "stretch" or "crop", as in training
-    open_world: dict | None = None  # temperature, OOD threshold, per-class thresholds (from `edgetl train`)
+    open_world: OpenWorldCard | None = None  # temperature, OOD threshold, per-class thresholds (`edgetl train`)
 
     def to_bytes(self) -> bytes:
         card: dict = {"labels": self.labels, "input": {"size": self.size, "range": [0, 255], "resize": self.resize}}
         if self.open_world:
-            card["open_world"] = self.open_world
+            card["open_world"] = self.open_world.to_json()
         return json.dumps(card).encode()
 
     @classmethod
@@ -69,30 +69,11 @@ class ModelCard:
             raise ValueError(f"the model card's resize policy {resize!r} is not stretch or crop")
         open_world = card.get("open_world")
         if open_world is not None:
-            _check_open_world(open_world, len(labels))
+            try:
+                open_world = OpenWorldCard.from_json(open_world, len(labels))
+            except ValueError as error:
+                raise ValueError(f"the model card's {str(error).removeprefix('the ')}") from None
         return cls(labels, size, resize, open_world)
-
-
-def _is_number(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-
-
-def _check_open_world(card: object, classes: int) -> None:
-    """The fields the device reads from training's calibration and rejection rule (train/open_world.py)."""
-    if not isinstance(card, dict):
-        raise ValueError("the model card's open_world entry is not a JSON object")
-    if "temperature" in card and not _is_number(card["temperature"], 1e-6):
-        raise ValueError(f"the model card's temperature {card['temperature']!r} is not a positive number")
-    ood = card.get("ood", {})
-    if not isinstance(ood, dict) or ("threshold" in ood and not _is_number(ood["threshold"])):
-        raise ValueError("the model card's OOD threshold is not a number")
-    thresholds = card.get("class_thresholds")
-    if thresholds is not None and (
-        not isinstance(thresholds, list)
-        or len(thresholds) != classes
-        or not all(value is None or _is_number(value, 0.0, 1.0) for value in thresholds)
-    ):
-        raise ValueError(f"the model card's class thresholds are not {classes} probabilities, one per label")
 
 
 @dataclass

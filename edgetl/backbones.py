@@ -52,7 +52,8 @@ class BackboneSpec:
         return len(self.widths) > 1
 
     def check_width(self, alpha: float) -> None:
-        if alpha not in self.widths:
+        """--alpha must be one of its widths; a backbone with no widths to choose ignores it."""
+        if self.has_width and alpha not in self.widths:
             raise EdgetlError(f"{self.keras_name} has no alpha {alpha}.", f"Use one of {list(self.widths)}.")
 
     def weights_files(self, alpha: float, size: int) -> list[str]:

@@ -140,6 +140,7 @@ def convert(
     ),
     repair: Annotated[bool, opt(C, "repair", "--repair/--no-repair")] = C.repair,
     max_float_layers: Annotated[int, opt(C, "max_float_layers")] = C.max_float_layers,
+    max_repair_cost: Annotated[float, opt(C, "max_repair_cost")] = C.max_repair_cost,
     labels: Annotated[Path | None, opt(B, "labels")] = B.labels,
     calibration: Annotated[Path | None, opt(B, "calibration")] = B.calibration,
     test: Annotated[Path | None, opt(B, "test")] = B.test,

@@ -6,7 +6,9 @@ One implementation of each figure, so `conversion.json` and `bench.json` can nev
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from math import comb
+from typing import Any
 
 import numpy as np
 
@@ -44,33 +46,58 @@ def per_class(scores: np.ndarray, targets: np.ndarray, names: list[str]) -> dict
     }
 
 
+@dataclass(frozen=True)
+class AccuracyRecord:
+    """One model's accuracy on a set of images, the same in `conversion.json` and `bench.json`.
+
+    Against a reference (the float model's scores on the same images) it has agreement and the score
+    difference; on labelled images top-1 (top-5 with five classes or more) and per-class accuracy; with
+    both, the reference's top-1, the drop in points and the paired answers the budget's test counts.
+    """
+
+    images: int
+    agreement: float | None = None
+    mean_abs_score_diff: float | None = None
+    top1: float | None = None
+    top5: float | None = None
+    float_top1: float | None = None
+    drop_pp: float | None = None
+    lost: int | None = None
+    gained: int | None = None
+    drop_p: float | None = None
+    float_top5: float | None = None
+    per_class: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> AccuracyRecord:
+        return cls(**{item.name: value.get(item.name) for item in fields(cls)})
+
+
 def accuracy(
     scores: np.ndarray, targets: np.ndarray | None, names: list[str], reference: np.ndarray | None = None
-) -> dict:
-    """The accuracy record of one model, the same in `conversion.json` and `bench.json`.
-
-    Top-1 (top-5 with more than five classes) and per-class accuracy on labelled images; against a
-    `reference` (the float model's scores on the same images) also agreement, mean score difference,
-    the reference's top-1 and the drop in points.
-    """
-    result: dict = {"images": int(len(scores))}
+) -> AccuracyRecord:
+    """The accuracy record of one model on `scores` (and `targets` where the images are labelled)."""
+    against: dict[str, Any] = {}
     if reference is not None:
-        result["agreement"] = agreement(reference, scores)
-        result["mean_abs_score_diff"] = fidelity(reference, scores)[1]
+        against = {"agreement": agreement(reference, scores), "mean_abs_score_diff": fidelity(reference, scores)[1]}
     if targets is None or not len(scores):
-        return result
-    result["top1"] = top1(scores, targets)
-    if len(names) >= TOP5_FROM_CLASSES:
-        result["top5"] = topk(scores, targets, 5)
+        return AccuracyRecord(int(len(scores)), **against)
+    top5 = len(names) >= TOP5_FROM_CLASSES
+    labelled: dict[str, Any] = {"top1": top1(scores, targets), "top5": topk(scores, targets, 5) if top5 else None}
     if reference is not None:
-        result["float_top1"] = top1(reference, targets)
-        result["drop_pp"] = round(100 * (result["float_top1"] - result["top1"]), 4)
         lost, gained = changed_answers(reference, scores, targets)
-        result.update(lost=lost, gained=gained, drop_p=drop_p_value(lost, gained))
-        if len(names) >= TOP5_FROM_CLASSES:
-            result["float_top5"] = topk(reference, targets, 5)
-    result["per_class"] = per_class(scores, targets, names)
-    return result
+        labelled |= {
+            "float_top1": top1(reference, targets),
+            "drop_pp": round(100 * (top1(reference, targets) - labelled["top1"]), 4),
+            "lost": lost,
+            "gained": gained,
+            "drop_p": drop_p_value(lost, gained),
+            "float_top5": topk(reference, targets, 5) if top5 else None,
+        }
+    return AccuracyRecord(int(len(scores)), **against, **labelled, per_class=per_class(scores, targets, names))
 
 
 def changed_answers(reference: np.ndarray, scores: np.ndarray, targets: np.ndarray) -> tuple[int, int]:
@@ -91,12 +118,12 @@ def drop_p_value(lost: int, gained: int) -> float:
 DROP_SIGNIFICANCE = 0.05
 
 
-def drop_within_budget(record: dict, max_drop_pp: float) -> bool:
+def drop_within_budget(record: AccuracyRecord, max_drop_pp: float) -> bool:
     """The accuracy budget: top-1 drop at most `max_drop_pp` points, or a larger drop that the test images
     cannot tell from chance (McNemar p ≥ DROP_SIGNIFICANCE). Unlabelled images (no drop) pass."""
-    if record.get("drop_pp") is None or record["drop_pp"] <= max_drop_pp:
+    if record.drop_pp is None or record.drop_pp <= max_drop_pp:
         return True
-    return record.get("drop_p", 0.0) >= DROP_SIGNIFICANCE
+    return (record.drop_p or 0.0) >= DROP_SIGNIFICANCE
 
 
 def near_chance(top1_fraction: float, classes: int) -> bool:

@@ -11,11 +11,12 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.open_world_card import OpenWorldCard
 
 FORMAT_VERSION = 1
 METADATA_FILE = "edgetl.json"
@@ -209,6 +210,67 @@ class DataRecord:
 
 
 @dataclass(frozen=True)
+class ModelRecord:
+    """What was trained: the backbone (a name in edgetl/backbones.py), its width, the weights it started from."""
+
+    backbone: str
+    alpha: float | None  # None: the backbone has no width to choose
+    weights: str  # as asked: imagenet, none or a path
+    weights_file: str | None  # what was loaded: a path, "imagenet" (Keras' download) or None (random)
+    finetuned_layers: int
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ModelRecord:
+        return cls(
+            value.get("backbone", ""),
+            value.get("alpha"),
+            value.get("weights", ""),
+            value.get("weights_file"),
+            int(value.get("finetuned_layers", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How it was trained: every `TrainConfig` setting as it was, and what the machine decided."""
+
+    settings: dict[str, Any]  # TrainConfig's fields by name (this floor does not import train/)
+    class_weight: dict[str, float] | None
+    mixed_precision: bool
+    replicas: int
+    seconds: dict[str, float]  # per phase, and "total" across --resume sessions
+
+    @property
+    def max_latency(self) -> float | None:
+        """The latency budget the run was chosen for (`--max-latency`), if any."""
+        return self.settings.get("max_latency")
+
+    def to_json(self) -> dict[str, Any]:
+        decided = {"class_weight": self.class_weight, "mixed_precision": self.mixed_precision}
+        return {**self.settings, **decided, "replicas": self.replicas, "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> TrainingRecord:
+        decided = ("class_weight", "mixed_precision", "replicas", "seconds")
+        settings = {key: item for key, item in value.items() if key not in decided}
+        return cls(
+            settings,
+            value.get("class_weight"),
+            bool(value.get("mixed_precision", False)),
+            int(value.get("replicas", 1)),
+            dict(value.get("seconds", {})),
+        )
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """The headline numbers (metrics.json has the rest)."""
+
+    validation_top1: float
+    test_top1: float
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """`edgetl.json`, typed: the contract between `edgetl train` and every later stage.
 
@@ -221,11 +283,11 @@ class RunInfo:
     resize: str  # how frames become `size` × `size`: one of images.RESIZE_POLICIES
     preprocessing: dict[str, Any]  # what the model does to raw 0–255 pixels inside itself
     data: DataRecord
-    metrics: dict[str, float]  # validation_top1, test_top1
-    open_world: dict[str, Any] | None  # temperature, OOD threshold, per-class thresholds (None before they existed)
-    model: dict[str, Any]
-    training: dict[str, Any]
-    environment: dict[str, Any]
+    metrics: RunMetrics | None  # None in edgetl.json files that lack them
+    open_world: OpenWorldCard | None  # temperature, OOD threshold, per-class thresholds (None before they existed)
+    model: ModelRecord
+    training: TrainingRecord
+    environment: dict[str, Any]  # versions and machine, for the record
     created: str
     model_file: str = MODEL_FILE
     labels_file: str = LABELS_FILE
@@ -271,10 +333,10 @@ class RunInfo:
                 resize=meta["input"].get("resize", "stretch"),
                 preprocessing=meta.get("preprocessing", {}),
                 data=DataRecord(Path(data["root"]), data["presplit"], data["split_files"], data["counts"]),
-                metrics=meta.get("metrics", {}),
-                open_world=meta.get("open_world"),
-                model=meta.get("model", {}),
-                training=meta.get("training", {}),
+                metrics=RunMetrics(**meta["metrics"]) if meta.get("metrics") else None,
+                open_world=OpenWorldCard.from_json(meta["open_world"]) if meta.get("open_world") else None,
+                model=ModelRecord.from_json(meta.get("model", {})),
+                training=TrainingRecord.from_json(meta.get("training", {})),
                 environment=meta.get("environment", {}),
                 created=meta.get("created", ""),
                 model_file=meta.get("model_file", MODEL_FILE),
@@ -303,16 +365,16 @@ class RunInfo:
                 "interpolation": "area when shrinking, bilinear when enlarging",
             },
             "preprocessing": self.preprocessing,
-            "model": self.model,
-            "training": self.training,
+            "model": asdict(self.model),
+            "training": self.training.to_json(),
             "data": {
                 "root": str(self.data.root),
                 "presplit": self.data.presplit,
                 "split_files": self.data.split_files,
                 "counts": self.data.counts,
             },
-            "metrics": self.metrics,
-            "open_world": self.open_world,
+            "metrics": asdict(self.metrics) if self.metrics else {},
+            "open_world": self.open_world.to_json() if self.open_world else None,
             "environment": self.environment,
         }
 

@@ -86,7 +86,7 @@ def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
     assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels | {"unknown"} for line in good)
     assert all(line["scores"][0] >= line["scores"][1] for line in good)
     # edgetl models carry an OOD score; "unknown" is exactly "over the threshold packed into this file"
-    threshold = read_model_info(int8_model).card.open_world["ood"]["threshold"]
+    threshold = read_model_info(int8_model).card.open_world.ood.threshold
     assert all(isinstance(line["ood_score"], float) for line in good)
     assert all(line["unknown"] == (line["labels"][0] == "unknown") for line in good)
     assert all(line["unknown"] or line["ood_score"] <= threshold * 1.0001 for line in good)

@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_to_a_complete_run(
         ("finetune", "1"),
         ("finetune", "2"),
     ]
-    assert RunInfo.load(out).metrics["test_top1"] >= 0 and not partial.exists()
+    assert RunInfo.load(out).metrics.test_top1 >= 0 and not partial.exists()
 
 
 def test_force_replaces_an_old_run_only_when_the_new_one_is_done(
@@ -143,6 +143,17 @@ def test_force_replaces_an_old_run_only_when_the_new_one_is_done(
 def test_end_to_end_phase_one_and_efficientnet(efficientnet_run: Path) -> None:
     """Phase 1 without the feature cache (augmented, end to end) on EfficientNetB0, fine-tuning skipped."""
     model = RunInfo.load(efficientnet_run).model
-    assert model["backbone"] == "efficientnet_b0" and model["finetuned_layers"] == 0
+    assert model.backbone == "efficientnet_b0" and model.finetuned_layers == 0
     rows = list(csv.DictReader((efficientnet_run / "history.csv").open()))
     assert [row["phase"] for row in rows] == ["head"]
+
+
+def test_a_damaged_training_state_is_one_clear_error(tmp_path: Path) -> None:
+    from edgetl.train.fit import STATE, TrainState
+
+    TrainState(phase="finetune", epoch=2).save(tmp_path)
+    assert TrainState.load(tmp_path).phase == "finetune"
+    for damaged in ('{"phase": "warmup", "epoch": 1}', '{"phase": "head", "epoch": -1}', "{", '{"stage": 1}'):
+        (tmp_path / STATE).write_text(damaged)
+        with pytest.raises(EdgetlError, match=f"{STATE} is damaged .*--force instead of --resume"):
+            TrainState.load(tmp_path)

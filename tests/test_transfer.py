@@ -40,8 +40,8 @@ def test_imagenet_weights_beat_random_initialisation(keras_home: Path, tmp_path:
         out = train(data, tmp_path / weights, TrainConfig(weights=weights, **budget), console=Console(quiet=True))
         run = RunInfo.load(out)
         assert run.data.counts == {"train": 90, "validation": 45, "test": 90}
-        accuracy[weights] = run.metrics["test_top1"]
-    assert RunInfo.load(tmp_path / "imagenet").model["weights_file"].endswith("0.35_224_no_top.h5")
+        accuracy[weights] = run.metrics.test_top1
+    assert RunInfo.load(tmp_path / "imagenet").model.weights_file.endswith("0.35_224_no_top.h5")
     assert accuracy["imagenet"] >= 0.5, accuracy  # chance is 0.33
     assert accuracy["imagenet"] >= accuracy["none"] + 0.15, accuracy
 

@@ -6,13 +6,15 @@ No TensorFlow here: `edgetl --help` reads these without loading it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from edgetl.backbones import BACKBONES, MOBILENET_V2, backbone_spec
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, check_resize
 from edgetl.options import setting
 
-STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multi-worker")
+Strategy = Literal["auto", "default", "mirrored", "multi-worker"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class TrainConfig:
     val_fraction: float = setting(0.15, "Validation share when the folder is not pre-split.")
     test_fraction: float = setting(0.15, "Test share when the folder is not pre-split.")
     mixed_precision: bool | None = setting(None, "float16 compute (default: on with a GPU).")
-    strategy: str = setting("auto", f"Distribution: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
+    strategy: Strategy = setting("auto", f"Distribution: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
     deterministic: bool = setting(True, "Same seed and data give the same model (TensorFlow op determinism).")
     max_latency: float | None = setting(
         None, "Latency budget, ms per image (int8, on the profiled device): train the most accurate model within it."

@@ -119,38 +119,8 @@ def scan(
     classes = sorted(per_split_classes.get("train", per_split_classes.get("all", {})))
     _check_classes(root, per_split_classes, classes)
 
-    files: list[tuple[str, int, Path]] = []
-    skipped: list[tuple[str, str]] = []
-    for split_name, class_dirs in per_split_classes.items():
-        for label, name in enumerate(classes):
-            for path in sorted(class_dirs[name].rglob("*")):
-                if not path.is_file():
-                    continue
-                if _is_hidden(path, root):
-                    skipped.append((str(path.relative_to(root)), "hidden file"))
-                    continue
-                files.append((split_name, label, path))
-
-    tick = progress(len(files)) if progress else None
-
-    def check(item: tuple[str, int, Path]) -> tuple[str | None, str]:
-        result = _check_image(item[2])
-        if tick:
-            tick(1)
-        return result
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(check, files))
-
-    grouped: dict[str, dict[int, list[tuple[str, Path]]]] = defaultdict(lambda: defaultdict(list))
-    by_digest: dict[str, list[tuple[str, int, Path]]] = defaultdict(list)
-    for (split_name, label, path), (digest, reason) in zip(files, results):
-        if digest is None:
-            skipped.append((str(path.relative_to(root)), reason))
-            continue
-        grouped[split_name][label].append((digest, path))
-        by_digest[digest].append((split_name, label, path))
-
+    files, skipped = _candidate_files(root, per_split_classes, classes)
+    grouped, by_digest = _checked_images(root, files, skipped, workers, progress)
     for label, name in enumerate(classes):
         for split_name in per_split_classes:
             if not grouped[split_name][label]:
@@ -173,6 +143,54 @@ def scan(
             0, f"Skipped {len(skipped)} file(s) that are not readable images (listed in data_report.json)."
         )
     return index
+
+
+def _candidate_files(
+    root: Path, per_split_classes: dict[str, dict[str, Path]], classes: list[str]
+) -> tuple[list[tuple[str, int, Path]], list[tuple[str, str]]]:
+    """(every file under the class folders as (split, label, path), hidden files skipped with why)."""
+    files: list[tuple[str, int, Path]] = []
+    skipped: list[tuple[str, str]] = []
+    for split_name, class_dirs in per_split_classes.items():
+        for label, name in enumerate(classes):
+            for path in sorted(class_dirs[name].rglob("*")):
+                if not path.is_file():
+                    continue
+                if _is_hidden(path, root):
+                    skipped.append((str(path.relative_to(root)), "hidden file"))
+                    continue
+                files.append((split_name, label, path))
+    return files, skipped
+
+
+def _checked_images(
+    root: Path,
+    files: list[tuple[str, int, Path]],
+    skipped: list[tuple[str, str]],
+    workers: int,
+    progress: Callable[[int], Progress] | None,
+) -> tuple[dict, dict]:
+    """Each file opened and hashed in `workers` threads: readable images grouped by split and label (with
+    their digest), and by digest for duplicates; unreadable ones appended to `skipped` with why."""
+    tick = progress(len(files)) if progress else None
+
+    def check(item: tuple[str, int, Path]) -> tuple[str | None, str]:
+        result = _check_image(item[2])
+        if tick:
+            tick(1)
+        return result
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(check, files))
+    grouped: dict[str, dict[int, list[tuple[str, Path]]]] = defaultdict(lambda: defaultdict(list))
+    by_digest: dict[str, list[tuple[str, int, Path]]] = defaultdict(list)
+    for (split_name, label, path), (digest, reason) in zip(files, results):
+        if digest is None:
+            skipped.append((str(path.relative_to(root)), reason))
+            continue
+        grouped[split_name][label].append((digest, path))
+        by_digest[digest].append((split_name, label, path))
+    return grouped, by_digest
 
 
 def _find_split_folders(root: Path) -> dict[str, Path]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import keras
 import numpy as np
@@ -47,13 +48,16 @@ CHECKPOINT = "checkpoint.weights.h5"  # the whole model
 HEAD_CHECKPOINT = "head.weights.h5"  # phase 1 on cached features: only the head changes, and is saved
 PEER_TIMEOUT_SECONDS = float(os.environ.get("EDGETL_PEER_TIMEOUT", 600))  # multi-worker: a lost peer
 STATE = "state.json"
+Phase = Literal["head", "finetune", "done"]  # the order training goes through them
+PHASES: tuple[str, ...] = get_args(Phase)
+CACHE = "cache"  # activation caches (train/boundary.py), kept for --resume
 
 
 @dataclass
 class TrainState:
     """What --resume needs: the phase reached, epochs done in it, and the history so far."""
 
-    phase: str = "head"  # head → finetune → done
+    phase: Phase = "head"
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0  # wall seconds of every session of this run, up to the last save
@@ -79,7 +83,16 @@ class TrainState:
 
     @classmethod
     def load(cls, work: Path) -> TrainState:
-        return cls(**json.loads((work / STATE).read_text()))
+        """The saved state; a damaged one is one clear error (it is written atomically, but files get edited)."""
+        try:
+            state = cls(**json.loads((work / STATE).read_text()))
+            if state.phase not in PHASES or not isinstance(state.epoch, int) or state.epoch < 0:
+                raise ValueError(f"phase {state.phase!r}, epoch {state.epoch!r}")
+        except (OSError, TypeError, ValueError) as error:
+            raise EdgetlError(
+                f"{work / STATE} is damaged ({error}).", "Start the run again with --force instead of --resume."
+            ) from None
+        return state
 
 
 def cluster_task() -> tuple[str, int, bool]:
@@ -123,6 +136,13 @@ def use_mixed_precision(enabled: bool | None) -> bool:
         enabled = bool(tf.config.list_physical_devices("GPU"))
     keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
     return enabled
+
+
+def remove_training_files(work: Path) -> None:
+    """What training kept for --resume (checkpoints, state, activation caches), once the run is complete."""
+    shutil.rmtree(work / CACHE, ignore_errors=True)
+    for name in (CHECKPOINT, HEAD_CHECKPOINT, STATE):
+        (work / name).unlink(missing_ok=True)
 
 
 def restore(clf: Classifier, work: Path) -> None:
@@ -255,7 +275,7 @@ def train_head(
     checkpoint = EpochCheckpoint(work, state, saved, on_epoch, file)
     if config.feature_cache:
         split = boundary_split(clf, config) or boundary.above_backbone(clf)
-        cache = boundary.cached(split, index, config, work / "cache", on_cache)
+        cache = boundary.cached(split, index, config, work / CACHE, on_cache)
         features = boundary.pooled(split, cache, config.batch_size)
         data, model = boundary.feature_batches(features, config.batch_size, config.seed), clf.head
     else:
@@ -299,7 +319,7 @@ def fine_tune(
     else:
         trainable = unfreeze_top(clf.backbone, **_unfreeze_from(config))
     if split:
-        cache = boundary.cached(split, index, config, work / "cache", on_cache)
+        cache = boundary.cached(split, index, config, work / CACHE, on_cache)
         data, model = boundary.training_batches(cache, config.batch_size, config.seed), split.top
     else:
         data, model = _image_splits(index, config), clf.model
@@ -328,8 +348,8 @@ def evaluation_features(
     """
     features = {}
     split = boundary_split(clf, config)
-    if split and (work / "cache" / boundary.MANIFEST).exists():
-        cache = boundary.cached(split, index, config, work / "cache")
+    if split and (work / CACHE / boundary.MANIFEST).exists():
+        cache = boundary.cached(split, index, config, work / CACHE)
         for name, (pooled, one_hot) in boundary.pooled(split, cache, config.batch_size).items():
             features[name] = (pooled, one_hot.argmax(axis=1))
     for name in SPLITS:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from edgetl.metrics import ece, ece_floor, reliability, retention_threshold
+from edgetl.open_world_card import OODRule, OpenWorldCard
 from edgetl.train.report import pyplot, save_figure
 
 RETENTION = 0.96  # share of in-class validation images the shipped OOD threshold keeps (measured: beans, flowers)
@@ -173,14 +174,14 @@ class OpenWorld:
     """The model to save (probabilities, OOD score) and what was measured while fitting it."""
 
     model: keras.Model
-    card: dict  # stored in edgetl.json and packed into every .tflite: temperature, thresholds
+    card: OpenWorldCard  # stored in edgetl.json and packed into every .tflite: temperature, thresholds
     report: dict  # per split: ECE before/after, share of in-class images the OOD threshold rejects
     logits: dict[str, np.ndarray]  # per split, before calibration
     labels: dict[str, np.ndarray]
     ood_scores: dict[str, np.ndarray]
 
     def probabilities(self, split: str, calibrated: bool = True) -> np.ndarray:
-        return softmax(self.logits[split] / (self.card["temperature"] if calibrated else 1.0))
+        return softmax(self.logits[split] / (self.card.temperature if calibrated else 1.0))
 
 
 def pooled_features(model: keras.Model) -> keras.Model:
@@ -240,10 +241,10 @@ def plot(world: OpenWorld, path: Path) -> None:
     left.set_xlabel("confidence (top-1 probability)")
     left.set_ylabel("accuracy")
     floor = world.report["test"]["ece_floor"]
-    left.set_title(f"Test split, T = {world.card['temperature']:.2f}; perfect: ECE {floor['median']:.1%}", fontsize=10)
+    left.set_title(f"Test split, T = {world.card.temperature:.2f}; perfect: ECE {floor['median']:.1%}", fontsize=10)
     left.legend()
     left.grid(alpha=0.3)
-    threshold = world.card["ood"]["threshold"]
+    threshold = world.card.ood.threshold
     for split in ("train", "validation", "test"):
         right.hist(world.ood_scores[split], bins=40, alpha=0.5, label=split, density=True)
     right.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.2f}")
@@ -258,21 +259,16 @@ def summary(
     temperature: float,
     fit: Prototypes,
     splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-) -> tuple[dict, dict]:
+) -> tuple[OpenWorldCard, dict]:
     """(what the model card stores, what metrics.json reports) from {split: (logits, labels, ood scores)}."""
     val_logits, val_labels, val_ood = splits["validation"]
     calibrated = softmax(val_logits / temperature)
-    card = {
-        "temperature": round(temperature, 5),
-        "ood": {
-            "method": "nearest-prototype",
-            "threshold": retention_threshold(val_ood, RETENTION),
-            "retention": RETENTION,
-            "prototypes": len(fit.centres),
-        },
-        "class_thresholds": class_thresholds(calibrated, val_labels),
-        "target_precision": TARGET_PRECISION,
-    }
+    card = OpenWorldCard(
+        temperature=round(temperature, 5),
+        ood=OODRule(retention_threshold(val_ood, RETENTION), retention=RETENTION, prototypes=len(fit.centres)),
+        class_thresholds=class_thresholds(calibrated, val_labels),
+        target_precision=TARGET_PRECISION,
+    )
     report = {}
     for split, (logits, labels, ood) in splits.items():
         report[split] = {
@@ -281,6 +277,6 @@ def summary(
             "ece_floor": ece_floor(softmax(logits / temperature)),
             "nll_before": _nll(logits, labels, 1.0),  # what T minimises on validation, so never higher there
             "nll": _nll(logits, labels, temperature),
-            "rejected_in": float(np.mean(ood > card["ood"]["threshold"])),
+            "rejected_in": float(np.mean(ood > card.ood.threshold)),
         }
     return card, report

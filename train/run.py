@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import platform
 import shutil
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from edgetl import interrupt
 from edgetl.backbones import backbone_spec
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
+from edgetl.open_world_card import OpenWorldCard
 from edgetl.progress import progress_bar
 from edgetl.rundir import (
     LABELS_FILE,
@@ -31,7 +33,10 @@ from edgetl.rundir import (
     SPLIT_DIR,
     SPLITS,
     DataRecord,
+    ModelRecord,
     RunInfo,
+    RunMetrics,
+    TrainingRecord,
     check_output,
     labels_text,
     partial_dir,
@@ -45,15 +50,13 @@ from edgetl.train import open_world
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
-    CHECKPOINT,
-    HEAD_CHECKPOINT,
-    STATE,
     TrainState,
     boundary_split,
     choose_strategy,
     cluster_task,
     evaluation_features,
     fine_tune,
+    remove_training_files,
     restore,
     train_head,
     use_mixed_precision,
@@ -121,6 +124,20 @@ def _environment() -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Run:
+    """What the phases work with: decided once per session, alike on --resume."""
+
+    work: Path  # the partial run directory
+    config: TrainConfig
+    index: DatasetIndex
+    state: TrainState
+    weights: str | None  # what keras.applications loads: a path, "imagenet" or None
+    mixed: bool
+    strategy: tf.distribute.Strategy
+    class_weight: dict[int, float] | None  # None: balanced classes
+
+
 def train(
     data: Path | str,
     out: Path | str,
@@ -145,6 +162,26 @@ def train(
     searched = None
     if config.max_latency is not None and not resume:  # a resumed run already holds the chosen config
         config, *searched = _choose_configuration(index, config, console)
+    run = _start(target, index, config, searched, resume=resume, force=force, console=console)
+    clf, trainable, features = _train_phases(run, console)
+    if not chief:
+        shutil.rmtree(run.work)
+        console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
+        return out
+    return _finish(run, clf, trainable, features, out, console)
+
+
+def _start(
+    target: Path,
+    index: DatasetIndex,
+    config: TrainConfig,
+    searched: list | None,
+    *,
+    resume: bool,
+    force: bool,
+    console: Console,
+) -> _Run:
+    """The partial run directory with its config, state and split; seeds, precision, strategy and weights."""
     work = prepare_output(target, force=force, resume=resume)
     if searched:
         write_search(work, *searched)
@@ -158,12 +195,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()  # same seed, data and machine → same weights
-
     write_split_files(index, work / SPLIT_DIR)
     write_json(work / "data_report.json", index.report())
-    k = len(index.classes)
-    class_weight = index.class_weights()
-
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
     interrupt.reclaim()  # a multi-worker strategy installs its own SIGTERM handler, which never exits
@@ -172,32 +205,30 @@ def train(
         f"Model: {config.backbone} (alpha {config.alpha}) at {config.size}px, weights {weights or 'none (random)'}; "
         f"{strategy.num_replicas_in_sync} replica(s), {'mixed float16' if mixed else 'float32'}."
     )
+    return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights())
 
-    def on_epoch(phase: str, epoch: int, logs: dict) -> None:
-        name = "feature extraction" if phase == "head" else "fine-tuning"
-        console.print(
-            f"  {name} epoch {epoch}: loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
-            f"| val loss {logs.get('val_loss', 0):.3f} val acc {logs.get('val_accuracy', 0):.3f}"
-        )
 
+def _train_phases(run: _Run, console: Console) -> tuple[keras.Model, int, dict]:
+    """Phase 1 and phase 2 from wherever the state says, then the features evaluation needs.
+
+    Returns (the classifier, how many backbone layers phase 2 trained, evaluation features)."""
+    config, index, state, work = run.config, run.index, run.state, run.work
     train_steps = -(-len(index.splits["train"]) // config.batch_size)
-    with strategy.scope(), progress_bar(console) as progress, lost_peer_is_an_error(strategy, work):
+    with run.strategy.scope(), progress_bar(console) as progress, lost_peer_is_an_error(run.strategy, work):
         clf = build_classifier(
             config.backbone,
-            k,
+            len(index.classes),
             size=config.size,
             alpha=config.alpha,
-            weights=weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
+            weights=run.weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
             dropout=config.dropout,
         )
-        if resume:
-            restore(clf, work)
-
-        def on_cache(total: int):
-            task = progress.add_task("Computing backbone activations", total=total)
-            return lambda n: progress.advance(task, n)
-
-        hooks = {"on_epoch": on_epoch, "on_cache": on_cache, "class_weight": class_weight}
+        restore(clf, work)  # --resume: the last finished epoch (a new run has no checkpoint)
+        hooks = {
+            "on_epoch": _epoch_printer(console),
+            "on_cache": _cache_progress(progress),
+            "class_weight": run.class_weight,
+        }
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
                 f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
@@ -219,32 +250,47 @@ def train(
         console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
         # Every worker computes the features: building the cut's top model under the strategy creates
         # variables, whose initial values the chief broadcasts to the other workers (a collective).
-        features = evaluation_features(clf, index, config, work)
-        if not chief:
-            shutil.rmtree(work)
-            console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
-            return out
+        return clf, trainable, evaluation_features(clf, index, config, work)
 
+
+def _cache_progress(progress: Progress) -> Callable[[int], Callable[[int], None]]:
+    def on_cache(total: int) -> Callable[[int], None]:
+        task = progress.add_task("Computing backbone activations", total=total)
+        return lambda n: progress.advance(task, n)
+
+    return on_cache
+
+
+def _epoch_printer(console: Console) -> Callable[[str, int, dict], None]:
+    def on_epoch(phase: str, epoch: int, logs: dict) -> None:
+        name = "feature extraction" if phase == "head" else "fine-tuning"
+        console.print(
+            f"  {name} epoch {epoch}: loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f} "
+            f"| val loss {logs.get('val_loss', 0):.3f} val acc {logs.get('val_accuracy', 0):.3f}"
+        )
+
+    return on_epoch
+
+
+def _finish(run: _Run, clf, trainable: int, features: dict, out: Path, console: Console) -> Path:
+    """Calibration, the OOD score, reports and edgetl.json; then the run is published as `out`."""
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
-    world = open_world.fit(as_float32(clf.model), features, k)
+    world = open_world.fit(as_float32(clf.model), features, len(run.index.classes))
     results = {
-        split: classification_metrics(world.probabilities(split), world.labels[split], index.classes)
+        split: classification_metrics(world.probabilities(split), world.labels[split], run.index.classes)
         for split in ("validation", "test")
     }
     for split in results:
         results[split]["calibration"] = world.report[split]
-    world.model.save(work / MODEL_FILE)
-    _write_reports(work, index, state, results)
-    open_world.plot(world, work / "reliability.png")
-    seconds = {**state.seconds(), "total": round(state.total_seconds(), 3)}  # across --resume sessions
-    info = _run_info(index, config, weights, trainable, class_weight, mixed, strategy, results, seconds, world.card)
-    for leftover in (work / "cache", work / CHECKPOINT, work / HEAD_CHECKPOINT, work / STATE, work / CONFIG):
-        if leftover.is_dir():
-            shutil.rmtree(leftover)
-        else:
-            leftover.unlink(missing_ok=True)
-    info.write(work)  # last: its presence marks the run complete
-    publish(work, out)
+    world.model.save(run.work / MODEL_FILE)
+    _write_reports(run.work, run.index, run.state, results)
+    open_world.plot(world, run.work / "reliability.png")
+    seconds = {**run.state.seconds(), "total": round(run.state.total_seconds(), 3)}  # across --resume sessions
+    info = _run_info(run, trainable, results, seconds, world.card)
+    remove_training_files(run.work)
+    (run.work / CONFIG).unlink(missing_ok=True)
+    info.write(run.work)  # last: its presence marks the run complete
+    publish(run.work, out)
     _print_summary(out, results, seconds, world.card, console)
     return out
 
@@ -285,19 +331,9 @@ def _write_reports(work: Path, index: DatasetIndex, state: TrainState, results: 
     plot_confusion(results["test"]["confusion_matrix"], index.classes, work / "confusion.png")
 
 
-def _run_info(
-    index: DatasetIndex,
-    config: TrainConfig,
-    weights: str | None,
-    trainable: int,
-    class_weight: dict | None,
-    mixed: bool,
-    strategy: tf.distribute.Strategy,
-    results: dict,
-    seconds: dict,
-    card: dict,
-) -> RunInfo:
+def _run_info(run: _Run, trainable: int, results: dict, seconds: dict, card: OpenWorldCard) -> RunInfo:
     """edgetl.json: the one thing every later stage trusts."""
+    config, index = run.config, run.index
     spec = backbone_spec(config.backbone)
     return RunInfo(
         labels=index.classes,
@@ -310,28 +346,24 @@ def _run_info(
             split_files={split: f"{SPLIT_DIR}/{split}.txt" for split in SPLITS},
             counts={split: sum(index.counts(split)) for split in SPLITS},
         ),
-        metrics={"validation_top1": results["validation"]["top1"], "test_top1": results["test"]["top1"]},
+        metrics=RunMetrics(results["validation"]["top1"], results["test"]["top1"]),
         open_world=card,
-        model={
-            "backbone": config.backbone,
-            "alpha": config.alpha if spec.has_width else None,
-            "weights": config.weights,
-            "weights_file": weights,
-            "finetuned_layers": trainable,
-        },
-        training={
-            **asdict(config),
-            "class_weight": class_weight,
-            "mixed_precision": mixed,
-            "replicas": strategy.num_replicas_in_sync,
-            "seconds": seconds,
-        },
+        model=ModelRecord(
+            config.backbone, config.alpha if spec.has_width else None, config.weights, run.weights, trainable
+        ),
+        training=TrainingRecord(
+            asdict(config),
+            {str(label): weight for label, weight in run.class_weight.items()} if run.class_weight else None,
+            run.mixed,
+            run.strategy.num_replicas_in_sync,
+            seconds,
+        ),
         environment=_environment(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
 
-def _print_summary(out: Path, results: dict, seconds: dict, card: dict, console: Console) -> None:
+def _print_summary(out: Path, results: dict, seconds: dict, card: OpenWorldCard, console: Console) -> None:
     phases = ", ".join(
         f"{name} {seconds[key]:.0f}s"
         for key, name in (("head", "feature extraction"), ("finetune", "fine-tuning"))
@@ -346,7 +378,7 @@ def _print_summary(out: Path, results: dict, seconds: dict, card: dict, console:
     console.print(
         f"Confidence calibrated: test ECE {calibration['ece_before']:.1%} → {calibration['ece']:.1%} "
         f"(perfect calibration would measure {calibration['ece_floor']['median']:.1%} on these images); "
-        f"'unknown' above OOD score {card['ood']['threshold']:.2f} ({calibration['rejected_in']:.1%} of test images)."
+        f"'unknown' above OOD score {card.ood.threshold:.2f} ({calibration['rejected_in']:.1%} of test images)."
     )
     console.print(
         f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, reliability.png, split/)"

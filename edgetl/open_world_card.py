@@ -1,0 +1,96 @@
+"""Training's calibration and rejection rule, typed: written by `edgetl train` (train/open_world.py) into
+edgetl.json, refitted per file by `edgetl convert`, packed into every `.tflite`'s model card and read on the
+device. No TensorFlow here. On disk it is the JSON object models converted by edgetl 0.2.0 carry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OODRule:
+    """A frame whose out-of-distribution score is above `threshold` is "unknown" (none of the classes)."""
+
+    threshold: float
+    method: str = "nearest-prototype"
+    retention: float | None = None
+    """Share of in-class validation images the threshold keeps (training fits it so)."""
+    prototypes: int | None = None
+    """Prototypes the score compares with (k-means centres of the training features)."""
+    float_threshold: float | None = None
+    """In a converted file: the float model's threshold, before it was refitted to this file's scores."""
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {"method": self.method, "threshold": self.threshold, "retention": self.retention}
+        fields |= {"prototypes": self.prototypes, "float_threshold": self.float_threshold}
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class OpenWorldCard:
+    """Temperature for calibrated probabilities, the OOD rule, and per-class probability thresholds."""
+
+    temperature: float | None = None
+    ood: OODRule | None = None
+    class_thresholds: list[float | None] | None = None
+    """Per class: top-1 probability below it → not sure enough of that class (None: no threshold)."""
+    target_precision: float | None = None
+    """The precision the class thresholds were fitted for, on validation."""
+
+    def refitted(self, threshold: float) -> OpenWorldCard:
+        """The same card with the OOD threshold refitted to one file's scores; the float one kept beside it."""
+        ood = self.ood or OODRule(threshold)
+        return replace(self, ood=replace(ood, threshold=threshold, float_threshold=ood.threshold))
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {
+            "temperature": self.temperature,
+            "ood": self.ood.to_json() if self.ood else None,
+            "class_thresholds": self.class_thresholds,
+            "target_precision": self.target_precision,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, value: object, classes: int | None = None) -> OpenWorldCard:
+        """The card, checked field by field (it comes from a file): ValueError says which field is wrong."""
+        if not isinstance(value, dict):
+            raise ValueError("the open_world entry is not a JSON object")
+        temperature = value.get("temperature")
+        if temperature is not None and not _is_number(temperature, 1e-6):
+            raise ValueError(f"the temperature {temperature!r} is not a positive number")
+        thresholds = value.get("class_thresholds")
+        if thresholds is not None and (
+            not isinstance(thresholds, list)
+            or (classes is not None and len(thresholds) != classes)
+            or not all(t is None or _is_number(t, 0.0, 1.0) for t in thresholds)
+        ):
+            raise ValueError(f"the class thresholds are not {classes or 'the'} probabilities, one per label")
+        precision = value.get("target_precision")
+        if precision is not None and not _is_number(precision, 0.0, 1.0):
+            raise ValueError(f"the target precision {precision!r} is not a probability")
+        return cls(temperature, _ood_rule(value.get("ood")), thresholds, precision)
+
+
+def _ood_rule(value: object) -> OODRule | None:
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict) or not _is_number(value.get("threshold")):
+        raise ValueError("the OOD threshold is not a number")
+    optional = {"retention": (0.0, 1.0), "prototypes": (0, math.inf), "float_threshold": (-math.inf, math.inf)}
+    for key, (low, high) in optional.items():
+        if value.get(key) is not None and not _is_number(value[key], low, high):
+            raise ValueError(f"the OOD rule's {key} {value[key]!r} is not a number in range")
+    method = value.get("method", "nearest-prototype")
+    if not isinstance(method, str):
+        raise ValueError(f"the OOD method {method!r} is not a name")
+    return OODRule(
+        value["threshold"], method, value.get("retention"), value.get("prototypes"), value.get("float_threshold")
+    )
+
+
+def _is_number(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
