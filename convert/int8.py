@@ -211,7 +211,7 @@ class Int8Conversion:
         """The repair images (validation split) are few: what helped there can hurt on the test split.
         Never hand back a model that checks worse than the one the layer search started from."""
         kept_steps = [step for step in self.log.steps if step["action"] == "keep_layer_in_float"]
-        if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < before.accuracy.agreement:
+        if keep and not kept_steps[-1]["passes"] and kept_steps[-1]["agreement"] < before.accuracy.judged_agreement:
             self.log.add("revert", reason="the layers kept in float lowered test agreement; int8 without them is kept")
             return []
         return keep
@@ -346,7 +346,7 @@ def search_float_layers(
 def summary(checked: Checked) -> dict:
     """What the repair log keeps of a check."""
     record = checked.accuracy
-    fields = {"top1": record.top1, "drop_pp": record.drop_pp, "agreement": record.agreement}
+    fields = {"top1": record.top1, "drop_pp": record.drop_pp, "agreement": record.judged_agreement}
     fields |= {"bytes": checked.bytes, "median_invoke_ms": checked.median_invoke_ms}
     return {key: value for key, value in fields.items() if value is not None}
 

@@ -37,8 +37,8 @@ class ConvertOptions:
     )
     min_agreement: float | None = setting(
         None,
-        "Fail when fewer test images (percent) keep the float model's top-1 "
-        f"(default: {DEFAULT_MIN_AGREEMENT:g} with at least {MIN_IMAGES_FOR_AGREEMENT} test images, else not applied).",
+        "Fail when fewer test images (percent) keep the float model's top-1, among those it gives ≥ 50 % "
+        f"(default: {DEFAULT_MIN_AGREEMENT:g} with at least {MIN_IMAGES_FOR_AGREEMENT} such images, else not applied).",
     )
     bias_correction: bool = setting(True, "int8: cancel the mean error of int8 weights in each layer's bias.")
     repair: bool = setting(True, "When int8 misses the budget, recalibrate and keep layers in float.")
@@ -53,7 +53,7 @@ class ConvertOptions:
 
     def passes(self, record: AccuracyRecord) -> bool:
         """The budget: no significant top-1 drop over `max_drop` points, agreement at least `min_agreement` percent."""
-        agreement = 100 * (record.agreement or 0.0)  # conversion always checks against the float model
+        agreement = 100 * (record.judged_agreement or 0.0)  # conversion always checks against the float model
         return drop_within_budget(record, self.max_drop) and agreement >= (self.min_agreement or 0.0)
 
     def __post_init__(self) -> None:

@@ -37,7 +37,15 @@ from edgetl.convert.tflite import (
 )
 from edgetl.edge.metadata import MODEL_CARD_FILE, ModelCard
 from edgetl.errors import EdgetlError
-from edgetl.metrics import accuracy, near_chance, near_chance_message, retention_threshold, top1
+from edgetl.metrics import (
+    AccuracyRecord,
+    accuracy,
+    near_chance,
+    near_chance_message,
+    retention_threshold,
+    sure_images,
+    top1,
+)
 from edgetl.open_world_card import OpenWorldCard
 from edgetl.outputs import OutputSet
 from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json
@@ -75,14 +83,14 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
     if len(test_images) == 0:
         raise EdgetlError("No readable test images to check the conversion on.", "Check the dataset paths.")
     labels = test_labels if source.test_labelled else None
-    min_agreement, note = _min_agreement(options.min_agreement, len(test_images))
+    console.print(f"Float Keras model on {len(test_images)} test images…")
+    float_scores = keras_scores(source.model, test_images)
+    reference = float_scores.values
+    min_agreement, note = _min_agreement(options.min_agreement, int(sure_images(reference).sum()))
     options = replace(options, min_agreement=min_agreement)
     if note:
         source.notes.append(note)  # kept in conversion.json with the other notes
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"Float Keras model on {len(test_images)} test images…")
-    float_scores = keras_scores(source.model, test_images)
-    reference = float_scores.values
     if labels is not None and near_chance(float_top1 := top1(reference, labels), len(source.labels)):
         message = near_chance_message(float_top1, len(source.labels))
         console.print(f"[bold yellow]warning:[/] the float model's {message}.")
@@ -123,16 +131,17 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
     return _write_report(source, options, entries, len(float32), outputs)
 
 
-def _min_agreement(requested: float | None, images: int) -> tuple[float, str | None]:
+def _min_agreement(requested: float | None, sure: int) -> tuple[float, str | None]:
     """(the agreement target to apply, a note when the default is not applied): the user's target, else the
-    default where the test split can measure it."""
+    default where the test images the float model is sure of (`metrics.sure_images`) can measure it."""
     if requested is not None:
         return requested, None
-    if images >= MIN_IMAGES_FOR_AGREEMENT:
+    if sure >= MIN_IMAGES_FOR_AGREEMENT:
         return DEFAULT_MIN_AGREEMENT, None
     return 0.0, (
-        f"Agreement target ({DEFAULT_MIN_AGREEMENT:g} %) not applied: {images} test images are too few to measure "
-        f"it (one image is {100 / images:.1f} points); pass --min-agreement to apply one anyway."
+        f"Agreement target ({DEFAULT_MIN_AGREEMENT:g} %) not applied: the float model is sure of only {sure} test "
+        f"images, too few to measure it (one image is {100 / max(sure, 1):.1f} points); pass --min-agreement to "
+        "apply one anyway."
     )
 
 
@@ -233,13 +242,19 @@ def print_table(report: dict, console: Console) -> None:
             f"{entry['size_vs_float32']:.2f}",
             _percent(entry, "top1"),
             f"{entry['drop_pp']:+.2f}" if "drop_pp" in entry else "–",
-            f"{100 * entry['agreement']:.1f}%",
+            f"{100 * AccuracyRecord.from_json(entry).judged_agreement:.1f}%",
             *([_percent(entry, "top5")] if top5 else []),
             *([_percent(entry, "ece")] if ece else []),
             f"{entry['median_invoke_ms']:.1f}" if entry.get("median_invoke_ms") else "–",
             "[green]ok[/]" if entry["passed"] else "[bold red]FAIL[/]",
         )
     console.print(table)
+    if first.get("sure_images", report["test_images"]) < report["test_images"]:
+        on_all = ", ".join(f"{fmt} {100 * entry['agreement']:.1f}%" for fmt, entry in models.items())
+        console.print(
+            f"agree: on the {first['sure_images']} test images the float model gives ≥ 50 % "
+            f"(on all {report['test_images']}: {on_all})."
+        )
     for fmt, entry in models.items():
         if entry.get("repair") and len(entry["repair"]) > 1:
             console.print(f"[bold]{fmt}:[/] {describe_repair(entry)}")

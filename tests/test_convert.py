@@ -471,8 +471,28 @@ def test_agreement_target_defaults_to_99_where_the_test_split_can_measure_it() -
 
     assert _min_agreement(None, 128) == (99.0, None)
     target, note = _min_agreement(None, 60)
-    assert target == 0.0 and "60 test images are too few" in note
+    assert target == 0.0 and "sure of only 60 test images, too few" in note
     assert _min_agreement(95.0, 10)[0] == 95.0  # an explicit target always applies
+
+
+def test_agreement_is_judged_on_the_images_the_float_model_is_sure_of() -> None:
+    """A 1000-class model flips between near-tied classes where it is itself unsure: that is not a conversion
+    error. Where the float model gives its top-1 at least half the probability, int8 must agree."""
+    from edgetl.metrics import AccuracyRecord, accuracy, sure_images
+
+    sure, unsure = [0.9, 0.05, 0.05], [0.34, 0.33, 0.33]
+    reference = np.array([sure] * 95 + [unsure] * 5)
+    converted = reference.copy()
+    converted[95:] = [0.33, 0.34, 0.33]  # the unsure five flip to a near-tied class
+    record = accuracy(converted, None, ["a", "b", "c"], reference)  # unlabelled, as a bare model's test set can be
+    assert record.agreement == 0.95 and (record.sure_agreement, record.sure_images) == (1.0, 95)
+    assert record.judged_agreement == 1.0 and ConvertOptions(min_agreement=99).passes(record)
+    converted[0] = [0.05, 0.9, 0.05]  # one image the float model was sure of now disagrees
+    assert not ConvertOptions(min_agreement=99).passes(accuracy(converted, None, ["a", "b", "c"], reference))
+    logits = np.log(reference)  # a bare model's logits: judged through a softmax, alike
+    np.testing.assert_array_equal(sure_images(logits), sure_images(reference))
+    old = AccuracyRecord(images=10, agreement=0.9)  # a report from before: its plain agreement is what counts
+    assert old.judged_agreement == 0.9
 
 
 def test_a_drop_fails_the_budget_only_when_the_test_images_show_it_is_real() -> None:
