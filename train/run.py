@@ -62,7 +62,7 @@ from edgetl.train.fit import (
     use_mixed_precision,
     write_history_csv,
 )
-from edgetl.train.models import build_classifier, resolve_weights
+from edgetl.train.models import Classifier, build_classifier, resolve_weights
 from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search, write_search
@@ -208,7 +208,7 @@ def _start(
     return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights())
 
 
-def _train_phases(run: _Run, console: Console) -> tuple[keras.Model, int, dict]:
+def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
     """Phase 1 and phase 2 from wherever the state says, then the features evaluation needs.
 
     Returns (the classifier, how many backbone layers phase 2 trained, evaluation features)."""
@@ -272,7 +272,7 @@ def _epoch_printer(console: Console) -> Callable[[str, int, dict], None]:
     return on_epoch
 
 
-def _finish(run: _Run, clf, trainable: int, features: dict, out: Path, console: Console) -> Path:
+def _finish(run: _Run, clf: Classifier, trainable: int, features: dict, out: Path, console: Console) -> Path:
     """Calibration, the OOD score, reports and edgetl.json; then the run is published as `out`."""
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
     world = open_world.fit(as_float32(clf.model), features, len(run.index.classes))
