@@ -101,7 +101,10 @@ class ImageClassifierModel:
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             name = name or source.get("model_path", "the model")
-            empty = not source.get("model_content", True) or Path(source.get("model_path", "")).stat().st_size == 0
+            path = Path(source.get("model_path", ""))
+            empty = (
+                not source["model_content"] if "model_content" in source else path.is_file() and not path.stat().st_size
+            )
             why = "it is empty: 0 bytes" if empty else str(error).splitlines()[0]  # LiteRT: "must be specified"
             raise EdgetlError(
                 f"{name} could not be loaded as a TFLite model ({why}).",
