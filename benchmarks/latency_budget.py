@@ -39,6 +39,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgetl.bench_record import BenchRow
     from edgetl.convert.options import ConvertOptions
     from edgetl.convert.run import convert
     from edgetl.edge.bench import BenchOptions, run_bench
@@ -92,7 +93,7 @@ def main() -> None:
     bench = run_bench(
         [trained[winner][3] / "model_int8.tflite"], BenchOptions(threads=[reference.threads]), progress=lambda t: None
     )
-    measured = bench["models"][0]["latency"][str(reference.threads)]["median_ms"]
+    measured = BenchRow.from_json(bench["models"][0]).median_ms(reference.threads)
 
     latency = {p.candidate: p.median_ms for p in profiled}
     table = Table(

@@ -20,8 +20,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgetl.bench_record import LatencyStats
 from edgetl.edge.classifier import Classifier
-from edgetl.edge.timing import latency_stats, time_single_inferences
+from edgetl.edge.timing import time_single_inferences
 
 
 def litert_tool(model: Path, threads: int, runs: int, warmup: int) -> dict:
@@ -46,7 +47,7 @@ def edgetl_median(model: Path, threads: int, runs: int, warmup: int) -> float:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, classifier.size, classifier.size, 3), dtype=np.uint8)
     _, times = time_single_inferences(classifier.scores, images, runs, warmup)
-    return latency_stats(times)["median_ms"]
+    return LatencyStats.of(times).median_ms
 
 
 def main() -> None:

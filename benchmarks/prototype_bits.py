@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    from edgetl.bench_record import BenchRow
     from edgetl.edge.bench import BenchOptions, run_bench
     from edgetl.rundir import read_json
 
@@ -59,11 +60,12 @@ def main() -> None:
             oods = args.ood if round_index == 0 else [None]  # OOD sets are deterministic: measured once
             for ood_dir in oods or [None]:
                 options = BenchOptions(threads=[1], ood=ood_dir)
-                int8 = run_bench([copy / "model_int8.tflite"], options, progress=lambda text: None)["models"][0]
-                latency[copy].append(int8["latency"]["1"]["median_ms"])
+                report = run_bench([copy / "model_int8.tflite"], options, progress=lambda text: None)
+                row = BenchRow.from_json(report["models"][0])
+                latency[copy].append(row.median_ms(1))
                 if ood_dir is not None:
                     ood[copy].append(
-                        f"{ood_dir.name}: AUROC {int8['ood']['auroc']:.4f}, rejected {int8['ood']['rejected_ood']:.1%}"
+                        f"{ood_dir.name}: AUROC {row.ood['auroc']:.4f}, rejected {row.ood['rejected_ood']:.1%}"
                     )
     table = Table(title=f"{args.run.name}: int8 file with the OOD prototypes in float32 and in int8 (1 thread)")
     for column in ("prototypes", "int8 bytes", "of float32", "top-1", "agreement", "in-class rejected", "OOD sets"):

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.bench_record import BenchRow, LatencyStats
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
-from edgetl.edge.timing import latency_stats, time_single_inferences
+from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.latency import Candidate as Configuration
 from edgetl.latency import camera_threads, is_profile, read_manifest
 from edgetl.metrics import (
-    AccuracyRecord,
     accuracy,
     auroc,
     drop_within_budget,
@@ -187,14 +187,14 @@ def load_dataset(data: Path | None, run: RunInfo | None, labels: list[str], limi
 # --- measuring ---------------------------------------------------------------------------------------------------
 
 
-def delegation(model: ImageClassifierModel) -> dict:
+def delegation(model: ImageClassifierModel) -> tuple[dict[str, int], bool, dict[str, int]]:
     """Ops in the model, and the ones that run outside the accelerated (XNNPACK) delegate."""
     ops = model.interpreter._get_ops_details()  # noqa: SLF001 - the only way LiteRT exposes the plan
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     plain = [op for op in ops if op["op_name"] != "DELEGATE"]
     counts = Counter(op["op_name"] for op in plain)
     if not delegates:
-        return {"ops": dict(counts), "delegated": False, "fallback_ops": dict(counts)}
+        return dict(counts), False, dict(counts)
     boundary_in = {int(t) for d in delegates for t in d["inputs"]}
     boundary_out = {int(t) for d in delegates for t in d["outputs"]}
     fallback = Counter(
@@ -202,7 +202,7 @@ def delegation(model: ImageClassifierModel) -> dict:
         for op in plain
         if {int(t) for t in op["outputs"]} & boundary_in or {int(t) for t in op["inputs"]} & boundary_out
     )
-    return {"ops": dict(counts), "delegated": True, "fallback_ops": dict(fallback)}
+    return dict(counts), True, dict(fallback)
 
 
 # The child's own peak: VmHWM belongs to the address space exec() created, whereas ru_maxrss keeps
@@ -242,48 +242,47 @@ def peak_rss_mb(path: Path, threads: int, backend: str) -> tuple[float | None, s
     return round(int(result.stdout.split()[-1]) / 1024, 1), None
 
 
-def bench_tflite(candidate: Candidate, dataset: Dataset, options: BenchOptions, resize: str) -> dict:
-    row: dict = {
-        "name": candidate.name,
-        "kind": "tflite",
-        "file": str(candidate.path),
-        "bytes": candidate.path.stat().st_size,
-    }
+@dataclass
+class Outputs:
+    """What a model said about the images (working state; bench.json keeps only the metrics made from it)."""
+
+    scores: np.ndarray  # probabilities, one row per image
+    ood_scores: np.ndarray | None = None  # None for models without an OOD score
+    rejected: np.ndarray | None = None  # "unknown" by the rule classify and camera apply
+    ood_threshold: float | None = None
+    outside: Outputs | None = None  # the same for the --ood photos
+
+
+def bench_tflite(
+    candidate: Candidate, dataset: Dataset, options: BenchOptions, resize: str
+) -> tuple[BenchRow, Outputs | None]:
+    row = BenchRow(candidate.name, "tflite", str(candidate.path), candidate.path.stat().st_size)
     if candidate.config is not None:
-        row["candidate"] = asdict(candidate.config)
-    per_threads = {}
+        row.candidate = asdict(candidate.config)
+    outputs = None
     for threads in options.threads:
         started = time.perf_counter()
         classifier = Classifier(candidate.path, threads=threads, backend=options.backend, resize=resize)
         load = time.perf_counter() - started
         images = dataset.images(classifier.size, classifier.resize)
         first, times = time_single_inferences(classifier.scores, images, options.runs, options.warmup)
-        per_threads[str(threads)] = {
-            "load_ms": round(1000 * load, 2),
-            "first_ms": round(1000 * first, 2),
-            **latency_stats(times),
-        }
+        row.latency[str(threads)] = LatencyStats.of(times, load, first)
         if threads == options.threads[0]:
-            row["scores"], row["ood_scores"], row["rejected"] = _decisions(classifier, images)
-            row["ood_threshold"] = classifier.ood_threshold
+            outputs = _decisions(classifier, images)
             if options.ood is not None:
-                outside = load_ood_images(options.ood, classifier.size, classifier.resize)
-                row["outside"] = _decisions(classifier, outside)
-            row["runtime"] = classifier.model.backend
-            row.update(delegation(classifier.model))
+                outputs.outside = _decisions(
+                    classifier, load_ood_images(options.ood, classifier.size, classifier.resize)
+                )
+            row.runtime = classifier.model.backend
+            row.ops, row.delegated, row.fallback_ops = delegation(classifier.model)
             if options.batch_latency:
-                row["batch_latency"] = _batch_latency(classifier, images)
-    row["latency"] = per_threads
-    row["peak_rss_mb"], rss_error = peak_rss_mb(candidate.path, options.threads[0], options.backend)
-    if rss_error:
-        row["peak_rss_error"] = rss_error
-    return row
+                row.batch_latency = _batch_latency(classifier, images)
+    row.peak_rss_mb, row.peak_rss_error = peak_rss_mb(candidate.path, options.threads[0], options.backend)
+    return row, outputs
 
 
-def _decisions(
-    classifier: Classifier, images: Iterable[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(probabilities, OOD scores or None, rejected as "unknown") per image, by the rule classify and camera use."""
+def _decisions(classifier: Classifier, images: Iterable[np.ndarray]) -> Outputs:
+    """Probabilities, OOD scores and "unknown" decisions per image, by the rule classify and camera use."""
     scores, ood, rejected = [], [], []
     for image in images:
         probs, score = classifier.scores(image)
@@ -291,7 +290,12 @@ def _decisions(
         ood.append(score)
         rejected.append(classifier.decide(probs, score, 1).unknown)
     has_ood = bool(ood) and ood[0] is not None
-    return np.stack(scores), (np.asarray(ood, np.float64) if has_ood else None), np.asarray(rejected, bool)
+    return Outputs(
+        np.stack(scores),
+        np.asarray(ood, np.float64) if has_ood else None,
+        np.asarray(rejected, bool),
+        classifier.ood_threshold,
+    )
 
 
 def load_ood_images(folder: Path, size: int, resize: str) -> Iterator[np.ndarray]:
@@ -300,34 +304,30 @@ def load_ood_images(folder: Path, size: int, resize: str) -> Iterator[np.ndarray
     return (load_for_model(path, size, resize) for path in list_images(folder))  # type: ignore[arg-type]
 
 
-def open_world(row: dict, targets: np.ndarray) -> dict:
+def open_world(row: BenchRow, outputs: Outputs, targets: np.ndarray) -> None:
     """ECE on the labelled images; with --ood (.tflite rows: what the device decides), AUROC of the OOD score
     (max-softmax for models without one) and the shares of OOD and in-class images rejected by the shipped
     rule, and by the OOD threshold alone."""
-    result: dict = {
-        "ece": ece(row["scores"], targets),
-        "ece_floor": ece_floor(row["scores"]),
-        "reliability": reliability(row["scores"], targets),
-    }
-    if "outside" not in row:
-        return result
-    out_scores, out_ood, out_rejected = row["outside"]
-    inside = row["ood_scores"] if row["ood_scores"] is not None else 1 - row["scores"].max(1)
-    outside = out_ood if out_ood is not None else 1 - out_scores.max(1)
-    result["ood"] = {
-        "score": "model" if row["ood_scores"] is not None else "max-softmax",
+    row.ece, row.ece_floor = ece(outputs.scores, targets), ece_floor(outputs.scores)
+    row.reliability = reliability(outputs.scores, targets)
+    out = outputs.outside
+    if out is None:
+        return
+    inside = outputs.ood_scores if outputs.ood_scores is not None else 1 - outputs.scores.max(1)
+    outside = out.ood_scores if out.ood_scores is not None else 1 - out.scores.max(1)
+    row.ood = {
+        "score": "model" if outputs.ood_scores is not None else "max-softmax",
         "images": int(len(outside)),
         "auroc": auroc(inside, outside),
-        "rejected_ood": float(np.mean(out_rejected)),
-        "rejected_in": float(np.mean(row["rejected"])),
+        "rejected_ood": float(np.mean(out.rejected)),
+        "rejected_in": float(np.mean(outputs.rejected)),
     }
-    if row["ood_scores"] is not None and row.get("ood_threshold") is not None:
+    if outputs.ood_scores is not None and outputs.ood_threshold is not None:
         # the OOD score alone; the rule above adds the per-class probability thresholds (a precision target)
-        result["ood"]["at_ood_threshold"] = {
-            "rejected_ood": float(np.mean(outside > row["ood_threshold"])),
-            "rejected_in": float(np.mean(inside > row["ood_threshold"])),
+        row.ood["at_ood_threshold"] = {
+            "rejected_ood": float(np.mean(outside > outputs.ood_threshold)),
+            "rejected_in": float(np.mean(inside > outputs.ood_threshold)),
         }
-    return result
 
 
 def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -> dict | None:
@@ -351,7 +351,9 @@ def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -
         interpreter.allocate_tensors()
 
 
-def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, size: int, resize: str) -> dict:
+def bench_keras(
+    candidate: Candidate, dataset: Dataset, options: BenchOptions, size: int, resize: str
+) -> tuple[BenchRow, Outputs]:
     tf = load_tensorflow()  # only here, for the Keras row: the .tflite rows need no TensorFlow
     import keras
 
@@ -365,18 +367,11 @@ def bench_keras(candidate: Candidate, dataset: Dataset, options: BenchOptions, s
     )
     outputs = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
     scores = np.asarray(outputs[0] if isinstance(outputs, list | tuple) else outputs)  # [probabilities, OOD score]
-    return {
-        "name": "keras",
-        "kind": "keras",
-        "file": str(candidate.path),
-        "bytes": candidate.path.stat().st_size,
-        "runtime": f"tensorflow {tf.__version__}",
-        "latency": {
-            "tf": {"load_ms": round(1000 * load, 2), "first_ms": round(1000 * first, 2), **latency_stats(times)}
-        },
-        "scores": scores,
-        "peak_rss_mb": None,
-    }
+    row = BenchRow(
+        "keras", "keras", str(candidate.path), candidate.path.stat().st_size, runtime=f"tensorflow {tf.__version__}"
+    )
+    row.latency["tf"] = LatencyStats.of(times, load, first)
+    return row, Outputs(scores)
 
 
 def environment(options: BenchOptions) -> dict:
@@ -437,29 +432,11 @@ def run_bench(
         raise EdgetlError(
             f"--ood {options.ood} holds no images.", "Pass a folder of photos that show none of the classes."
         )
-    rows = []
-    for candidate in candidates:
-        progress(f"{candidate.name}: {candidate.path.name}")
-        try:
-            if candidate.kind == "keras":
-                rows.append(bench_keras(candidate, dataset, options, size, resize))
-            else:
-                rows.append(bench_tflite(candidate, dataset, options, resize))
-        except (EdgetlError, Exception) as error:  # one broken model must not hide the others
-            text = str(error).splitlines()[0] if str(error) else type(error).__name__
-            rows.append({"name": candidate.name, "kind": candidate.kind, "file": str(candidate.path), "error": text})
+    rows = [_measure(candidate, dataset, options, size, resize, progress) for candidate in candidates]
     reference = _reference(rows)
-    reference_scores = reference["scores"] if reference is not None else None
-    for row in rows:
-        if "scores" in row and not profile:
-            if len(row["scores"]) and row["scores"].shape[1] != len(labels):
-                row["error"] = f"scores {row['scores'].shape[1]} classes, the data has labels for {len(labels)}"
-            else:
-                row["accuracy"] = accuracy(row["scores"], dataset.targets, labels, reference_scores).to_json()
-                row.update(open_world(row, dataset.targets))
-    for row in rows:
-        for key in ("scores", "ood_scores", "rejected", "outside"):
-            row.pop(key, None)
+    if not profile:
+        for row, outputs in rows:
+            _judge(row, outputs, dataset, labels, reference[1].scores if reference else None)
     report = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -467,7 +444,7 @@ def run_bench(
         "data": dataset.source,
         "ood_data": str(options.ood) if options.ood else None,
         "labels": labels,
-        "reference": reference["name"] if reference is not None else None,
+        "reference": reference[0].name if reference is not None else None,
         "options": {
             "threads": options.threads,
             "runs": options.runs,
@@ -475,14 +452,41 @@ def run_bench(
             "max_drop_pp": options.max_drop,
         },
         "environment": environment(options),
-        "models": rows,
+        "models": [row.to_json() for row, _ in rows],
     }
     report["recommendation"] = profile_summary(report) if profile else recommend(report)
     if budget:
-        report["latency_budget"] = latency_budget(rows, budget, camera)
+        report["latency_budget"] = latency_budget([row for row, _ in rows], budget, camera)
     report["skipped_images"] = dataset.skipped
-    report["warnings"] = _skipped_warnings(dataset.skipped) + _ood_warnings(rows)
+    report["warnings"] = _skipped_warnings(dataset.skipped) + _ood_warnings([row for row, _ in rows])
     return report
+
+
+def _measure(
+    candidate: Candidate, dataset: Dataset, options: BenchOptions, size: int, resize: str, progress: Callable
+) -> tuple[BenchRow, Outputs | None]:
+    """One candidate's row; a model that fails gets a row with its error, and the others still run."""
+    progress(f"{candidate.name}: {candidate.path.name}")
+    try:
+        if candidate.kind == "keras":
+            return bench_keras(candidate, dataset, options, size, resize)
+        return bench_tflite(candidate, dataset, options, resize)
+    except (EdgetlError, Exception) as error:  # one broken model must not hide the others
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return BenchRow(candidate.name, candidate.kind, str(candidate.path), error=text), None
+
+
+def _judge(
+    row: BenchRow, outputs: Outputs | None, dataset: Dataset, labels: list[str], reference: np.ndarray | None
+) -> None:
+    """Accuracy against the labels (and the reference model's answers), calibration and rejection."""
+    if outputs is None:
+        return
+    if len(outputs.scores) and outputs.scores.shape[1] != len(labels):
+        row.error = f"scores {outputs.scores.shape[1]} classes, the data has labels for {len(labels)}"
+        return
+    row.accuracy = accuracy(outputs.scores, dataset.targets, labels, reference)
+    open_world(row, outputs, dataset.targets)
 
 
 def _skipped_warnings(skipped: dict[str, str]) -> list[str]:
@@ -493,14 +497,13 @@ def _skipped_warnings(skipped: dict[str, str]) -> list[str]:
     return [f"{len(skipped)} image(s) could not be read and were left out for every model: {shown}{more}."]
 
 
-def _ood_warnings(rows: list[dict]) -> list[str]:
+def _ood_warnings(rows: list[BenchRow]) -> list[str]:
     """--ood photos most of which a model confidently accepts probably show its classes."""
     warnings = []
     for row in rows:
-        ood = row.get("ood")
-        if ood and ood["score"] == "model" and ood["rejected_ood"] < 0.5:
+        if row.ood and row.ood["score"] == "model" and row.ood["rejected_ood"] < 0.5:
             warnings.append(
-                f"{row['name']} accepts {1 - ood['rejected_ood']:.0%} of the --ood images as one of its classes: "
+                f"{row.name} accepts {1 - row.ood['rejected_ood']:.0%} of the --ood images as one of its classes: "
                 "do they show the trained classes? Out-of-class photos should be mostly rejected."
             )
     return warnings
@@ -521,31 +524,23 @@ def _labels_and_input(candidates: list[Candidate], run: RunInfo | None) -> tuple
     raise EdgetlError(f"None of the models could be loaded ({'; '.join(errors)}).", "Pass .tflite files from convert.")
 
 
-def _reference(rows: list[dict]) -> dict | None:
+def _reference(rows: list[tuple[BenchRow, Outputs | None]]) -> tuple[BenchRow, Outputs] | None:
     """The float model accuracy is compared against: Keras if measured, else float32 TFLite."""
     for name in ("keras", "float32"):
-        for row in rows:
-            if row["name"] == name and "scores" in row:
-                return row
+        for row, outputs in rows:
+            if row.name == name and outputs is not None:
+                return row, outputs
     return None
 
 
-def best_latency(row: dict) -> tuple[str, dict] | None:
-    if not row.get("latency"):
-        return None
-    return min(row["latency"].items(), key=lambda item: item[1]["median_ms"])
-
-
-def latency_budget(rows: list[dict], budget_ms: float, threads: int) -> dict:
+def latency_budget(rows: list[BenchRow], budget_ms: float, threads: int) -> dict:
     """The run's `--max-latency` against each .tflite's median at the camera's thread count."""
-    medians = {
-        row["name"]: row["latency"][str(threads)]["median_ms"] for row in rows if str(threads) in row.get("latency", {})
-    }
+    medians = {row.name: row.median_ms(threads) for row in rows if row.median_ms(threads) is not None}
     return {"max_ms": budget_ms, "threads": threads, "median_ms": medians}
 
 
 def profile_summary(report: dict) -> str:
-    timed = [row for row in report["models"] if "latency" in row]
+    timed = [row for row in map(BenchRow.from_json, report["models"]) if row.latency]
     return (
         f"Device profile: {len(timed)} of {len(report['models'])} candidates timed at "
         f"{report['options']['threads'][0]} thread(s). Give this bench.json to "
@@ -556,21 +551,25 @@ def profile_summary(report: dict) -> str:
 def recommend(report: dict) -> str:
     """The fastest model whose top-1 is within the budget of the reference."""
     budget = report["options"]["max_drop_pp"]
-    records = {
-        id(row): AccuracyRecord.from_json(row["accuracy"])
-        for row in report["models"]
-        if "error" not in row and "accuracy" in row and row["kind"] == "tflite"
-    }
-    eligible = [row for row in report["models"] if id(row) in records and drop_within_budget(records[id(row)], budget)]
+    rows = [BenchRow.from_json(row) for row in report["models"]]
+    eligible = [
+        row
+        for row in rows
+        if row.kind == "tflite"
+        and not row.error
+        and row.accuracy
+        and row.latency
+        and drop_within_budget(row.accuracy, budget)
+    ]
     if not eligible:
         return f"No .tflite model is within {budget} points of the reference; see the table."
-    best = min(eligible, key=lambda row: best_latency(row)[1]["median_ms"])
-    record, classes = records[id(best)], len(report["labels"])
+    best = min(eligible, key=lambda row: row.best_latency()[1].median_ms)
+    record, classes = best.accuracy, len(report["labels"])
     if near_chance(record.top1, classes):
-        return f"Not usable: {Path(best['file']).name} {near_chance_message(record.top1, classes)}."
-    threads, stats = best_latency(best)
+        return f"Not usable: {Path(best.file).name} {near_chance_message(record.top1, classes)}."
+    threads, stats = best.best_latency()
     drop_text = f", {record.drop_pp:+.2f} pt vs {report['reference']}" if record.drop_pp is not None else ""
     return (
-        f"Deploy {Path(best['file']).name}: fastest within {budget} pt of top-1 — median {stats['median_ms']:.2f} ms "
+        f"Deploy {Path(best.file).name}: fastest within {budget} pt of top-1 — median {stats.median_ms:.2f} ms "
         f"at {threads} thread(s), top-1 {100 * record.top1:.1f}%{drop_text}."
     )

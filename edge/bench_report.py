@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgetl.edge.bench import best_latency
+from edgetl.bench_record import BenchRow
 from edgetl.outputs import OutputSet
 from edgetl.rundir import json_text, read_json, write_atomic
 
@@ -44,28 +44,28 @@ def _table(report: dict) -> tuple[list[str], list[list[str]]]:
 
 def _rows(report: dict) -> list[list[str]]:
     rows = []
-    for row in report["models"]:
-        if "error" in row:
-            failed = f"FAILED: {row['error'][:70]}"  # the whole message is in bench.json
-            rows.append([row["name"], "", failed, *[""] * (len(COLUMNS) - 3)])
+    for row in map(BenchRow.from_json, report["models"]):
+        best = row.best_latency()
+        if row.error or best is None:
+            failed = f"FAILED: {(row.error or 'not timed')[:70]}"  # the whole message is in bench.json
+            rows.append([row.name, "", failed, *[""] * (len(COLUMNS) - 3)])
             continue
-        acc, ood = row.get("accuracy", {}), row.get("ood", {})
-        threads, stats = best_latency(row)
+        acc, ood, (threads, stats) = row.accuracy, row.ood or {}, best
         rows.append(
             [
-                row["name"],
-                f"{row['bytes'] / 1e6:.2f}",
-                f"{100 * acc['top1']:.1f}%" if "top1" in acc else "–",
-                f"{100 * acc['top5']:.1f}%" if "top5" in acc else "–",
-                f"{acc['drop_pp']:+.2f}" if "drop_pp" in acc else "–",
-                f"{100 * acc['agreement']:.1f}%" if "agreement" in acc else "–",
-                f"{100 * row['ece']:.1f}%" if "ece" in row else "–",
+                row.name,
+                f"{(row.bytes or 0) / 1e6:.2f}",
+                f"{100 * acc.top1:.1f}%" if acc and acc.top1 is not None else "–",
+                f"{100 * acc.top5:.1f}%" if acc and acc.top5 is not None else "–",
+                f"{acc.drop_pp:+.2f}" if acc and acc.drop_pp is not None else "–",
+                f"{100 * acc.agreement:.1f}%" if acc and acc.agreement is not None else "–",
+                f"{100 * row.ece:.1f}%" if row.ece is not None else "–",
                 f"{ood['auroc']:.3f}" if "auroc" in ood else "–",
                 f"{100 * ood['rejected_ood']:.1f}%" if "rejected_ood" in ood else "–",
                 f"{100 * ood['rejected_in']:.1f}%" if "rejected_in" in ood else "–",
-                f"{stats['median_ms']:.2f}",
-                f"{stats['p90_ms']:.2f}",
-                f"{stats['fps']:.0f}",
+                f"{stats.median_ms:.2f}",
+                f"{stats.p90_ms:.2f}",
+                f"{stats.fps:.0f}",
                 threads,
             ]
         )
@@ -89,7 +89,7 @@ def print_table(report: dict, console: Console) -> None:
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
-    floor = next((row["ece_floor"] for row in report["models"] if "ece_floor" in row), None)
+    floor = next((row.ece_floor for row in map(BenchRow.from_json, report["models"]) if row.ece_floor), None)
     if floor:
         console.print(
             f"ECE a perfectly calibrated model would measure on these images: {floor['median']:.1%} "
@@ -126,17 +126,16 @@ def markdown(report: dict) -> str:
     lines += ["", f"**{report['recommendation']}**", "", f"Environment: {environment_line(report)}", ""]
     lines += [budget_line(report), ""] if budget_line(report) else []
     lines += ["Latency per thread count (median / p90 / p99 ms; load and first inference ms):", ""]
-    for row in report["models"]:
-        for threads, stats in (row.get("latency") or {}).items():
-            percentiles = f"{stats['median_ms']:.2f} / {stats['p90_ms']:.2f} / {stats['p99_ms']:.2f}"
+    for row in map(BenchRow.from_json, report["models"]):
+        for threads, stats in row.latency.items():
+            percentiles = f"{stats.median_ms:.2f} / {stats.p90_ms:.2f} / {stats.p99_ms:.2f}"
             lines.append(
-                f"- {row['name']} @ {threads}: {percentiles}; "
-                f"load {stats['load_ms']:.0f}, first {stats['first_ms']:.1f}"
+                f"- {row.name} @ {threads}: {percentiles}; load {stats.load_ms:.0f}, first {stats.first_ms:.1f}"
             )
-        if row.get("fallback_ops"):
-            lines.append(f"  - ops outside the accelerated delegate: {row['fallback_ops']}")
-        if row.get("peak_rss_mb"):
-            lines.append(f"  - peak RSS in a fresh process: {row['peak_rss_mb']} MB")
+        if row.fallback_ops:
+            lines.append(f"  - ops outside the accelerated delegate: {row.fallback_ops}")
+        if row.peak_rss_mb:
+            lines.append(f"  - peak RSS in a fresh process: {row.peak_rss_mb} MB")
     return "\n".join(lines) + "\n"
 
 
@@ -149,21 +148,17 @@ def plots(report: dict) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [row for row in report["models"] if "error" not in row and row.get("latency")]
+    ok = [row for row in map(BenchRow.from_json, report["models"]) if not row.error and row.latency]
     if not ok:
         return {}
     pngs = {}
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in ok:
-        _, stats = best_latency(row)
-        if "accuracy" in row:
-            ax.scatter(stats["median_ms"], 100 * row["accuracy"]["top1"], s=60)
-            ax.annotate(
-                row["name"],
-                (stats["median_ms"], 100 * row["accuracy"]["top1"]),
-                textcoords="offset points",
-                xytext=(5, 5),
-            )
+        _, stats = row.best_latency()
+        if row.accuracy and row.accuracy.top1 is not None:
+            point = (stats.median_ms, 100 * row.accuracy.top1)
+            ax.scatter(*point, s=60)
+            ax.annotate(row.name, point, textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")  # a Keras row can be 100× slower than int8
     ax.set_xlabel("median latency, ms (best thread count, log scale)")
     ax.set_ylabel("top-1 %")
@@ -172,30 +167,30 @@ def plots(report: dict) -> dict[str, bytes]:
     pngs["pareto.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    samples = [best_latency(row)[1]["samples_ms"] for row in ok]
+    samples = [row.best_latency()[1].samples_ms for row in ok]
     ax.boxplot(samples, whis=(1, 99), showfliers=False)
-    ax.set_xticks(range(1, len(ok) + 1), [f"{row['name']}\n@{best_latency(row)[0]}" for row in ok])
+    ax.set_xticks(range(1, len(ok) + 1), [f"{row.name}\n@{row.best_latency()[0]}" for row in ok])
     ax.set_yscale("log")
     ax.set_ylabel("single-inference latency, ms (log scale)")
     ax.set_title("Latency distribution (whiskers p1–p99)")
     ax.grid(alpha=0.3, axis="y")
     pngs["latency.png"] = _png(fig)
 
-    calibrated = [row for row in ok if row.get("reliability")]
+    calibrated = [row for row in ok if row.reliability]
     if calibrated:
         fig, ax = plt.subplots(figsize=(5, 4))
         for row in calibrated:
-            bins = row["reliability"]
+            bins = row.reliability
             ax.plot(
                 [b["confidence"] for b in bins],
                 [b["accuracy"] for b in bins],
                 "o-",
-                label=f"{row['name']}: ECE {row['ece']:.1%}",
+                label=f"{row.name}: ECE {row.ece:.1%}",
             )
         ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":")
         ax.set_xlabel("confidence (top-1 probability)")
         ax.set_ylabel("accuracy")
-        floor = calibrated[0].get("ece_floor")  # same images for every row: the noise of ECE itself
+        floor = calibrated[0].ece_floor  # same images for every row: the noise of ECE itself
         noise = f"; perfectly calibrated: ECE {floor['median']:.1%} (90 %: {floor['p90']:.1%})" if floor else ""
         ax.set_title(f"Reliability{noise}", fontsize=10)
         ax.legend()
@@ -203,7 +198,7 @@ def plots(report: dict) -> dict[str, bytes]:
         pngs["reliability.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.barh([row["name"] for row in ok], [row["bytes"] / 1e6 for row in ok])
+    ax.barh([row.name for row in ok], [(row.bytes or 0) / 1e6 for row in ok])
     ax.set_xlabel("file size, MB")
     ax.set_title("Model size")
     pngs["size.png"] = _png(fig)
@@ -269,15 +264,13 @@ def compare(reports: list[dict], console: Console) -> str:
     for name in models:
         cells = []
         for report in reports:
-            row = next((r for r in report["models"] if r["name"] == name), None)
-            if row is None or "error" in row or not row.get("latency"):
+            row = next((BenchRow.from_json(r) for r in report["models"] if r["name"] == name), None)
+            if row is None or row.error or not row.latency:
                 cells.append("–")
                 continue
-            threads, stats = best_latency(row)
-            top1 = row.get("accuracy", {}).get("top1")
-            cells.append(
-                f"{stats['median_ms']:.2f} ms @{threads}" + (f" / {100 * top1:.1f}%" if top1 is not None else "")
-            )
+            threads, stats = row.best_latency()
+            top1 = row.accuracy.top1 if row.accuracy else None
+            cells.append(f"{stats.median_ms:.2f} ms @{threads}" + (f" / {100 * top1:.1f}%" if top1 is not None else ""))
         table.add_row(name, *cells)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     console.print(table)

@@ -1,7 +1,7 @@
 """The one timing loop: conversion checks and `edgetl bench` time inferences the same way.
 
 As LiteRT's `benchmark_model`: the first call (load-time work) apart, warm-up runs discarded,
-then one `perf_counter` span per single inference, summarised as percentiles.
+then one `perf_counter` span per single inference (`edgetl.bench_record.LatencyStats` summarises them).
 """
 
 from __future__ import annotations
@@ -33,18 +33,3 @@ def time_single_inferences(
     for i in range(warmup):
         run_one(images[i % len(images)])
     return first, timed_calls(run_one, (images[i % len(images)] for i in range(runs)))[1]
-
-
-def latency_stats(seconds: list[float]) -> dict:
-    """Percentiles in milliseconds, and every sample (bench.json keeps them for plots)."""
-    ms = np.asarray(seconds) * 1000
-    return {
-        "min_ms": round(float(ms.min()), 3),
-        "median_ms": round(float(np.median(ms)), 3),
-        "p90_ms": round(float(np.percentile(ms, 90)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "std_ms": round(float(ms.std()), 3),
-        "fps": round(1000 / float(np.median(ms)), 2),
-        "samples_ms": [round(float(v), 3) for v in ms],
-    }

@@ -307,6 +307,7 @@ def bench(
 
     Example: [bold]edgetl bench runs/flowers --threads 1,2,4[/]
     """
+    from edgetl.bench_record import BenchRow
     from edgetl.edge.bench import parse_threads, report_folder, run_bench
     from edgetl.edge.bench_report import compare_files, print_table, write_reports
 
@@ -326,7 +327,7 @@ def bench(
         page = write_reports(report, outputs)
         outputs.commit()
     console.print(f"Report: {page}  (bench.json, bench.md, plots)")
-    if all("error" in row for row in report["models"]):
+    if all(BenchRow.from_json(row).error for row in report["models"]):
         raise typer.Exit(1)
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgetl.backbones import BACKBONES, backbone_spec
+from edgetl.bench_record import BenchRow
 from edgetl.errors import EdgetlError
 
 PROFILE_FILE = "profile.json"
@@ -82,8 +83,8 @@ def profiled_latencies(bench_json: Path) -> tuple[list[Profiled], dict]:
     """(candidates and their median int8 latency at the camera's thread count, the device's environment)."""
     try:
         report = json.loads(Path(bench_json).read_text())
-        rows = [row for row in report["models"] if "candidate" in row and "latency" in row]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        rows = [row for row in map(BenchRow.from_json, report["models"]) if row.candidate and row.latency]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise EdgetlError(
             f"{bench_json} is not a device profile ({type(error).__name__}).",
             "Pass the bench.json that `edgetl bench PROFILE_DIR` wrote (PROFILE_DIR from `edgetl profile`).",
@@ -96,7 +97,7 @@ def profiled_latencies(bench_json: Path) -> tuple[list[Profiled], dict]:
     wanted = camera_threads(int(environment.get("cores") or 1))
     profiled = []
     for row in rows:
-        measured = {int(t): stats["median_ms"] for t, stats in row["latency"].items()}
+        measured = {int(t): stats.median_ms for t, stats in row.latency.items()}
         threads = wanted if wanted in measured else min(measured, key=lambda t: abs(t - wanted))
-        profiled.append(Profiled(Candidate(**row["candidate"]), measured[threads], threads))
+        profiled.append(Profiled(Candidate(**row.candidate), measured[threads], threads))
     return profiled, environment

@@ -11,6 +11,7 @@ import pytest
 from test_edge import edge_cli
 
 from conftest import copy_run
+from edgetl.bench_record import BenchRow
 from edgetl.edge.bench import BenchOptions, run_bench
 from edgetl.edge.bench_report import markdown, write_reports
 from edgetl.errors import EdgetlError
@@ -74,6 +75,8 @@ def test_every_model_in_the_run_is_measured_at_every_thread_count(report: tuple[
     assert keras["accuracy"]["drop_pp"] == 0.0
     float32 = next(row for row in result["models"] if row["name"] == "float32")
     assert float32["accuracy"]["agreement"] == 1.0  # the float32 file is the Keras model
+    for row in json.loads(json.dumps(result["models"])):  # as bench.json holds them: the typed record reads
+        assert BenchRow.from_json(row).to_json() == row  # and writes each one key for key
     env = result["environment"]
     assert env["cores"] >= 1 and env["runtime"] == "litert" and env["threads"] == [1, 2] and env["cpu"]
     assert result["recommendation"].startswith(("Deploy model_", "Not usable: model_"))
@@ -175,6 +178,7 @@ def test_ood_folders_that_are_empty_or_look_in_class_are_flagged(converted: tupl
     (empty / "sub").mkdir(parents=True)
     result = edge_cli("bench", str(converted[0] / "model_int8.tflite"), "--ood", str(empty), "--out", str(tmp_path))
     assert result.returncode == 2 and "holds no images" in result.stderr
-    row = {"name": "int8", "ood": {"score": "model", "rejected_ood": 0.2}}
+    row = BenchRow("int8", "tflite", "model_int8.tflite", ood={"score": "model", "rejected_ood": 0.2})
     assert "accepts 80% of the --ood images" in _ood_warnings([row])[0]
-    assert _ood_warnings([{**row, "ood": {"score": "model", "rejected_ood": 0.9}}]) == []
+    row.ood = {"score": "model", "rejected_ood": 0.9}
+    assert _ood_warnings([row]) == []

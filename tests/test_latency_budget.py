@@ -55,7 +55,14 @@ def _profile(folder: Path, latencies: dict[Candidate, float], cores: int = 2) ->
     """A device's bench.json as `edgetl bench PROFILE` writes it, with chosen latencies."""
     threads = str(camera_threads(cores))
     rows = [
-        {"name": c.name, "candidate": vars(c), "latency": {threads: {"median_ms": ms}}} for c, ms in latencies.items()
+        {
+            "name": c.name,
+            "kind": "tflite",
+            "file": f"{c.name}.tflite",
+            "candidate": vars(c),
+            "latency": {threads: {"median_ms": ms}},
+        }
+        for c, ms in latencies.items()
     ]
     path = folder / "device.json"
     path.write_text(json.dumps({"environment": {"cores": cores, "machine": "aarch64"}, "models": rows}))
@@ -110,7 +117,9 @@ def test_latency_options_are_checked_before_anything_runs(tmp_path: Path) -> Non
         TrainConfig(max_latency=0)
     with pytest.raises(EdgetlError, match="needs --max-latency"):
         TrainConfig(device_profile="bench.json")
-    (tmp_path / "bench.json").write_text(json.dumps({"models": [{"name": "int8", "latency": {}}]}))
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"models": [{"name": "int8", "kind": "tflite", "file": "model_int8.tflite", "latency": {}}]})
+    )
     with pytest.raises(EdgetlError, match="times no profile candidates"):
         profiled_latencies(tmp_path / "bench.json")
     (tmp_path / "bad.json").write_text("{")
