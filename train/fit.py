@@ -253,15 +253,41 @@ def boundary_split(clf: Classifier, config: TrainConfig) -> boundary.Split | Non
     return boundary.split_at(clf, unfreeze_start(clf.backbone, **_unfreeze_from(config)), seed)
 
 
+@dataclass
+class Activations:
+    """The run's one cut of the classifier and its activation cache: decided once (`activations`), computed
+    on first use (or found complete on --resume), then shared by phase 1, phase 2 and the evaluation."""
+
+    cut: boundary.Split | None
+    """Phase 2's boundary, else (phase 1 on cached features) the top of the backbone; None: nothing cached."""
+    phase_2_on_cache: bool
+    folder: Path
+    on_cache: Callable[[int], Callable] | None = None
+    _cache: boundary.Cache | None = None
+
+    def cache(self, index: DatasetIndex, config: TrainConfig) -> boundary.Cache:
+        if self._cache is None:
+            self._cache = boundary.cached(self.cut, index, config, self.folder, self.on_cache)
+        return self._cache
+
+
+def activations(
+    clf: Classifier, config: TrainConfig, work: Path, on_cache: Callable[[int], Callable] | None = None
+) -> Activations:
+    split = boundary_split(clf, config)
+    cut = split or (boundary.above_backbone(clf) if config.feature_cache else None)
+    return Activations(cut, split is not None, work / CACHE, on_cache)
+
+
 def train_head(
     clf: Classifier,
     index: DatasetIndex,
     config: TrainConfig,
     work: Path,
     state: TrainState,
+    cut: Activations,
     *,
     on_epoch: Callable | None = None,
-    on_cache: Callable[[int], Callable] | None = None,
     class_weight: dict[int, float] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> None:
@@ -274,9 +300,7 @@ def train_head(
     saved, file = (clf.head, HEAD_CHECKPOINT) if config.feature_cache else (clf.model, CHECKPOINT)
     checkpoint = EpochCheckpoint(work, state, saved, on_epoch, file)
     if config.feature_cache:
-        split = boundary_split(clf, config) or boundary.above_backbone(clf)
-        cache = boundary.cached(split, index, config, work / CACHE, on_cache)
-        features = boundary.pooled(split, cache, config.batch_size)
+        features = boundary.pooled(cut.cut, cut.cache(index, config), config.batch_size)
         data, model = boundary.feature_batches(features, config.batch_size, config.seed), clf.head
     else:
         data, model = _image_splits(index, config), clf.model
@@ -300,9 +324,9 @@ def fine_tune(
     config: TrainConfig,
     work: Path,
     state: TrainState,
+    cut: Activations,
     *,
     on_epoch: Callable | None = None,
-    on_cache: Callable[[int], Callable] | None = None,
     class_weight: dict[int, float] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> int:
@@ -313,14 +337,13 @@ def fine_tune(
     from scratch. Returns the number of backbone layers that were trained.
     """
     checkpoint = EpochCheckpoint(work, state, clf.model, on_epoch)  # started now: epoch 1 includes any cache
-    split = boundary_split(clf, config)
     if not clf.pretrained:  # from scratch: nothing to preserve, train every layer, BatchNorm too
         trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
     else:
         trainable = unfreeze_top(clf.backbone, **_unfreeze_from(config))
-    if split:
-        cache = boundary.cached(split, index, config, work / CACHE, on_cache)
-        data, model = boundary.training_batches(cache, config.batch_size, config.seed), split.top
+    if cut.phase_2_on_cache:
+        data = boundary.training_batches(cut.cache(index, config), config.batch_size, config.seed)
+        model = cut.cut.top
     else:
         data, model = _image_splits(index, config), clf.model
     _compile_and_fit(
@@ -339,7 +362,7 @@ def fine_tune(
 
 
 def evaluation_features(
-    clf: Classifier, index: DatasetIndex, config: TrainConfig, work: Path
+    clf: Classifier, index: DatasetIndex, config: TrainConfig, cut: Activations
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features and integer labels per split, for calibration and the out-of-distribution fit.
 
@@ -347,10 +370,8 @@ def evaluation_features(
     never train, so their cached activations still hold, and only the top runs again.
     """
     features = {}
-    split = boundary_split(clf, config)
-    if split and (work / CACHE / boundary.MANIFEST).exists():
-        cache = boundary.cached(split, index, config, work / CACHE)
-        for name, (pooled, one_hot) in boundary.pooled(split, cache, config.batch_size).items():
+    if cut.phase_2_on_cache and (cut.folder / boundary.MANIFEST).exists():
+        for name, (pooled, one_hot) in boundary.pooled(cut.cut, cut.cache(index, config), config.batch_size).items():
             features[name] = (pooled, one_hot.argmax(axis=1))
     for name in SPLITS:
         if name not in features:

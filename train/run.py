@@ -51,7 +51,7 @@ from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
     TrainState,
-    boundary_split,
+    activations,
     choose_strategy,
     cluster_task,
     evaluation_features,
@@ -224,33 +224,29 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
             dropout=config.dropout,
         )
         restore(clf, work)  # --resume: the last finished epoch (a new run has no checkpoint)
-        hooks = {
-            "on_epoch": _epoch_printer(console),
-            "on_cache": _cache_progress(progress),
-            "class_weight": run.class_weight,
-        }
+        cut = activations(clf, config, work, on_cache=_cache_progress(progress))
+        hooks = {"on_epoch": _epoch_printer(console), "class_weight": run.class_weight}
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
                 f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
             )
             extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
-            train_head(clf, index, config, work, state, **hooks, extra_callbacks=extra)
+            train_head(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
         if state.phase == "head":
             state.phase, state.epoch = "finetune", 0
             state.save(work)
         trainable = 0
         if config.finetune_epochs > state.epoch:
-            split = boundary_split(clf, config)
-            how = f"on cached activations below {split.boundary}" if split else "end to end"
+            how = f"on cached activations below {cut.cut.boundary}" if cut.phase_2_on_cache else "end to end"
             console.print(f"Phase 2, fine-tuning ({how}):")
             extra = [BatchProgress(progress, "fine-tuning", train_steps)]
-            trainable = fine_tune(clf, index, config, work, state, **hooks, extra_callbacks=extra)
+            trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
         state.phase = "done"
         state.save(work)
         console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
         # Every worker computes the features: building the cut's top model under the strategy creates
         # variables, whose initial values the chief broadcasts to the other workers (a collective).
-        return clf, trainable, evaluation_features(clf, index, config, work)
+        return clf, trainable, evaluation_features(clf, index, config, cut)
 
 
 def _cache_progress(progress: Progress) -> Callable[[int], Callable[[int], None]]:
