@@ -26,19 +26,30 @@ DEFAULT_FLOAT_MEAN = 127.5
 DEFAULT_FLOAT_STD = 127.5
 
 
-UNKNOWN = "unknown"
+UNKNOWN = "unknown"  # the scene is none of the classes: the OOD score is over its threshold
+UNSURE = "unsure"  # one of the classes, but the top-1 probability is under that class's threshold
 TOP_K = 3  # labels per result, in classify and camera
 
 
 @dataclass
 class Prediction:
-    labels: list[str]  # the first is "unknown" when the model rejects the image
+    """The top-k classes with their probabilities, and what the device decides from them."""
+
+    labels: list[str]
+    """The k most probable classes, most probable first: never replaced, whatever the decision."""
     scores: list[float]
-    unknown: bool = False
-    ood_score: float | None = None  # higher = less like the training data; None for models without one
+    decision: str
+    """labels[0], UNKNOWN or UNSURE."""
+    ood_score: float | None = None
+    """Higher = less like the training data; None for models without one."""
+
+    @property
+    def unknown(self) -> bool:
+        return self.decision == UNKNOWN
 
     def as_dict(self) -> dict:
         return {
+            "decision": self.decision,
             "labels": self.labels,
             "scores": [round(score, 5) for score in self.scores],
             "unknown": self.unknown,
@@ -59,9 +70,11 @@ class Classifier:
         resize: str | None = None,
         threshold: float | None = None,
         ood_threshold: float | None = None,
+        unsure: bool = False,
     ) -> None:
-        """`threshold`: top-1 probability below it → "unknown", for every class (replaces the model's per-class
-        thresholds); `ood_threshold`: OOD score above it → "unknown" (replaces the model's own)."""
+        """`ood_threshold`: OOD score above it → "unknown" (replaces the model's own). `unsure`: top-1 probability
+        under its class's threshold (fitted in training) → "unsure"; `threshold`: the same, one threshold for
+        every class (implies `unsure`)."""
         require_file(model_path, "Model", "Pass a .tflite file from `edgetl convert`.")
         if threads is not None and threads < 1:
             raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
@@ -84,6 +97,7 @@ class Classifier:
         self.ood_threshold, self.class_thresholds = self._rejection(
             (info.card.open_world if info.card else None) or OpenWorldCard(), threshold, ood_threshold
         )
+        self.unsure = unsure or threshold is not None
 
     def _rejection(self, fitted: OpenWorldCard, threshold: float | None, ood_threshold: float | None) -> tuple:
         """(OOD threshold, per-class probability thresholds): the options win, then what training fitted."""
@@ -146,15 +160,24 @@ class Classifier:
         return self.model.scores(prepared), self.model.ood_score()
 
     def decide(self, scores: np.ndarray, ood_score: float | None, k: int) -> Prediction:
-        """Top-k, and "unknown" when the OOD score is over its threshold or the top-1 probability is under
-        its class's threshold: the one rule classify, camera and bench apply."""
+        """Top-k and the decision: "unknown" when the OOD score is over its threshold, else (when asked for)
+        "unsure" when the top-1 probability is under its class's threshold, else the top class. The one rule
+        classify, camera and bench apply."""
         order = np.argsort(-scores)[:k]
         labels = [self.labels[i] for i in order]
-        floor = self.class_thresholds[order[0]]
-        unknown = bool(
-            (ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold)
-            or (floor is not None and scores[order[0]] < floor)
-        )
-        if unknown:
-            labels[0] = UNKNOWN
-        return Prediction(labels, [float(scores[i]) for i in order], unknown, ood_score)
+        return Prediction(labels, [float(scores[i]) for i in order], self.decision(scores, ood_score), ood_score)
+
+    def decision(self, scores: np.ndarray, ood_score: float | None) -> str:
+        top = int(np.argmax(scores))
+        if ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold:
+            return UNKNOWN
+        if self.unsure and self.class_thresholds[top] is not None and scores[top] < self.class_thresholds[top]:
+            return UNSURE
+        return self.labels[top]
+
+    def doubts(self, scores: np.ndarray, margin: float) -> bool:
+        """Whether the model doubts a frame it calls a class: top-1 under its class's threshold (shown as
+        "unsure" or not), or within `margin` of the second class."""
+        top, second = np.sort(scores)[::-1][:2] if len(scores) > 1 else (scores[0], 0.0)
+        floor = self.class_thresholds[int(np.argmax(scores))]
+        return bool((floor is not None and top < floor) or top - second < margin)

@@ -68,13 +68,13 @@ def as_csv(results: list[dict], top_k: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     columns = [f"{kind}{i + 1}" for i in range(top_k) for kind in ("label", "score")]
-    writer.writerow(["path", *columns, "unknown", "ood_score", "error"])
+    writer.writerow(["path", "decision", *columns, "unknown", "ood_score", "error"])
     for result in results:
         pairs = [value for pair in zip(result.get("labels", []), result.get("scores", [])) for value in pair]
         pairs += [""] * (2 * top_k - len(pairs))
         ood = result.get("ood_score")
         flags = [result.get("unknown", ""), "" if ood is None else ood]
-        writer.writerow([result["path"], *pairs, *flags, result.get("error", "")])
+        writer.writerow([result["path"], result.get("decision", ""), *pairs, *flags, result.get("error", "")])
     return out.getvalue()
 
 
@@ -106,7 +106,8 @@ def write_results(results: list[dict], target: str, as_json: bool, top_k: int, e
 
 
 def print_table(results: list[dict], classifier: Classifier, top_k: int, console: Console) -> None:
-    """One row per image, paths shown from their common folder; "unknown" in yellow; the OOD score when there."""
+    """One row per image, paths shown from their common folder; the decision ("unknown", "unsure" in yellow), the
+    top-k classes and the OOD score when there."""
     shown = [r["path"] for r in results if "error" not in r]
     base = os.path.commonpath([os.path.dirname(p) for p in shown]) if len(shown) > 1 else ""
     title = (
@@ -114,6 +115,7 @@ def print_table(results: list[dict], classifier: Classifier, top_k: int, console
     )
     table = Table(title=for_console(title))
     table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
+    table.add_column("decision")
     for rank in range(top_k):
         table.add_column(f"#{rank + 1}")
     with_ood = classifier.model.has_ood_score
@@ -123,9 +125,10 @@ def print_table(results: list[dict], classifier: Classifier, top_k: int, console
     for result in results:
         if "error" not in result:
             cells = [for_console(f"{label} {score:.2f}") for label, score in zip(result["labels"], result["scores"])]
-            if result["unknown"]:
-                cells[0] = f"[yellow]{cells[0]}[/]"
+            decision = for_console(result["decision"])
+            if result["decision"] != result["labels"][0]:
+                decision = f"[yellow]{decision}[/]"
             name = os.path.relpath(result["path"], base) if base else result["path"]
             ood = [f"{result['ood_score']:.2f}"] if with_ood else []
-            table.add_row(for_console(name), *cells, *ood, f"{result['ms']:.1f}")
+            table.add_row(for_console(name), decision, *cells, *ood, f"{result['ms']:.1f}")
     console.print(table)

@@ -61,7 +61,9 @@ async function refresh() {
     if (state.result) {
       const r = state.result;
       const ood = r.ood_score === null || r.ood_score === undefined ? "" : ` · OOD score ${r.ood_score.toFixed(2)}`;
-      document.getElementById("top1").textContent = `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%${ood}`;
+      const guess = r.decision === r.labels[0] ? "" : ` (${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%)`;
+      const shown = r.decision === r.labels[0] ? `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%` : r.decision;
+      document.getElementById("top1").textContent = `${shown}${guess}${ood}`;
       document.getElementById("predictions").replaceChildren(...r.labels.map((label, i) => row(label, r.scores[i])));
       const l = r.latency_ms;
       document.getElementById("stats").textContent =
@@ -88,7 +90,10 @@ def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.nda
     if result is None:
         return canvas
     scale = max(canvas.shape[1] / 640, 0.5)
-    lines = [f"{label} {score:.0%}" for label, score in zip(result.prediction.labels, result.prediction.scores)]
+    prediction = result.prediction
+    lines = [f"{label} {score:.0%}" for label, score in zip(prediction.labels, prediction.scores)]
+    if prediction.decision != prediction.labels[0]:  # "unknown" or "unsure" above the model's own guesses
+        lines.insert(0, prediction.decision)
     lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms")
     for row, text in enumerate(lines):
         origin = (int(10 * scale), int((30 + 28 * row) * scale))

@@ -175,7 +175,10 @@ def convert(
 ModelArg = Annotated[Path, typer.Argument(help="A .tflite image classifier (from `edgetl convert`, or any).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")]
 ThresholdOpt = Annotated[
-    float | None, typer.Option(help="Top-1 probability under this → 'unknown' (default: per class).")
+    float | None, typer.Option(help="Top-1 probability under this → 'unsure', for every class (implies --unsure).")
+]
+UnsureOpt = Annotated[
+    bool, typer.Option(help="Decide 'unsure' when the top-1 probability is under its class's fitted threshold.")
 ]
 OodThresholdOpt = Annotated[float | None, typer.Option(help="OOD score above this → 'unknown' (default: fitted).")]
 LabelsOpt = Annotated[Path | None, typer.Option(help="Labels file (default: the model's metadata, or labels.txt).")]
@@ -201,6 +204,7 @@ def classify(
     resize: ResizeOpt = None,
     threshold: ThresholdOpt = None,
     ood_threshold: OodThresholdOpt = None,
+    unsure: UnsureOpt = False,
 ) -> None:
     """Classify image files with a .tflite model (no TensorFlow needed).
 
@@ -234,7 +238,17 @@ def _classifier(model: Path, values: dict[str, Any]):
     """The command's classifier, its model's warnings (parts of the file that could not be read) printed."""
     from edgetl.edge.classifier import Classifier
 
-    names = ("labels", "threads", "backend", "input_mean", "input_std", "resize", "threshold", "ood_threshold")
+    names = (
+        "labels",
+        "threads",
+        "backend",
+        "input_mean",
+        "input_std",
+        "resize",
+        "threshold",
+        "ood_threshold",
+        "unsure",
+    )
     classifier = Classifier(model, **{name: values[name] for name in names})
     for warning in classifier.warnings:
         err_console.print(f"[yellow]warning:[/] {for_console(warning)}")
@@ -252,6 +266,7 @@ def camera(
     smooth: Annotated[int, opt(K, "smooth")] = K.smooth,
     threshold: ThresholdOpt = None,
     ood_threshold: OodThresholdOpt = None,
+    unsure: UnsureOpt = False,
     json: Annotated[str | None, opt(K, "json", "--json")] = K.json,
     serve: Annotated[str | None, opt(K, "serve")] = K.serve,
     window: Annotated[bool | None, opt(K, "window", "--window/--no-window")] = K.window,

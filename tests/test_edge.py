@@ -83,17 +83,18 @@ def test_classify_folders_and_globs_as_json_and_csv_without_tensorflow(
     assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and "skipped" in result.stderr
     labels = set((int8_model.parent / "labels.txt").read_text().split())
     good = [line for line in lines if "error" not in line]
-    assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels | {"unknown"} for line in good)
+    assert all(len(line["labels"]) == 2 and set(line["labels"]) <= labels for line in good)  # never replaced
     assert all(line["scores"][0] >= line["scores"][1] for line in good)
     # edgetl models carry an OOD score; "unknown" is exactly "over the threshold packed into this file"
     threshold = read_model_info(int8_model).card.open_world.ood.threshold
     assert all(isinstance(line["ood_score"], float) for line in good)
-    assert all(line["unknown"] == (line["labels"][0] == "unknown") for line in good)
+    assert all(line["unknown"] == (line["decision"] == "unknown") for line in good)
+    assert all(line["decision"] in ("unknown", line["labels"][0]) for line in good)  # "unsure" only when asked
     assert all(line["unknown"] or line["ood_score"] <= threshold + 0.5e-4 for line in good)  # JSON: 4 decimals
 
     csv_out = edge_cli("classify", str(int8_model), str(folder / "circle"), "--csv", "-", "-k", "1")
     header, *rows = csv_out.stdout.splitlines()
-    assert header == "path,label1,score1,unknown,ood_score,error" and len(rows) == 25
+    assert header == "path,decision,label1,score1,unknown,ood_score,error" and len(rows) == 25
 
     to_file = edge_cli("classify", str(int8_model), str(folder / "circle"), "--json", str(tmp_path / "out.jsonl"))
     assert to_file.returncode == 0 and to_file.stdout.count("{") == 0  # the results went to the file only
@@ -112,6 +113,11 @@ def test_rejection_thresholds_can_be_overridden_and_need_a_model_that_has_them(
     assert table.returncode == 0 and "unknown" in table.stdout and "OOD" in table.stdout
     none = edge_cli("classify", str(int8_model), folder, "--json", "-", "--threshold", "0", "--ood-threshold", "1e30")
     assert not any(json.loads(line)["unknown"] for line in none.stdout.splitlines()), none.stderr
+    unsure = edge_cli("classify", str(int8_model), folder, "--json", "-", "--threshold", "1", "--ood-threshold", "1e30")
+    lines = [json.loads(line) for line in unsure.stdout.splitlines()]  # int8 tops out at 255/256: all under 1
+    assert lines and all(line["decision"] == "unsure" and not line["unknown"] for line in lines), unsure.stderr
+    names = set((int8_model.parent / "labels.txt").read_text().split())
+    assert all(line["labels"][0] in names for line in lines)  # the model's guess is kept beside "unsure"
     plain = third_party["folder"] / "float.tflite"
     refused = edge_cli(
         "classify", str(plain), folder, "--ood-threshold", "2", "--labels", str(plain.with_name("labels.txt"))
@@ -308,7 +314,8 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     frames = [line["frame"] for line in lines]
     assert frames == sorted(set(frames))  # each frame at most once, in order
     for line in lines:
-        assert set(line) == {"timestamp", "frame", "labels", "scores", "unknown", "ood_score", "latency_ms", "age_ms"}
+        keys = {"timestamp", "frame", "decision", "labels", "scores", "unknown", "ood_score", "latency_ms", "age_ms"}
+        assert set(line) == keys
         assert isinstance(line["unknown"], bool) and isinstance(line["ood_score"], float)  # an edgetl model has one
         assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}
     assert "results" in result.stdout and "dropped" in result.stdout
@@ -355,8 +362,9 @@ def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
         stats = run_camera(classifier, capture, options, on_result=lambda result, frame: seen.append(result))
     finally:
         capture.close()
-    assert stats.results == 8 and all(result.prediction.labels[0] == "unknown" for result in seen)
-    assert all(result.prediction.unknown and result.as_dict()["unknown"] is True for result in seen)
+    assert stats.results == 8 and all(result.prediction.decision == "unsure" for result in seen)
+    assert all(not result.prediction.unknown and result.as_dict()["decision"] == "unsure" for result in seen)
+    assert all(result.prediction.labels[0] in classifier.labels for result in seen)  # the guess is kept
     assert all(len(result.prediction.labels) == 2 for result in seen)
 
 
