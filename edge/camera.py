@@ -251,6 +251,11 @@ def print_summary(summary: dict, console, *, stopped_by: str | None = None, erro
             f"{summary['corrupt_frames']} corrupt, {summary['reconnects']} reconnects, {summary['loops']} loops",
         ),
     ]
+    if "keep" in summary:
+        keep = summary["keep"]
+        kept = f"{keep['kept']} ({', '.join(f'{k} {v}' for k, v in keep['reasons'].items()) or 'none'}); "
+        passed = f"{keep['similar']} near-duplicates and {keep['busy']} while writing passed over"
+        rows.append(("kept frames", kept + passed + (f"; stopped: {keep['stopped']}" if keep["stopped"] else "")))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

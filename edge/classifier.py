@@ -7,6 +7,7 @@ label files that carry a leading "background" class the model does not score.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class Prediction:
     """labels[0], UNKNOWN or UNSURE."""
     ood_score: float | None = None
     """Higher = less like the training data; None for models without one."""
+    under_threshold: bool = False
+    """The top-1 probability is under its class's threshold (whether or not "unsure" is the decision)."""
+    margin: float = 1.0
+    """Top-1 minus top-2 probability: small when the model hesitates between two classes."""
 
     @property
     def unknown(self) -> bool:
@@ -81,6 +86,7 @@ class Classifier:
         if threshold is not None and not 0 <= threshold <= 1:
             raise EdgetlError(f"--threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
         content = model_path.read_bytes()
+        self.sha256 = hashlib.sha256(content).hexdigest()  # every kept frame and result can say which model
         info = read_model_info(content, str(model_path))
         self.warnings = [f"{model_path}: {warning}" for warning in info.warnings]  # the commands print them
         self.model = ImageClassifierModel(content, threads=threads, backend=backend, name=str(model_path))
@@ -163,21 +169,13 @@ class Classifier:
         """Top-k and the decision: "unknown" when the OOD score is over its threshold, else (when asked for)
         "unsure" when the top-1 probability is under its class's threshold, else the top class. The one rule
         classify, camera and bench apply."""
-        order = np.argsort(-scores)[:k]
-        labels = [self.labels[i] for i in order]
-        return Prediction(labels, [float(scores[i]) for i in order], self.decision(scores, ood_score), ood_score)
-
-    def decision(self, scores: np.ndarray, ood_score: float | None) -> str:
-        top = int(np.argmax(scores))
+        order = np.argsort(-scores)
+        top, floor = int(order[0]), self.class_thresholds[int(order[0])]
+        under = floor is not None and scores[top] < floor
         if ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold:
-            return UNKNOWN
-        if self.unsure and self.class_thresholds[top] is not None and scores[top] < self.class_thresholds[top]:
-            return UNSURE
-        return self.labels[top]
-
-    def doubts(self, scores: np.ndarray, margin: float) -> bool:
-        """Whether the model doubts a frame it calls a class: top-1 under its class's threshold (shown as
-        "unsure" or not), or within `margin` of the second class."""
-        top, second = np.sort(scores)[::-1][:2] if len(scores) > 1 else (scores[0], 0.0)
-        floor = self.class_thresholds[int(np.argmax(scores))]
-        return bool((floor is not None and top < floor) or top - second < margin)
+            decision = UNKNOWN
+        else:
+            decision = UNSURE if self.unsure and under else self.labels[top]
+        margin = float(scores[top] - scores[order[1]]) if len(order) > 1 else 1.0
+        labels, kept = [self.labels[i] for i in order[:k]], [float(scores[i]) for i in order[:k]]
+        return Prediction(labels, kept, decision, ood_score, bool(under), margin)

@@ -15,6 +15,7 @@ from rich.console import Console
 from edgetl.edge.camera import CameraOptions, Result, ResultLines, RunStats, StopFlag, print_summary, run_camera
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
+from edgetl.edge.keep import Keeper, KeepOptions
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
 from edgetl.rundir import check_results_file
@@ -28,7 +29,14 @@ def default_threads() -> int:
     return camera_threads(os.cpu_count() or 2)
 
 
-def run_live(classifier: Classifier, options: CameraOptions, threads: int, console: Console, err: Console) -> int:
+def run_live(
+    classifier: Classifier,
+    options: CameraOptions,
+    threads: int,
+    console: Console,
+    err: Console,
+    keep: KeepOptions | None = None,
+) -> int:
     """Classify the source until it ends, a limit is reached or a signal stops it.
 
     Returns the exit code: 0; 2 when the source gave no frame at all, 1 when it failed later; 128 + the signal's
@@ -65,11 +73,17 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
         prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
     )
     sink = ResultLines(options.json) if options.json else None
+    keeper = Keeper(keep, classifier, options.source, log=status.print) if keep and keep.keep else None
     stats, stop, last_status = RunStats(), StopFlag(), [0.0]
 
+    def summary() -> dict:
+        return stats.summary(capture, classifier, threads) | ({"keep": keeper.stats.as_dict()} if keeper else {})
+
     def on_result(result: Result, frame: Frame) -> None:
+        if keeper is not None:
+            keeper.offer(result.prediction, frame.image, frame.number)
         if state is not None:
-            state.update(result, frame, {**stats.summary(capture, classifier, threads), "fps": stats.fps})
+            state.update(result, frame, {**summary(), "fps": stats.fps})
         if show and _show_window(frame, result, stats.fps):
             stop.event.set()
         if time.monotonic() - last_status[0] > STATUS_EVERY_S:
@@ -85,6 +99,8 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
             run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
     finally:
         capture.close()
+        if keeper is not None:
+            keeper.close()
         if sink is not None:
             sink.close()
         if state is not None:
@@ -95,7 +111,7 @@ def run_live(classifier: Classifier, options: CameraOptions, threads: int, conso
 
             cv2.destroyAllWindows()
     error = capture.error or (sink.error if sink else None)
-    print_summary(stats.summary(capture, classifier, threads), status, stopped_by=stop.signal, error=error)
+    print_summary(summary(), status, stopped_by=stop.signal, error=error)
     if options.serve and capture.ended:  # not when --duration, --max-frames or a signal ended it
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if stop.signum is not None:

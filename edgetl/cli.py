@@ -19,6 +19,7 @@ from edgetl.demo import DEFAULT_IMAGES_PER_CLASS, SCRATCH_IMAGES_PER_CLASS
 from edgetl.edge.bench import BenchOptions
 from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
+from edgetl.edge.keep import KeepOptions
 from edgetl.errors import EdgetlError
 from edgetl.images import max_pixels
 from edgetl.options import help_of
@@ -255,7 +256,7 @@ def _classifier(model: Path, values: dict[str, Any]):
     return classifier
 
 
-K = CameraOptions
+K, KO = CameraOptions, KeepOptions
 
 
 @app.command()
@@ -284,6 +285,12 @@ def camera(
     input_std: StdOpt = None,
     resize: ResizeOpt = None,
     force: Annotated[bool, opt(K, "force")] = K.force,
+    keep: Annotated[Path | None, opt(KO, "keep")] = KO.keep,
+    keep_interval: Annotated[float, opt(KO, "keep_interval")] = KO.keep_interval,
+    keep_sample: Annotated[float, opt(KO, "keep_sample")] = KO.keep_sample,
+    keep_margin: Annotated[float, opt(KO, "keep_margin")] = KO.keep_margin,
+    keep_max: Annotated[int, opt(KO, "keep_max")] = KO.keep_max,
+    min_free: Annotated[float, opt(KO, "min_free")] = KO.min_free,
 ) -> None:
     """Classify live video: camera, file or stream (no TensorFlow needed).
 
@@ -291,11 +298,11 @@ def camera(
     """
     from edgetl.edge.live import default_threads, run_live
 
-    options = CameraOptions(**pick(CameraOptions, locals()))
+    options, keeping = CameraOptions(**pick(CameraOptions, locals())), KeepOptions(**pick(KeepOptions, locals()))
     threads = threads or default_threads()
     classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
-    code = run_live(classifier, options, threads, console, err_console)
+    code = run_live(classifier, options, threads, console, err_console, keeping)
     if code:
         raise typer.Exit(code)
 

@@ -144,6 +144,20 @@ def beans_run(beans_subset: Path, imagenet_weights: str, tmp_path_factory: pytes
     return train(beans_subset, tmp_path_factory.mktemp("runs") / "beans", config, console=Console(quiet=True))
 
 
+@pytest.fixture(scope="session")
+def beans_int8(beans_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `beans_run` converted to int8: a real model that knows three classes and rejects others."""
+    from rich.console import Console
+
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
+
+    run = copy_run(beans_run, tmp_path_factory.mktemp("open_world") / "beans")
+    options = ConvertOptions(formats=("int8",), calibration_samples=36, repair=False)  # rejection is tested, not repair
+    convert(run, options, console=Console(quiet=True))
+    return run
+
+
 class Process:
     """`edgetl ARGS` in a fresh process, its output read line by line as it comes (for signal tests)."""
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
-from conftest import copy_run, shared_path
+from conftest import shared_path
 from edgetl.metrics import auroc, ece, ece_floor, reliability
 from edgetl.train.open_world import (
     PROTOTYPES_PER_CLASS,
@@ -105,18 +104,6 @@ def test_prototypes_are_the_cluster_centres_of_each_class() -> None:
 
 
 # --- a real model --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def beans_int8(beans_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """conftest's `beans_run` (MobileNetV2 0.35 at 96 px from ImageNet weights on 36 beans photos), in int8."""
-    from edgetl.convert.options import ConvertOptions
-    from edgetl.convert.run import convert
-
-    run = copy_run(beans_run, tmp_path_factory.mktemp("open_world") / "beans")
-    options = ConvertOptions(formats=("int8",), calibration_samples=36, repair=False)  # rejection is tested, not repair
-    convert(run, options, console=Console(quiet=True))
-    return run
 
 
 def test_training_calibrates_and_stores_the_rejection_rule(beans_int8: Path) -> None:

@@ -1,0 +1,133 @@
+"""Photos written into a dataset (or a keep folder) so that nothing is ever lost or overwritten.
+
+Each photo is a JPEG named by its UTC capture time (names sort by time, a counter when two share a
+microsecond), written to a hidden temporary file and then linked under its name — a name that exists is
+never replaced — with the user's umask. A free-space guard refuses to write when the disk is nearly full.
+`collect.jsonl` in the dataset gets one line per photo, written in one append.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import time
+import unicodedata
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.text import printable
+
+COLLECT_LOG = "collect.jsonl"  # in the dataset folder: one line per photo collected or labelled
+MAX_CLASS_NAME = 64  # characters
+MIN_FREE_MB = 256  # the free-space guard's default: the system needs room too (logs, the model's updates)
+QUALITY = 90  # JPEG quality: what training reads back is close to what the camera saw
+
+
+class DiskFull(EdgetlError):
+    """The free-space guard, or the disk itself, refused a photo."""
+
+
+def check_class_name(name: str) -> str:
+    """The class name, normalised (NFC, trimmed), or EdgetlError: it names a folder, so no separators, no
+    `..`, no leading dot, no control characters, at most MAX_CLASS_NAME characters; any letters."""
+    clean = unicodedata.normalize("NFC", name.strip())
+    problem = None
+    if not clean:
+        problem = "is empty"
+    elif len(clean) > MAX_CLASS_NAME:
+        problem = f"is longer than {MAX_CLASS_NAME} characters"
+    elif "/" in clean or "\\" in clean or "\x00" in clean:
+        problem = "contains a path separator"
+    elif clean.startswith("."):
+        problem = "starts with a dot (hidden, or a path like ..)"
+    elif printable(clean) != clean:
+        problem = "contains control characters"
+    if problem:
+        raise EdgetlError(
+            f"The class name {printable(name)!r} {problem}.",
+            "Use a plain name such as 'healthy' or 'bean_rust' (any letters, digits, spaces, _ and -).",
+        )
+    return clean
+
+
+def check_free_space(folder: Path, min_free_mb: float) -> None:
+    free = shutil.disk_usage(folder).free / 1e6
+    if free < min_free_mb:
+        raise DiskFull(
+            f"Only {free:.0f} MB is free on the disk that holds {folder} (the guard keeps {min_free_mb:.0f} MB).",
+            "Free some space, move photos off the device, or lower --min-free.",
+        )
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int = QUALITY, max_side: int | None = None) -> bytes:
+    if max_side and max(bgr.shape[:2]) > max_side:
+        scale = max_side / max(bgr.shape[:2])
+        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise EdgetlError("A frame could not be encoded as JPEG.", "Check the camera's frame format.")
+    return data.tobytes()
+
+
+def time_name(now: float | None = None) -> str:
+    """'20261202T124501.123456Z': UTC, sortable, no characters any file system refuses."""
+    now = time.time() if now is None else now
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def save_new(folder: Path, stem: str, suffix: str, data: bytes, min_free_mb: float = MIN_FREE_MB) -> Path:
+    """Write `data` to folder/stem+suffix, or stem-2, -3 … when taken: atomically, never replacing a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    check_free_space(folder, min_free_mb)
+    temporary = folder / f".{stem}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for attempt in range(1, 1000):
+            path = folder / f"{stem}{'' if attempt == 1 else f'-{attempt}'}{suffix}"
+            if _link_new(temporary, path):
+                return path
+        raise EdgetlError(f"No free name for {stem}{suffix} in {folder}.", "Remove some files.")
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DiskFull(f"The disk that holds {folder} is full.", "Free some space.") from None
+        raise EdgetlError(f"Cannot write in {folder} ({error.strerror or error}).", "Check the folder.") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _link_new(temporary: Path, path: Path) -> bool:
+    """Give the written file its name; False when the name is taken (nothing is overwritten)."""
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if path.exists():  # a file system without hard links (FAT on a USB stick): check, then rename
+            return False
+        os.rename(temporary, path)
+        return True
+
+
+def append_line(path: Path, record: dict) -> None:
+    """One JSON line appended in a single write (a reader never sees half of it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+"""The field loop, part 1: the camera keeps the frames its model doubts; photos go into a dataset safely."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_edge import edge_cli
+
+from conftest import shared_path
+from edgetl.edge.photos import check_class_name, save_new
+from edgetl.edge.similar import NoveltyFilter
+from edgetl.errors import EdgetlError
+
+FRAME = (320, 240)
+
+
+def interleaved_video(path: Path, fps: float, repeats: int) -> list[bool]:
+    """Beans test photos the fixture model never saw, and one photo of another dataset after every two:
+    a third of the scenes are out-of-class. Each photo is held for `repeats` frames. Returns, per frame,
+    whether it shows another dataset."""
+    beans = shared_path("datasets", "beans", "test")
+    inside = [p for folder in sorted(beans.iterdir()) for p in sorted(folder.glob("*.jpg"))[20:30]]
+    flowers = sorted(shared_path("datasets", "flowers").rglob("*.jpg"))[::97]
+    imagenet = sorted(shared_path("datasets", "imagenet-samples", "images").glob("*.jpg"))[::67]
+    outside = [p for pair in zip(flowers, imagenet) for p in pair][: len(inside) // 2]
+    scenes: list[tuple[Path, bool]] = []
+    for i, photo in enumerate(inside):
+        scenes.append((photo, False))
+        if i % 2 == 1 and outside:
+            scenes.append((outside.pop(0), True))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME)
+    truth = []
+    for photo, other in scenes:
+        image = cv2.resize(cv2.imread(str(photo)), FRAME)
+        for _ in range(repeats):
+            writer.write(image)
+            truth.append(other)
+    writer.release()
+    return truth
+
+
+def kept_records(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def test_camera_keeps_mostly_the_out_of_class_frames_once_each(beans_int8: Path, tmp_path: Path) -> None:
+    video = tmp_path / "field.avi"
+    truth = interleaved_video(video, 30, repeats=3)
+    keep = tmp_path / "kept"
+    model = beans_int8 / "model_int8.tflite"
+    result = edge_cli(
+        "camera", str(model), "--source", str(video), "--no-window", "--keep", str(keep),
+        "--keep-interval", "0", "--keep-margin", "0.05", "--json", str(tmp_path / "results.jsonl"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = kept_records(keep)
+    assert records and len(list(keep.glob("*.jpg"))) == len(records)
+    for record in records:
+        image = cv2.imread(str(keep / record["file"]))
+        assert image.shape[:2] == (FRAME[1], FRAME[0]) and record["model_sha256"] and record["labels"]
+        assert record["kept_because"] in ("unknown", "unsure") and record["source"] == str(video)
+    frames = [record["frame"] - 1 for record in records]  # frames count from 1
+    scenes = {frame // 3 for frame in frames}
+    assert len(scenes) == len(frames)  # a photo held for three frames is kept once: near-duplicates skipped
+    share_in_video = np.mean(truth)
+    share_kept = np.mean([truth[frame] for frame in frames])
+    assert share_kept >= 2 * share_in_video and share_kept >= 0.6, (share_kept, share_in_video, records)
+    assert "kept frames" in result.stdout and "near-duplicates" in result.stdout
+    lines = (keep / "kept.jsonl").read_text().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == [record["file"] for record in records]
+
+
+def test_keeping_respects_the_interval_and_the_maximum(beans_int8: Path, tmp_path: Path) -> None:
+    video = tmp_path / "field.avi"
+    interleaved_video(video, 20, repeats=2)  # 0.1 s a scene, played in real time
+    keep = tmp_path / "kept"
+    (keep / "older.jpg").parent.mkdir()
+    (keep / "older.jpg").write_bytes(b"a frame kept by an earlier run, not yet labelled")
+    result = edge_cli(
+        "camera", str(beans_int8 / "model_int8.tflite"), "--source", str(video), "--realtime", "--no-window",
+        "--keep", str(keep), "--keep-interval", "0.5", "--keep-sample", "1", "--keep-max", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    times = sorted(record["time"] for record in kept_records(keep))
+    assert len(times) == 3 and len(list(keep.glob("*.jpg"))) == 4  # the earlier frame counts toward the maximum
+    assert all(later - earlier >= 0.5 for earlier, later in zip(times, times[1:])), times
+    assert "keeping stopped" in result.stdout and "--keep-max" in result.stdout
+    assert (keep / "older.jpg").read_bytes().startswith(b"a frame kept")  # nothing the user had is touched
+
+
+def test_a_still_scene_is_skipped_and_a_new_one_is_not() -> None:
+    rng = np.random.default_rng(0)
+    photo = next(iter(sorted(shared_path("datasets", "flowers").rglob("*.jpg"))))
+    scene = cv2.resize(cv2.imread(str(photo)), (640, 480))
+    novelty = NoveltyFilter()
+    assert novelty.is_new(scene)
+    for _ in range(50):  # sensor noise and a flickering exposure
+        noisy = scene.astype(np.int16) + rng.normal(0, 4, scene.shape).astype(np.int16) + int(rng.integers(-2, 3))
+        assert not novelty.is_new(np.clip(noisy, 0, 255).astype(np.uint8))
+    assert novelty.skipped == 50
+    assert novelty.is_new(np.roll(scene, 80, axis=1))  # the object moved by an eighth of the frame
+
+
+@pytest.mark.parametrize(
+    "name", ["", "  ", "a/b", "..", ".hidden", "x" * 65, "bad\x1b[31m", "back\\slash", "nul\x00"]
+)  # fmt: skip
+def test_hostile_class_names_are_refused_with_one_line(name: str) -> None:
+    with pytest.raises(EdgetlError) as error:
+        check_class_name(name)
+    assert "\n" not in str(error.value) and "\x1b" not in str(error.value)
+
+
+def test_class_names_may_be_any_letters() -> None:
+    assert check_class_name(" Bohnenrost ") == "Bohnenrost"
+    assert check_class_name("豆の病気") == "豆の病気"
+    assert check_class_name("Cafe\u0301") == "Caf\u00e9"  # one spelling on disk (NFC)
+
+
+def test_photos_never_overwrite_and_respect_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        first = save_new(tmp_path, "20261202T120000.000000Z", ".jpg", b"one", min_free_mb=0)
+        second = save_new(tmp_path, "20261202T120000.000000Z", ".jpg", b"two", min_free_mb=0)
+    finally:
+        os.umask(old)
+    assert first.read_bytes() == b"one" and second.read_bytes() == b"two" and first != second
+    assert {p.name for p in tmp_path.iterdir()} == {first.name, second.name}  # no temporary file left
+    assert first.stat().st_mode & 0o777 == 0o640
+
+
+def test_the_free_space_guard_and_a_full_disk_are_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(EdgetlError, match="MB is free .* lower --min-free"):
+        save_new(tmp_path, "photo", ".jpg", b"x", min_free_mb=1e12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_stops_keeping_with_one_line_and_the_camera_goes_on(beans_int8: Path, tmp_path: Path) -> None:
+    import resource
+    import signal
+
+    def full_at_3_kb() -> None:  # RLIMIT_FSIZE: writes past 3 kB fail (EFBIG) as on a full disk, without root
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+
+    video = tmp_path / "field.avi"
+    interleaved_video(video, 30, repeats=1)
+    keep = tmp_path / "kept"
+    result = edge_cli(
+        "camera", str(beans_int8 / "model_int8.tflite"), "--source", str(video), "--no-window",
+        "--keep", str(keep), "--keep-interval", "0", "--keep-sample", "1", preexec_fn=full_at_3_kb,
+    )  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "keeping stopped: The disk that holds" in result.stdout and "is full" in result.stdout
+    assert "median latency ms" in result.stdout  # the camera ran to the end of the video
+    assert list(keep.iterdir()) == []  # no half-written frame, no temporary file
