@@ -42,7 +42,6 @@ from edgetl.metrics import (
     accuracy,
     near_chance,
     near_chance_message,
-    retention_threshold,
     sure_images,
     top1,
 )
@@ -155,7 +154,7 @@ def _open_world_card(content: bytes, source: Source, validation: np.ndarray | No
     if not (card and card.ood and card.ood.retention) or validation is None or not len(validation):
         return card
     scores = tflite_scores(content, validation)
-    return card if scores.ood is None else card.refitted(retention_threshold(scores.ood, card.ood.retention))
+    return card if scores.ood is None else card.refitted(card.ood.refit(scores.ood))
 
 
 def _with_metadata(content: bytes, source: Source, fmt: str, open_world: OpenWorldCard | None) -> bytes:

@@ -178,53 +178,65 @@ class LiveState:
             time.sleep(1 / STREAM_FPS)
 
 
-def _handler(state: LiveState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep the terminal for results
-            pass
+class LiveHandler(BaseHTTPRequestHandler):
+    """What every edgetl page serves: bodies with the security headers, and the shared MJPEG stream."""
+
+    state: LiveState  # set by the subclass a page makes
+
+    def log_message(self, *args) -> None:  # keep the terminal for results
+        pass
+
+    def send_body(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, value: object, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_body(json.dumps(value).encode(), "application/json", status)
+
+    def stream(self) -> None:
+        state = self.state
+        if not state.join():
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, f"At most {state.max_viewers} viewers at once")
+            return
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            last = 0
+            while (encoded := state.next_jpeg(last)) is not None:
+                last, jpeg = encoded
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+        except ConnectionError:
+            return  # the viewer went away
+        finally:
+            state.leave()
+
+
+def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
+    class Handler(LiveHandler):
+        state = live
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path in ("/", "/index.html"):
-                self._send(PAGE.encode(), "text/html; charset=utf-8")
+                self.send_body(PAGE.encode(), "text/html; charset=utf-8")
             elif self.path == "/app.js":
-                self._send(SCRIPT.encode(), "text/javascript; charset=utf-8")
+                self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
             elif self.path.startswith("/stats"):
-                with state.condition:
-                    body = {**state.stats, "result": state.result.as_dict() if state.result else None}
-                self._send(json.dumps(body).encode(), "application/json")
+                with live.condition:
+                    body = {**live.stats, "result": live.result.as_dict() if live.result else None}
+                self.send_json(body)
             elif self.path.startswith("/stream.mjpg"):
-                self._stream()
+                self.stream()
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
-
-        def _send(self, body: bytes, content_type: str) -> None:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _stream(self) -> None:
-            if not state.join():
-                self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, f"At most {state.max_viewers} viewers at once")
-                return
-            try:
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                last = 0
-                while (encoded := state.next_jpeg(last)) is not None:
-                    last, jpeg = encoded
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
-                    self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-            except ConnectionError:
-                return  # the viewer went away
-            finally:
-                state.leave()
 
     return Handler
 
@@ -253,10 +265,13 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def start_server(address: str, state: LiveState) -> ThreadingHTTPServer:
+def start_server(
+    address: str, state: LiveState, handler: type[BaseHTTPRequestHandler] | None = None
+) -> ThreadingHTTPServer:
+    """Serve `handler`'s page (by default the camera's) on HOST:PORT from a background thread."""
     host, port = parse_address(address)
     try:
-        server = _Server((host, port), _handler(state))
+        server = _Server((host, port), handler or _handler(state))
     except socket.gaierror as error:  # before OSError: a name that does not resolve is not a busy port
         raise EdgetlError(
             f"Cannot serve on {host}:{port}: {error.strerror}.", "Give an address of this machine, e.g. 127.0.0.1."

@@ -19,6 +19,7 @@ from edgetl.demo import DEFAULT_IMAGES_PER_CLASS, SCRATCH_IMAGES_PER_CLASS
 from edgetl.edge.bench import BenchOptions
 from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
+from edgetl.edge.collect import CollectOptions
 from edgetl.edge.keep import KeepOptions
 from edgetl.errors import EdgetlError
 from edgetl.images import max_pixels
@@ -303,6 +304,33 @@ def camera(
     classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
     code = run_live(classifier, options, threads, console, err_console, keeping)
+    if code:
+        raise typer.Exit(code)
+
+
+CO = CollectOptions
+
+
+@app.command()
+def collect(
+    data: Annotated[Path, typer.Argument(help="The dataset folder: photos go into DATA/<class>/.")],
+    source: Annotated[str, opt(CO, "source", "--source", "-s")] = CO.source,
+    label: Annotated[str | None, opt(CO, "label")] = CO.label,
+    count: Annotated[int, opt(CO, "count")] = CO.count,
+    interval: Annotated[float, opt(CO, "interval")] = CO.interval,
+    serve: Annotated[str | None, opt(CO, "serve")] = CO.serve,
+    quality: Annotated[int, opt(CO, "quality")] = CO.quality,
+    max_side: Annotated[int | None, opt(CO, "max_side")] = CO.max_side,
+    min_free: Annotated[float, opt(CO, "min_free")] = CO.min_free,
+) -> None:
+    """Take training photos with the device's own camera (no TensorFlow needed).
+
+    Example: [bold]edgetl collect beans --source 0 --label healthy --count 20 --interval 0.5[/], or
+    [bold]edgetl collect beans --serve 127.0.0.1:8080[/] for a page with one button per class.
+    """
+    from edgetl.edge.collect import run_collect
+
+    code = run_collect(data, CollectOptions(**pick(CollectOptions, locals())), console)
     if code:
         raise typer.Exit(code)
 

@@ -9,6 +9,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
+from edgetl.metrics import retention_threshold
+
 
 @dataclass(frozen=True)
 class OODRule:
@@ -22,10 +26,22 @@ class OODRule:
     """Prototypes the score compares with (k-means centres of the training features)."""
     float_threshold: float | None = None
     """In a converted file: the float model's threshold, before it was refitted to this file's scores."""
+    headroom: float | None = None
+    """The threshold is this many times the score `retention` of validation stays under (None: 1, as in 0.2)."""
+
+    @classmethod
+    def fit(cls, validation: np.ndarray, retention: float, headroom: float, **fields: Any) -> OODRule:
+        """The rule whose threshold keeps `retention` of these in-class scores, times `headroom`."""
+        threshold = headroom * retention_threshold(validation, retention)
+        return cls(threshold, retention=retention, headroom=headroom, **fields)
+
+    def refit(self, validation: np.ndarray) -> float:
+        """This rule's threshold for another model's scores of the same images (a converted file's)."""
+        return (self.headroom or 1.0) * retention_threshold(validation, self.retention)
 
     def to_json(self) -> dict[str, Any]:
         fields = {"method": self.method, "threshold": self.threshold, "retention": self.retention}
-        fields |= {"prototypes": self.prototypes, "float_threshold": self.float_threshold}
+        fields |= {"prototypes": self.prototypes, "float_threshold": self.float_threshold, "headroom": self.headroom}
         return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -81,15 +97,15 @@ def _ood_rule(value: object) -> OODRule | None:
     if not isinstance(value, dict) or not _is_number(value.get("threshold")):
         raise ValueError("the OOD threshold is not a number")
     optional = {"retention": (0.0, 1.0), "prototypes": (0, math.inf), "float_threshold": (-math.inf, math.inf)}
+    optional["headroom"] = (1.0, 100.0)
     for key, (low, high) in optional.items():
         if value.get(key) is not None and not _is_number(value[key], low, high):
             raise ValueError(f"the OOD rule's {key} {value[key]!r} is not a number in range")
     method = value.get("method", "nearest-prototype")
     if not isinstance(method, str):
         raise ValueError(f"the OOD method {method!r} is not a name")
-    return OODRule(
-        value["threshold"], method, value.get("retention"), value.get("prototypes"), value.get("float_threshold")
-    )
+    fields = {key: value.get(key) for key in optional}
+    return OODRule(value["threshold"], method, **fields)
 
 
 def _is_number(value: object, low: float = -math.inf, high: float = math.inf) -> bool:

@@ -158,3 +158,115 @@ def test_a_full_disk_stops_keeping_with_one_line_and_the_camera_goes_on(beans_in
     assert "keeping stopped: The disk that holds" in result.stdout and "is full" in result.stdout
     assert "median latency ms" in result.stdout  # the camera ran to the end of the video
     assert list(keep.iterdir()) == []  # no half-written frame, no temporary file
+
+
+# --- collect ---------------------------------------------------------------------------------------------------------
+
+
+def scenes_video(path: Path, seconds: float, still: bool = False, fps: float = 30) -> Path:
+    """Beans photos, a new one every 0.1 s (or the same photo throughout, with sensor noise, when `still`)."""
+    photos = sorted(shared_path("datasets", "beans", "validation").rglob("*.jpg"))
+    rng = np.random.default_rng(1)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME)
+    for i in range(int(seconds * fps)):
+        image = cv2.resize(cv2.imread(str(photos[0 if still else (i // 3) % len(photos)])), FRAME)
+        noise = rng.normal(0, 3, image.shape) if still else 0
+        writer.write(np.clip(image + noise, 0, 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
+def test_collect_takes_a_burst_into_the_class_folder_and_logs_each_photo(tmp_path: Path) -> None:
+    video, data = scenes_video(tmp_path / "scenes.avi", 4), tmp_path / "data"
+    (data / "healthy").mkdir(parents=True)
+    (data / "healthy" / "mine.jpg").write_bytes(b"the user's photo")
+    done = edge_cli("collect", str(data), "--source", str(video), "--label", "healthy", "--count", "5",
+                    "--interval", "0.3", "--max-side", "160")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    photos = sorted((data / "healthy").glob("2*.jpg"))
+    assert len(photos) == 5 and (data / "healthy" / "mine.jpg").read_bytes() == b"the user's photo"
+    assert all(max(cv2.imread(str(p)).shape[:2]) == 160 for p in photos)
+    lines = [json.loads(line) for line in (data / "collect.jsonl").read_text().splitlines()]
+    assert [line["file"] for line in lines] == [f"healthy/{p.name}" for p in photos]  # names sort by time
+    assert all(line["class"] == "healthy" and line["source"] == str(video) and line["width"] == 160 for line in lines)
+    assert "5 photo(s) written, 0 near-duplicate(s) skipped" in done.stdout
+
+
+def test_a_burst_of_a_still_scene_gives_one_photo(tmp_path: Path) -> None:
+    video, data = scenes_video(tmp_path / "still.avi", 3, still=True), tmp_path / "data"
+    done = edge_cli("collect", str(data), "--source", str(video), "--label", "Bohnenrost", "--count", "6",
+                    "--interval", "0.2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(list((data / "Bohnenrost").glob("*.jpg"))) == 1
+    assert "1 photo(s) written, 5 near-duplicate(s) skipped" in done.stdout
+
+
+def test_collect_refuses_hostile_class_names_with_one_line(tmp_path: Path) -> None:
+    done = edge_cli("collect", str(tmp_path / "data"), "--source", "0", "--label", "../../etc")
+    assert done.returncode == 2 and "path separator" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+class ServedPage:
+    """`edgetl ARGS --serve 127.0.0.1:0` in its own process, stopped by SIGTERM on exit."""
+
+    def __init__(self, *args: str) -> None:
+        import subprocess
+        import sys
+
+        from test_edge import BLOCK_TF
+
+        code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, *args, "--serve", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        line = self.process.stdout.readline()
+        assert "Serving http://127.0.0.1:" in line, line + self.process.stderr.read()
+        self.url = line.split("Serving ")[1].split()[0]
+
+    def __enter__(self) -> ServedPage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)
+        self.stdout, self.stderr = self.process.communicate(timeout=30)
+
+
+def browser_page(playwright):
+    from test_edge import _chromium
+
+    browser = playwright.chromium.launch(executable_path=_chromium()[0], args=["--no-sandbox"])
+    return browser, browser.new_page()
+
+
+def test_collect_page_in_headless_chromium_takes_photos_per_class(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    video, data = scenes_video(tmp_path / "scenes.avi", 30, fps=10), tmp_path / "data"
+    (data / "healthy").mkdir(parents=True)
+    with ServedPage("collect", str(data), "--source", str(video)) as served, sync_playwright() as playwright:
+        browser, page = browser_page(playwright)
+        page.goto(served.url)
+        page.fill("#count", "3")
+        page.fill("#interval", "0.2")
+        page.click("button[data-label='healthy']")  # one button per class folder already in DATA
+        expect(page.locator("button[data-label='healthy']")).to_have_text("1 · healthy (3)", timeout=15000)
+        page.fill("#new-class", "<b>rust")  # a class name is text, never markup
+        page.click("#add")
+        expect(page.locator("button[data-label='<b>rust']")).to_be_visible()
+        page.keyboard.press("1")  # by its key: "<b>rust" sorts before "healthy"
+        expect(page.locator("button[data-label='<b>rust']")).to_have_text("1 · <b>rust (3)", timeout=15000)
+        expect(page.locator("#recent img")).to_have_count(6)
+        page.fill("#new-class", "../etc")
+        page.click("#add")
+        expect(page.locator("#status")).to_contain_text("path separator")
+        assert page.evaluate("document.querySelectorAll('#classes b').length") == 0
+        assert page.evaluate("document.getElementById('video').naturalWidth") == FRAME[0]  # the live stream
+        browser.close()
+    assert len(list((data / "healthy").glob("*.jpg"))) == 3 and len(list((data / "<b>rust").glob("*.jpg"))) == 3
+    assert not (tmp_path / "etc").exists()
+    lines = (data / "collect.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["source"] == str(video) for line in lines)

@@ -12,6 +12,7 @@ import pytest
 from conftest import shared_path
 from edgetl.metrics import auroc, ece, ece_floor, reliability
 from edgetl.train.open_world import (
+    HEADROOM,
     PROTOTYPES_PER_CLASS,
     RETENTION,
     Prototypes,
@@ -103,6 +104,19 @@ def test_prototypes_are_the_cluster_centres_of_each_class() -> None:
     assert fit.score(-points[:5]).min() > 0.7  # the opposite direction: far from every prototype
 
 
+def test_the_ood_threshold_has_headroom_over_validation_and_old_cards_read_as_before() -> None:
+    from edgetl.open_world_card import OODRule, OpenWorldCard
+
+    scores = np.linspace(0, 1, 101)
+    rule = OODRule.fit(scores, 0.99, 1.25, prototypes=64)
+    assert rule.threshold == pytest.approx(1.25 * 0.99) and rule.refit(scores / 2) == pytest.approx(1.25 * 0.495)
+    assert OpenWorldCard.from_json(OpenWorldCard(ood=rule).to_json()).ood == rule
+    old = OpenWorldCard.from_json({"ood": {"threshold": 0.3, "retention": 0.96}}).ood  # an edgetl 0.2 card
+    assert old.headroom is None and old.refit(scores) == pytest.approx(0.96)  # refitted as it always was
+    with pytest.raises(ValueError, match="headroom"):
+        OpenWorldCard.from_json({"ood": {"threshold": 0.3, "headroom": -1}})
+
+
 # --- a real model --------------------------------------------------------------------------------------------------
 
 
@@ -113,6 +127,7 @@ def test_training_calibrates_and_stores_the_rejection_rule(beans_int8: Path) -> 
         card["temperature"] > 0
         and card["ood"]["method"] == "nearest-prototype"
         and card["ood"]["retention"] == RETENTION
+        and card["ood"]["headroom"] == HEADROOM
     )
     assert len(card["class_thresholds"]) == 3
     calibration = json.loads((beans_int8 / "metrics.json").read_text())["validation"]["calibration"]

@@ -1,0 +1,190 @@
+"""`edgetl collect DATA --source S`: training photos from the device's own camera, into DATA/<class>/.
+
+Its lens, its light, its angle, its background: the photos that make a camera classifier good. Headless
+(`--label CLASS --count N --interval S`) it takes a burst and exits; with `--serve` a page shows the live
+video, one button per class, and takes bursts on request (edge/collect_page.py). A shot that nearly repeats
+the previous photo is skipped (edge/similar.py), so a burst of a still scene gives one photo, not fifty.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.edge.capture import Capture, Frame, SourceSpec
+from edgetl.edge.photos import (
+    COLLECT_LOG,
+    MIN_FREE_MB,
+    QUALITY,
+    append_line,
+    check_class_name,
+    encode_jpeg,
+    save_new,
+    time_name,
+)
+from edgetl.edge.similar import NoveltyFilter
+from edgetl.errors import EdgetlError
+from edgetl.images import IMAGE_SUFFIXES
+from edgetl.options import setting
+
+RECENT = 8  # thumbnails of the last photos the page shows
+
+
+@dataclass
+class CollectOptions:
+    """What `edgetl collect` can be told, each default stated once (the CLI shows them)."""
+
+    source: str = setting("0", "Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2.")
+    label: str | None = setting(None, "Headless: the class to photograph (a folder in DATA, made if new).")
+    count: int = setting(10, "Shots per burst.")
+    interval: float = setting(1.0, "Seconds between the shots of a burst.")
+    serve: str | None = setting(None, "Serve the collecting page on HOST:PORT (e.g. 127.0.0.1:8080).")
+    quality: int = setting(QUALITY, "JPEG quality (1–100).")
+    max_side: int | None = setting(None, "Scale photos down to this many pixels on their longer side (default: full).")
+    min_free: float = setting(MIN_FREE_MB, "Write no photo when the disk has less than this many MB free.")
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.interval < 0 or not 1 <= self.quality <= 100 or self.min_free < 0:
+            raise EdgetlError(
+                "--count must be ≥ 1, --interval and --min-free ≥ 0, --quality from 1 to 100.",
+                "Example: --label healthy --count 20 --interval 0.5",
+            )
+        if self.max_side is not None and self.max_side < 32:
+            raise EdgetlError(f"--max-side {self.max_side} is too small.", "Use 224 or more, or leave it out.")
+        if (self.label is None) == (self.serve is None):
+            raise EdgetlError("Pass --label CLASS (headless) or --serve HOST:PORT (a page).", "One of the two.")
+        if self.label is not None:
+            self.label = check_class_name(self.label)
+
+
+@dataclass
+class Shot:
+    label: str
+    path: Path | None  # None: a near-duplicate of the previous photo, not written
+    thumbnail_jpeg: bytes = b""
+
+
+@dataclass
+class Collector:
+    """Photos into DATA/<class>/, one line each in DATA/collect.jsonl; near-duplicates skipped."""
+
+    data: Path
+    options: CollectOptions
+    skipped: int = 0
+    written: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))  # (label, file name, thumbnail JPEG)
+    _novelty: NoveltyFilter = field(default_factory=NoveltyFilter)
+    _label: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def counts(self) -> dict[str, int]:
+        """Photos per class folder (hidden folders left out), for the page and the summary."""
+        if not self.data.is_dir():
+            return {}
+        return {
+            folder.name: sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for folder in sorted(self.data.iterdir())
+            if folder.is_dir() and not folder.name.startswith(".")
+        }
+
+    def take(self, image: np.ndarray, label: str, frame: int) -> Shot:
+        """Write the frame as a photo of `label`, unless it nearly repeats the previous photo of that class."""
+        label = check_class_name(label)
+        with self._lock:  # the page may ask for two bursts at once: one shot at a time
+            if label != self._label:
+                self._novelty, self._label = NoveltyFilter(), label  # a new class starts afresh
+            if not self._novelty.is_new(image):
+                self.skipped += 1
+                return Shot(label, None)
+            now = time.time()
+            jpeg = encode_jpeg(image, self.options.quality, self.options.max_side)
+            path = save_new(self.data / label, time_name(now), ".jpg", jpeg, self.options.min_free)
+            record = {
+                "file": f"{label}/{path.name}",
+                "class": label,
+                "time": round(now, 3),
+                "source": self.options.source,
+            }
+            append_line(self.data / COLLECT_LOG, record | _resolution(image, self.options.max_side) | {"frame": frame})
+            self.written += 1
+            small = encode_jpeg(image, 80, 160)
+            self.recent.appendleft((label, path.name, small))
+            return Shot(label, path, small)
+
+
+def _resolution(image: np.ndarray, max_side: int | None) -> dict[str, int]:
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width)) if max_side else 1.0
+    return {"width": max(1, round(width * scale)), "height": max(1, round(height * scale))}
+
+
+def burst(collector: Collector, next_frame: Callable[[], Frame | None], label: str, count: int, interval: float,
+          stop: threading.Event, on_shot: Callable[[Shot], None] | None = None) -> int:  # fmt: skip
+    """`count` shots of `label`, one every `interval` seconds from the newest frame; the number written."""
+    written, due = 0, time.monotonic()
+    for _ in range(count):
+        while not stop.is_set() and time.monotonic() < due:
+            time.sleep(min(0.05, max(due - time.monotonic(), 0)))
+        frame = None if stop.is_set() else next_frame()
+        if frame is None:
+            break
+        due = time.monotonic() + interval
+        shot = collector.take(frame.image, label, frame.number)
+        written += shot.path is not None
+        if on_shot is not None:
+            on_shot(shot)
+    return written
+
+
+def newest_frames(capture: Capture, stop: threading.Event) -> Callable[[], Frame | None]:
+    """A frame newer than the last one taken, or None once the source has ended or `stop` is set."""
+
+    def next_frame() -> Frame | None:
+        while not stop.is_set() and not capture.finished:
+            if (frame := capture.latest(timeout=0.5)) is not None:
+                return frame
+        return None
+
+    return next_frame
+
+
+def run_collect(data: Path, options: CollectOptions, console) -> int:
+    """Collect until the burst is done (headless) or a signal stops the page; returns the exit code."""
+    from edgetl.edge.camera import StopFlag
+    from edgetl.text import for_console
+
+    data.mkdir(parents=True, exist_ok=True)
+    collector = Collector(data, options)
+    capture = Capture(SourceSpec(options.source), realtime=True)  # a file plays like a camera
+    stop = StopFlag()
+    try:
+        with stop:
+            if options.serve:
+                from edgetl.edge.collect_page import serve_collect
+
+                serve_collect(collector, capture, options.serve, stop.event, console)
+            else:
+
+                def said(shot: Shot) -> None:
+                    what = shot.path.name if shot.path else "skipped: nearly the same as the previous photo"
+                    console.print(f"{for_console(shot.label)}: {what}")
+
+                frames = newest_frames(capture, stop.event)
+                burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
+    finally:
+        capture.close()
+    held = ", ".join(f"{for_console(name)} {n}" for name, n in collector.counts().items())
+    console.print(
+        f"{collector.written} photo(s) written, {collector.skipped} near-duplicate(s) skipped; {data} holds: {held}."
+    )
+    if capture.error:
+        console.print(f"[bold red]error:[/] {for_console(capture.error)}")
+    if stop.signum is not None:
+        return 128 + stop.signum
+    return (2 if capture.stats.captured == 0 else 1) if capture.error else 0

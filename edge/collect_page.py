@@ -1,0 +1,229 @@
+"""`edgetl collect --serve`: the live video, one button per class, bursts on request, counts and thumbnails.
+
+The same machinery as `camera --serve` (edge/serve.py): one paced MJPEG stream shared by every viewer, the
+security headers, text from data entering the page as text nodes only. Requests that change something
+(POST /take, POST /class) must be JSON: a page on another site cannot send that to this server without the
+browser asking first (a CORS preflight), which this server never grants.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http import HTTPStatus
+
+from edgetl.edge.capture import Capture, Frame
+from edgetl.edge.collect import Collector, burst
+from edgetl.edge.photos import check_class_name
+from edgetl.edge.serve import LiveHandler, LiveState, is_loopback, start_server
+from edgetl.errors import EdgetlError
+from edgetl.text import for_console
+
+MAX_BODY = 4096  # bytes of a POST: a class name and two numbers
+MAX_BURST = 500  # shots one request may ask for
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgetl collect</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #111; color: #eee; }
+img { max-width: 100%; border: 1px solid #444; } #recent img { width: 120px; margin: 0 .3rem .3rem 0; }
+button { font-size: 1.1rem; margin: 0 .4rem .4rem 0; padding: .3rem .8rem; }
+input { width: 5rem; } #new-class { width: 12rem; } .error { color: #f66; }
+</style></head>
+<body>
+<h1>edgetl collect</h1>
+<img id="video" alt="live video">
+<p>Burst: <input id="count" type="number" min="1" max="500" value="10"> photos, one every
+<input id="interval" type="number" min="0" step="0.1" value="1"> s. Keys 1–9: that class; space: the last one.</p>
+<div id="classes"></div>
+<p><input id="new-class" placeholder="new class" maxlength="64"> <button id="add">Add class</button></p>
+<p id="status"></p>
+<div id="recent"></div>
+<script src="/collect.js"></script>
+</body></html>
+"""
+
+SCRIPT = """window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
+let classes = [], last = null, shown = -1;
+async function post(path, body) {
+  const response = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                      body: JSON.stringify(body)});
+  const answer = await response.json();
+  const status = document.getElementById("status");
+  status.className = response.ok ? "" : "error";
+  status.textContent = answer.message;
+  return response.ok;
+}
+function take(label) {
+  last = label;
+  post("/take", {label, count: Number(document.getElementById("count").value),
+                 interval: Number(document.getElementById("interval").value)});
+}
+document.getElementById("add").addEventListener("click", async () => {
+  const field = document.getElementById("new-class");
+  if (await post("/class", {label: field.value})) { field.value = ""; refresh(); }
+});
+document.addEventListener("keydown", (event) => {
+  if (event.target.tagName === "INPUT") return;
+  if (event.key >= "1" && event.key <= "9" && classes[Number(event.key) - 1]) take(classes[Number(event.key) - 1]);
+  if (event.key === " " && last !== null) { event.preventDefault(); take(last); }
+});
+function show(state) {
+  classes = Object.keys(state.classes);
+  const buttons = classes.map((name, i) => {
+    const button = document.createElement("button");
+    button.textContent = `${i < 9 ? (i + 1) + " · " : ""}${name} (${state.classes[name]})`;
+    button.dataset.label = name;
+    button.addEventListener("click", () => take(name));
+    return button;
+  });
+  document.getElementById("classes").replaceChildren(...buttons);
+  const busy = state.busy ? `taking ${state.busy}… · ` : "";
+  const error = state.error ? ` · ${state.error}` : "";
+  if (!document.getElementById("status").className)
+    document.getElementById("status").textContent =
+      `${busy}${state.written} written · ${state.skipped} skipped as near-duplicates${error}`;
+  if (state.written !== shown) {
+    shown = state.written;
+    document.getElementById("recent").replaceChildren(...state.recent.map((photo, i) => {
+      const image = document.createElement("img");
+      image.src = `/thumb/${i}?v=${state.written}`;
+      image.alt = image.title = `${photo.label}/${photo.file}`;
+      return image;
+    }));
+  }
+}
+async function refresh() {
+  try { show(await (await fetch("/state", {cache: "no-store"})).json()); }
+  catch (e) { document.getElementById("status").textContent = "connection lost, retrying…"; }
+}
+setInterval(refresh, 500);
+refresh();
+"""
+
+
+class Bursts:
+    """One burst at a time, in its own thread, from the newest frame the page's loop has seen."""
+
+    def __init__(self, collector: Collector, stop: threading.Event) -> None:
+        self.collector, self.stop = collector, stop
+        self.condition = threading.Condition()
+        self.frame: Frame | None = None
+        self.busy: str | None = None  # the class being photographed
+        self.error: str | None = None
+
+    def show(self, frame: Frame) -> None:
+        with self.condition:
+            self.frame = frame
+            self.condition.notify_all()
+
+    def next_frame(self) -> Frame | None:
+        """A frame newer than the last one shot (waits for it), or None when stopping."""
+        with self.condition:
+            seen = self.frame.number if self.frame else 0
+            self.condition.wait_for(lambda: self.stop.is_set() or (self.frame and self.frame.number > seen), 5)
+            return None if self.stop.is_set() else self.frame
+
+    def start(self, label: str, count: int, interval: float) -> bool:
+        with self.condition:
+            if self.busy:
+                return False
+            self.busy, self.error = label, None
+        threading.Thread(target=self._run, args=(label, count, interval), daemon=True).start()
+        return True
+
+    def _run(self, label: str, count: int, interval: float) -> None:
+        try:
+            burst(self.collector, self.next_frame, label, count, interval, self.stop)
+        except EdgetlError as error:  # a full disk: the page says so, the video goes on
+            self.error = str(error)
+        finally:
+            self.busy = None
+
+
+def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[LiveHandler]:
+    class Handler(LiveHandler):
+        state = live
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?")[0]
+            if path in ("/", "/index.html"):
+                self.send_body(PAGE.encode(), "text/html; charset=utf-8")
+            elif path == "/collect.js":
+                self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
+            elif path == "/state":
+                recent = [{"label": label, "file": name} for label, name, _ in collector.recent]
+                fields = {"written": collector.written, "skipped": collector.skipped, "recent": recent}
+                self.send_json({"classes": collector.counts(), **fields, "busy": bursts.busy, "error": bursts.error})
+            elif path.startswith("/thumb/") and path[7:].isdigit() and int(path[7:]) < len(collector.recent):
+                self.send_body(list(collector.recent)[int(path[7:])][2], "image/jpeg")
+            elif path == "/stream.mjpg":
+                self.stream()
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+
+        def do_POST(self) -> None:  # noqa: N802
+            request = self._json()
+            if request is None:
+                return
+            try:
+                label = check_class_name(str(request.get("label", "")))
+                if self.path == "/class":
+                    (collector.data / label).mkdir(exist_ok=True)
+                    self.send_json({"message": f"class {label} added"})
+                elif self.path == "/take":
+                    count, interval = int(request.get("count", 10)), float(request.get("interval", 1.0))
+                    if not 1 <= count <= MAX_BURST or not 0 <= interval <= 3600:
+                        raise EdgetlError(f"A burst is 1 to {MAX_BURST} photos, 0 to 3600 s apart.")
+                    if not bursts.start(label, count, interval):
+                        self.send_json({"message": f"still taking {bursts.busy}"}, HTTPStatus.CONFLICT)
+                        return
+                    self.send_json({"message": f"taking {count} of {label}"}, HTTPStatus.ACCEPTED)
+                else:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+            except (EdgetlError, ValueError, TypeError) as error:
+                self.send_json({"message": str(error)}, HTTPStatus.BAD_REQUEST)
+
+        def _json(self) -> dict | None:
+            """The request's JSON object, or None after answering why not (wrong type, too large, not JSON)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            if self.headers.get_content_type() != "application/json" or not 0 < length <= MAX_BODY:
+                self.send_json({"message": f"send a JSON object of at most {MAX_BODY} bytes"}, HTTPStatus.BAD_REQUEST)
+                return None
+            try:
+                value = json.loads(self.rfile.read(length))
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                self.send_json({"message": "the body is not a JSON object"}, HTTPStatus.BAD_REQUEST)
+                return None
+            return value
+
+    return Handler
+
+
+def serve_collect(collector: Collector, capture: Capture, address: str, stop: threading.Event, console) -> None:
+    """Serve the page and feed it frames until the source ends or `stop` is set."""
+    live, bursts = LiveState(), Bursts(collector, stop)
+    server = start_server(address, live, _handler(live, collector, bursts))
+    host, port = server.server_address[:2]
+    console.print(f"Serving http://{host}:{port}/ (collecting into {for_console(str(collector.data))})")
+    if not is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no authentication: "
+            "anyone who can reach it sees the camera and can take photos. Prefer 127.0.0.1 and an SSH tunnel."
+        )
+    shown, started = 0, time.monotonic()
+    try:
+        while not stop.is_set() and not capture.finished:
+            frame = capture.latest(timeout=0.5)
+            if frame is not None:
+                shown += 1
+                bursts.show(frame)
+                live.update(None, frame, {"fps": shown / max(time.monotonic() - started, 1e-9)})
+    finally:
+        stop.set()
+        live.close()
+        server.shutdown()
