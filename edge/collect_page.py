@@ -8,7 +8,6 @@ browser asking first (a CORS preflight), which this server never grants.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from http import HTTPStatus
@@ -165,7 +164,7 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
                 self.send_error(HTTPStatus.NOT_FOUND)
 
         def do_POST(self) -> None:  # noqa: N802
-            request = self._json()
+            request = self.json_body(MAX_BODY)
             if request is None:
                 return
             try:
@@ -185,21 +184,6 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
                     self.send_error(HTTPStatus.NOT_FOUND)
             except (EdgetlError, ValueError, TypeError) as error:
                 self.send_json({"message": str(error)}, HTTPStatus.BAD_REQUEST)
-
-        def _json(self) -> dict | None:
-            """The request's JSON object, or None after answering why not (wrong type, too large, not JSON)."""
-            length = int(self.headers.get("Content-Length") or 0)
-            if self.headers.get_content_type() != "application/json" or not 0 < length <= MAX_BODY:
-                self.send_json({"message": f"send a JSON object of at most {MAX_BODY} bytes"}, HTTPStatus.BAD_REQUEST)
-                return None
-            try:
-                value = json.loads(self.rfile.read(length))
-            except ValueError:
-                value = None
-            if not isinstance(value, dict):
-                self.send_json({"message": "the body is not a JSON object"}, HTTPStatus.BAD_REQUEST)
-                return None
-            return value
 
     return Handler
 

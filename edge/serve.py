@@ -199,6 +199,22 @@ class LiveHandler(BaseHTTPRequestHandler):
     def send_json(self, value: object, status: HTTPStatus = HTTPStatus.OK) -> None:
         self.send_body(json.dumps(value).encode(), "application/json", status)
 
+    def json_body(self, limit: int) -> dict | None:
+        """A POST's JSON object, or None after answering why not. JSON only: no other site's page can send
+        that here without a CORS preflight, which no edgetl page grants."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if self.headers.get_content_type() != "application/json" or not 0 < length <= limit:
+            self.send_json({"message": f"send a JSON object of at most {limit} bytes"}, HTTPStatus.BAD_REQUEST)
+            return None
+        try:
+            value = json.loads(self.rfile.read(length))
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            self.send_json({"message": "the body is not a JSON object"}, HTTPStatus.BAD_REQUEST)
+            return None
+        return value
+
     def stream(self) -> None:
         state = self.state
         if not state.join():
@@ -266,9 +282,9 @@ class _Server(ThreadingHTTPServer):
 
 
 def start_server(
-    address: str, state: LiveState, handler: type[BaseHTTPRequestHandler] | None = None
+    address: str, state: LiveState | None, handler: type[BaseHTTPRequestHandler] | None = None
 ) -> ThreadingHTTPServer:
-    """Serve `handler`'s page (by default the camera's) on HOST:PORT from a background thread."""
+    """Serve `handler`'s page (by default the camera's, showing `state`) on HOST:PORT from a background thread."""
     host, port = parse_address(address)
     try:
         server = _Server((host, port), handler or _handler(state))

@@ -336,6 +336,23 @@ def collect(
 
 
 @app.command()
+def label(
+    folder: Annotated[Path, typer.Argument(help="The photos to label: a `camera --keep` folder, or any.")],
+    data: Annotated[Path, typer.Option(help="The dataset: labelled photos move into DATA/<class>/.")],
+    serve: Annotated[str, typer.Option(help="The page's HOST:PORT.")] = "127.0.0.1:8080",
+) -> None:
+    """Label photos in a browser, most doubtful first: they move into DATA/<class>/ (no TensorFlow needed).
+
+    Example: [bold]edgetl label kept/ --data beans[/], then open http://127.0.0.1:8080/ (keys 1–9, x, u, s).
+    """
+    from edgetl.edge.label_page import run_label
+
+    code = run_label(folder, data, serve, console)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def bench(
     sources: Annotated[list[Path] | None, typer.Argument(help="A run directory, or .tflite files.")] = None,
     data: Annotated[Path | None, typer.Option(help="Images in class folders (default: the test split).")] = None,

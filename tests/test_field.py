@@ -270,3 +270,110 @@ def test_collect_page_in_headless_chromium_takes_photos_per_class(tmp_path: Path
     assert not (tmp_path / "etc").exists()
     lines = (data / "collect.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all(json.loads(line)["source"] == str(video) for line in lines)
+
+
+# --- label -----------------------------------------------------------------------------------------------------------
+
+
+def kept_folder(folder: Path, count: int) -> list[str]:
+    """`count` frames as `camera --keep` writes them (JPEG + sidecar): one unknown (the most doubtful), the
+    rest unsure with growing margins, so the page's order is known. Returns the names in that order."""
+    photos = sorted(shared_path("datasets", "beans", "validation").rglob("*.jpg"))
+    folder.mkdir(parents=True)
+    names = []
+    for i in range(count):
+        name = f"20261202T1200{i:02d}.000000Z.jpg"
+        (folder / name).write_bytes(photos[i].read_bytes())
+        why = "unknown" if i == count - 1 else "unsure"
+        guess = {"labels": ["healthy", "bean_rust"], "scores": [0.5, 0.4], "ood_score": 0.9, "margin": 0.01 * i}
+        sidecar = {"file": name, "kept_because": why, "decision": why if why == "unknown" else "healthy", **guess}
+        (folder / name).with_suffix(".json").write_text(json.dumps(sidecar))
+        names.append(name)
+    return [names[-1], *names[:-1]]
+
+
+def test_label_page_in_headless_chromium_files_discards_and_undoes(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    kept, data = tmp_path / "kept", tmp_path / "data"
+    order = kept_folder(kept, 5)
+    for name in ("bean_rust", "healthy"):
+        (data / name).mkdir(parents=True)
+    with ServedPage("label", str(kept), "--data", str(data)) as served, sync_playwright() as playwright:
+        browser, page = browser_page(playwright)
+        page.goto(served.url)
+        expect(page.locator("#why")).to_contain_text(f"{order[0]} · unknown")  # the most doubtful first
+        expect(page.locator("#guesses")).to_contain_text("healthy")
+        page.keyboard.press("2")  # healthy
+        expect(page.locator("#why")).to_contain_text(order[1])
+        page.keyboard.press("x")
+        expect(page.locator("#why")).to_contain_text(order[2])
+        page.click(f"#next img[alt='{order[3]}']")  # select a similar frame: labelled together
+        page.keyboard.press("1")  # bean_rust
+        expect(page.locator("#why")).to_contain_text(order[4])
+        page.keyboard.press("u")  # undo: the last filed photo comes back
+        expect(page.locator("#status")).to_contain_text("2 waiting")
+        page.fill("#new-class", "../x")
+        page.click("#add")
+        expect(page.locator("#status")).to_contain_text("path separator")
+        browser.close()
+    assert [p.name for p in (data / "healthy").iterdir()] == [order[0]]
+    assert [p.name for p in (kept / "discarded").iterdir()] == [order[1]]
+    assert [p.name for p in (data / "bean_rust").iterdir()] == [order[2]]  # order[3]'s filing was undone
+    assert {p.name for p in kept.glob("*.jpg")} == {order[3], order[4]}
+    log = [json.loads(line) for line in (data / "collect.jsonl").read_text().splitlines()]
+    assert [(line["class"], line.get("undone", False)) for line in log] == [
+        ("healthy", False), ("bean_rust", False), ("bean_rust", False), ("bean_rust", True)
+    ]  # fmt: skip
+    assert log[0]["model_decision"] == "unknown"
+
+
+def test_a_killed_label_server_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    import contextlib
+    import signal
+    import threading
+    import time
+    import urllib.request
+
+    kept, data = tmp_path / "kept", tmp_path / "data"
+    names = kept_folder(kept, 40)
+    contents = {(kept / name).read_bytes() for name in names}
+    served = ServedPage("label", str(kept), "--data", str(data))
+
+    def post(path: str, body: dict) -> None:
+        request = urllib.request.Request(served.url + path.lstrip("/"), json.dumps(body).encode(), method="POST")
+        request.add_header("Content-Type", "application/json")
+        with contextlib.suppress(OSError):  # refused once the server is killed
+            urllib.request.urlopen(request, timeout=5).read()
+
+    def file_all() -> None:
+        for i, name in enumerate(names):
+            post("/label" if i % 3 else "/discard", {"label": f"class{i % 2}", "files": [name]})
+            if i % 5 == 4:
+                post("/undo", {})
+
+    worker = threading.Thread(target=file_all)
+    worker.start()
+    time.sleep(0.3)
+    served.process.send_signal(signal.SIGKILL)  # no clean-up at all, at whatever step it was
+    served.process.communicate(timeout=30)
+    worker.join(timeout=60)
+    restarted = ServedPage("label", str(kept), "--data", str(data))  # finishes a move cut between its two steps
+    with restarted:
+        pass
+    everywhere = [p for p in [*kept.rglob("*.jpg"), *data.rglob("*.jpg")]]
+    assert sorted(p.read_bytes() for p in everywhere) == sorted(contents)  # each photo exactly once
+
+
+def test_moves_never_replace_and_an_interrupted_move_is_finished(tmp_path: Path) -> None:
+    from edgetl.edge.label import finish_moves, move_new
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"new")
+    (tmp_path / "b" / "x.jpg").write_bytes(b"the user's")
+    moved = move_new(tmp_path / "a" / "x.jpg", tmp_path / "b")
+    assert moved.name == "x-2.jpg" and (tmp_path / "b" / "x.jpg").read_bytes() == b"the user's"
+    os.link(moved, tmp_path / "a" / "y.jpg")  # a move killed after its link, before its unlink
+    assert finish_moves(tmp_path / "a", [tmp_path / "b"]) == 1
+    assert list((tmp_path / "a").iterdir()) == [] and moved.read_bytes() == b"new"
