@@ -115,9 +115,9 @@ def print_table(results: list[dict], classifier: Classifier, top_k: int, console
     )
     table = Table(title=for_console(title))
     table.add_column("image", overflow="fold")  # the distinguishing end of a path is never cut off
-    table.add_column("decision")
+    table.add_column("decision", overflow="fold")  # labels are shown whole, however long
     for rank in range(top_k):
-        table.add_column(f"#{rank + 1}")
+        table.add_column(f"#{rank + 1}", overflow="fold")
     with_ood = classifier.model.has_ood_score
     if with_ood:
         table.add_column("OOD", justify="right")  # higher = less like the training data
