@@ -15,7 +15,7 @@ from http import HTTPStatus
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.collect import Collector, burst
 from edgetl.edge.photos import check_class_name
-from edgetl.edge.serve import LiveHandler, LiveState, is_loopback, start_server
+from edgetl.edge.serve import LiveHandler, LiveState, announce, start_server
 from edgetl.errors import EdgetlError
 from edgetl.text import for_console
 
@@ -144,15 +144,13 @@ class Bursts:
 
 def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[LiveHandler]:
     class Handler(LiveHandler):
-        state = live
+        state, page, script = live, PAGE, ("/collect.js", SCRIPT)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?")[0]
-            if path in ("/", "/index.html"):
-                self.send_body(PAGE.encode(), "text/html; charset=utf-8")
-            elif path == "/collect.js":
-                self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
-            elif path == "/state":
+            if self.send_static(path):
+                return
+            if path == "/state":
                 recent = [{"label": label, "file": name} for label, name, _ in collector.recent]
                 fields = {"written": collector.written, "skipped": collector.skipped, "recent": recent}
                 self.send_json({"classes": collector.counts(), **fields, "busy": bursts.busy, "error": bursts.error})
@@ -192,13 +190,7 @@ def serve_collect(collector: Collector, capture: Capture, address: str, stop: th
     """Serve the page and feed it frames until the source ends or `stop` is set."""
     live, bursts = LiveState(), Bursts(collector, stop)
     server = start_server(address, live, _handler(live, collector, bursts))
-    host, port = server.server_address[:2]
-    console.print(f"Serving http://{host}:{port}/ (collecting into {for_console(str(collector.data))})")
-    if not is_loopback(host):
-        console.print(
-            f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no authentication: "
-            "anyone who can reach it sees the camera and can take photos. Prefer 127.0.0.1 and an SSH tunnel."
-        )
+    announce(server, console, f"collecting into {for_console(str(collector.data))}", "sees the camera and takes photos")
     shown, started = 0, time.monotonic()
     try:
         while not stop.is_set() and not capture.finished:

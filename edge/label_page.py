@@ -12,7 +12,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edgetl.edge.label import MAX_ITEMS, Labeller
-from edgetl.edge.serve import LiveHandler, is_loopback, start_server
+from edgetl.edge.serve import LiveHandler, announce, start_server
 from edgetl.errors import EdgetlError
 from edgetl.text import for_console
 
@@ -117,13 +117,13 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
     filed = [0]
 
     class Handler(LiveHandler):
+        page, script = PAGE, ("/label.js", SCRIPT)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?")[0]
-            if path in ("/", "/index.html"):
-                self.send_body(PAGE.encode(), "text/html; charset=utf-8")
-            elif path == "/label.js":
-                self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
-            elif path == "/state":
+            if self.send_static(path):
+                return
+            if path == "/state":
                 items = labeller.items()
                 listed = [item.as_dict() for item in items[:MAX_ITEMS]]
                 undo = len(labeller.history)
@@ -175,13 +175,7 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
 
 def serve_label(labeller: Labeller, address: str, console) -> ThreadingHTTPServer:
     server = start_server(address, None, _handler(labeller))
-    host, port = server.server_address[:2]
-    console.print(f"Serving http://{host}:{port}/ (labelling {for_console(str(labeller.folder))})")
-    if not is_loopback(host):
-        console.print(
-            f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no authentication: "
-            "anyone who can reach it can file or discard these photos. Prefer 127.0.0.1 and an SSH tunnel."
-        )
+    announce(server, console, f"labelling {for_console(str(labeller.folder))}", "can file or discard these photos")
     return server
 
 

@@ -50,18 +50,11 @@ def run_live(
     status = err if options.json == "-" else console  # keep stdout pure JSON when it carries the results
     server = state = None
     if options.serve:
-        from edgetl.edge.serve import LiveState, is_loopback, start_server
+        from edgetl.edge.serve import LiveState, announce, start_server
 
         state = LiveState()
         server = start_server(options.serve, state)
-        host, port = server.server_address[:2]
-        status.print(f"Serving http://{host}:{port}/")
-        if not is_loopback(host):
-            err.print(
-                f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no "
-                f"authentication: anyone who can reach port {port} sees the camera. Serve on 127.0.0.1 and "
-                "use an SSH tunnel (ssh -L), or allow only trusted hosts in a firewall."
-            )
+        announce(server, status, "", "sees the camera", warn_to=err)
     show = options.window
     if show is None:
         show = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

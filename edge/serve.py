@@ -182,9 +182,21 @@ class LiveHandler(BaseHTTPRequestHandler):
     """What every edgetl page serves: bodies with the security headers, and the shared MJPEG stream."""
 
     state: LiveState  # set by the subclass a page makes
+    page = ""  # the HTML served at /
+    script: tuple[str, str] = ("", "")  # (path, JavaScript) the page loads: its only script
 
     def log_message(self, *args) -> None:  # keep the terminal for results
         pass
+
+    def send_static(self, path: str) -> bool:
+        """Serve the page or its script when `path` names one; False otherwise."""
+        if path in ("/", "/index.html"):
+            self.send_body(self.page.encode(), "text/html; charset=utf-8")
+        elif path == self.script[0]:
+            self.send_body(self.script[1].encode(), "text/javascript; charset=utf-8")
+        else:
+            return False
+        return True
 
     def send_body(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
         self.send_response(status)
@@ -255,6 +267,18 @@ def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
                 self.send_error(HTTPStatus.NOT_FOUND)
 
     return Handler
+
+
+def announce(server: ThreadingHTTPServer, console, doing: str, risk: str, warn_to=None) -> None:
+    """The page's address, and a warning (to `warn_to`, else `console`) when it is reachable from the network:
+    no edgetl page has a login."""
+    host, port = server.server_address[:2]
+    console.print(f"Serving http://{host}:{port}/" + (f" ({doing})" if doing else ""))
+    if not is_loopback(host):
+        (warn_to or console).print(
+            f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no authentication: "
+            f"anyone who can reach port {port} {risk}. Prefer 127.0.0.1 and an SSH tunnel (ssh -L)."
+        )
 
 
 def parse_address(text: str) -> tuple[str, int]:

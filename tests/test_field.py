@@ -377,3 +377,21 @@ def test_moves_never_replace_and_an_interrupted_move_is_finished(tmp_path: Path)
     os.link(moved, tmp_path / "a" / "y.jpg")  # a move killed after its link, before its unlink
     assert finish_moves(tmp_path / "a", [tmp_path / "b"]) == 1
     assert list((tmp_path / "a").iterdir()) == [] and moved.read_bytes() == b"new"
+
+
+def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
+    from rich.console import Console
+
+    from edgetl.edge.serve import announce
+
+    class Served:
+        def __init__(self, host: str) -> None:
+            self.server_address = (host, 8080)
+
+    console = Console(record=True, width=300)
+    announce(Served("0.0.0.0"), console, "labelling kept", "can file or discard these photos")
+    text = console.export_text()
+    assert "Serving http://0.0.0.0:8080/ (labelling kept)" in text and "anyone who can reach port 8080 can file" in text
+    local = Console(record=True, width=300)
+    announce(Served("127.0.0.1"), local, "", "sees the camera")
+    assert local.export_text().strip() == "Serving http://127.0.0.1:8080/"
