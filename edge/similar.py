@@ -1,10 +1,10 @@
 """Near-duplicate frames: a burst of a still scene gives one photo, not fifty, and a person standing still in front
 of the camera is kept once or twice, not once per frame.
 
-A frame becomes a 32 × 32 grey thumbnail (area-averaged, so sensor noise and JPEG artefacts average out); two
-frames are near-duplicates when their thumbnails differ by less than `NEAR_DUPLICATE` grey levels (of 255) on
-average. `benchmarks/collect.py` measures the rule: the share of frames of a still, noisy scene it skips and the
-share of distinct photos it keeps.
+A frame becomes a 32 × 32 grey thumbnail (area-averaged, so sensor noise and JPEG artefacts average out) less
+its mean (so a flickering exposure is not a new view); two frames are near-duplicates when their thumbnails
+differ by less than `NEAR_DUPLICATE` grey levels (of 255) on average. `benchmarks/field_collect.py` measures
+the rule: the share of shots of a still, noisy scene it skips and the share of distinct photos it keeps.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ NEAR_DUPLICATE = 3.0  # mean absolute grey-level difference under which two fram
 
 def thumbnail(bgr: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
-    return cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return small - small.mean()
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> float:
