@@ -353,6 +353,31 @@ def label(
 
 
 @app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="The model in use: a run or a .tflite file.")],
+    b: Annotated[Path, typer.Argument(help="The candidate: a run or a .tflite file.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Images in class folders (default: both runs' test splits).")
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="The full record as JSON to FILE, or - for stdout.")
+    ] = None,
+    timing: Annotated[bool, typer.Option(help="Also time both models (one thread).")] = True,
+) -> None:
+    """Is B better than A on the same images, beyond chance? Exit 0 only when it is (no TensorFlow needed).
+
+    Example: [bold]edgetl compare runs/v1 runs/v2 && scp runs/v2/model_int8.tflite pi:[/]
+    """
+    from edgetl.edge.compare import compare as run_compare
+    from edgetl.edge.compare import report
+
+    result = run_compare(a, b, data, timing, json_out)
+    report(result, json_out, console)
+    if not result.better:
+        raise typer.Exit(1)
+
+
+@app.command()
 def bench(
     sources: Annotated[list[Path] | None, typer.Argument(help="A run directory, or .tflite files.")] = None,
     data: Annotated[Path | None, typer.Option(help="Images in class folders (default: the test split).")] = None,
