@@ -23,6 +23,7 @@ import numpy as np
 
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.classifier import TOP_K, Classifier, Prediction
+from edgetl.edge.hot_swap import ModelSlot
 from edgetl.errors import EdgetlError
 from edgetl.options import setting
 
@@ -58,11 +59,13 @@ class Result:
     prediction: Prediction
     latency_ms: dict[str, float]
     age_ms: float  # capture → result
+    model: str = ""  # the first 16 hex digits of the model file's SHA-256: which model said this
 
     def as_dict(self) -> dict:
         return {
             "timestamp": round(self.time, 3),
             "frame": self.frame,
+            "model": self.model,
             **self.prediction.as_dict(),
             "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
             "age_ms": round(self.age_ms, 2),
@@ -108,6 +111,7 @@ class RunStats:
             "threads": threads,
             "backend": classifier.model.backend,
             "model": classifier.path.name,
+            "model_sha256": classifier.sha256,
         }
 
 
@@ -182,8 +186,10 @@ def run_camera(
     json_out: ResultLines | None = None,
     stop: StopFlag | None = None,
     stats: RunStats | None = None,
+    slot: ModelSlot | None = None,
 ) -> RunStats:
-    """Classify frames until the source ends, a limit is reached or `stop` is set."""
+    """Classify frames until the source ends, a limit is reached or `stop` is set; with a `slot`, switch to the
+    model it holds between two frames (a hot update)."""
     stats = stats or RunStats()
     history: deque[np.ndarray] = deque(maxlen=max(options.smooth, 1))
     ood_history: deque[float] = deque(maxlen=max(options.smooth, 1))
@@ -200,6 +206,12 @@ def run_camera(
             if capture.finished:
                 break
             continue
+        if slot is not None:
+            slot.latest_image = frame.image
+            if slot.current is not classifier:  # a checked new model: scores of the old one are not averaged in
+                classifier = slot.current
+                history.clear()
+                ood_history.clear()
         t0 = time.perf_counter()
         prepared = frame.prepared if frame.prepared is not None else classifier.prepare_bgr(frame.image)
         t1 = time.perf_counter()
@@ -223,6 +235,7 @@ def run_camera(
                 "postprocess": 1000 * (t3 - t2),
             },
             age_ms=1000 * (time.monotonic() - frame.captured),
+            model=classifier.sha256[:16],
         )
         stats.add(result)
         if json_out is not None and not json_out.write(result.as_dict()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.console import Console
 from edgetl.edge.camera import CameraOptions, Result, ResultLines, RunStats, StopFlag, print_summary, run_camera
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
+from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.keep import Keeper, KeepOptions
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
@@ -36,6 +38,7 @@ def run_live(
     console: Console,
     err: Console,
     keep: KeepOptions | None = None,
+    reload: Callable[[Path], Classifier] | None = None,
 ) -> int:
     """Classify the source until it ends, a limit is reached or a signal stops it.
 
@@ -67,10 +70,14 @@ def run_live(
     )
     sink = ResultLines(options.json) if options.json else None
     keeper = Keeper(keep, classifier, options.source, log=status.print) if keep and keep.keep else None
+    slot = ModelSlot(classifier, reload, log=status.print) if reload else None  # the file watched, SIGHUP heard
     stats, stop, last_status = RunStats(), StopFlag(), [0.0]
 
     def summary() -> dict:
-        return stats.summary(capture, classifier, threads) | ({"keep": keeper.stats.as_dict()} if keeper else {})
+        running = slot.current if slot else classifier
+        extra = {"keep": keeper.stats.as_dict()} if keeper else {}
+        extra |= {"model_update": slot.status.as_dict()} if slot else {}
+        return stats.summary(capture, running, threads) | extra
 
     def on_result(result: Result, frame: Frame) -> None:
         if keeper is not None:
@@ -89,9 +96,13 @@ def run_live(
 
     try:
         with stop:
-            run_camera(classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats)
+            run_camera(
+                classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats, slot=slot
+            )
     finally:
         capture.close()
+        if slot is not None:
+            slot.close()
         if keeper is not None:
             keeper.close()
         if sink is not None:

@@ -257,6 +257,26 @@ def _classifier(model: Path, values: dict[str, Any]):
     return classifier
 
 
+def _loader(values: dict[str, Any]):
+    """Path → Classifier with the command's options: the first model, and any hot update (camera)."""
+    from functools import partial
+
+    from edgetl.edge.classifier import Classifier
+
+    names = (
+        "labels",
+        "threads",
+        "backend",
+        "input_mean",
+        "input_std",
+        "resize",
+        "threshold",
+        "ood_threshold",
+        "unsure",
+    )
+    return partial(Classifier, **{name: values[name] for name in names})
+
+
 K, KO = CameraOptions, KeepOptions
 
 
@@ -303,7 +323,7 @@ def camera(
     threads = threads or default_threads()
     classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
-    code = run_live(classifier, options, threads, console, err_console, keeping)
+    code = run_live(classifier, options, threads, console, err_console, keeping, reload=_loader(locals()))
     if code:
         raise typer.Exit(code)
 
