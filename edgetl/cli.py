@@ -105,6 +105,7 @@ def train(
     deterministic: Annotated[bool, opt(T, "deterministic", "--deterministic/--no-deterministic")] = T.deterministic,
     max_latency: Annotated[float | None, opt(T, "max_latency")] = T.max_latency,
     device_profile: Annotated[str | None, opt(T, "device_profile")] = T.device_profile,
+    parent: Annotated[str | None, opt(T, "parent", "--from")] = T.parent,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:

@@ -207,6 +207,8 @@ class DataRecord:
     presplit: bool  # the folder came as train/ validation/ test/
     split_files: dict[str, str]  # split → file inside the run directory
     counts: dict[str, int]  # split → images
+    parent: str | None = None  # the run whose splits this one kept (--from)
+    version: str | None = None  # hash of the sorted (content, class) pairs: the same data, the same version
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,14 @@ class RunInfo:
                 size=int(meta["input"]["height"]),
                 resize=meta["input"].get("resize", "stretch"),
                 preprocessing=meta.get("preprocessing", {}),
-                data=DataRecord(Path(data["root"]), data["presplit"], data["split_files"], data["counts"]),
+                data=DataRecord(
+                    Path(data["root"]),
+                    data["presplit"],
+                    data["split_files"],
+                    data["counts"],
+                    data.get("parent"),
+                    data.get("version"),
+                ),  # fmt: skip
                 metrics=RunMetrics(**meta["metrics"]) if meta.get("metrics") else None,
                 open_world=OpenWorldCard.from_json(meta["open_world"]) if meta.get("open_world") else None,
                 model=ModelRecord.from_json(meta.get("model", {})),
@@ -372,6 +381,8 @@ class RunInfo:
                 "presplit": self.data.presplit,
                 "split_files": self.data.split_files,
                 "counts": self.data.counts,
+                **({"parent": self.data.parent} if self.data.parent else {}),
+                **({"version": self.data.version} if self.data.version else {}),
             },
             "metrics": asdict(self.metrics) if self.metrics else {},
             "open_world": self.open_world.to_json() if self.open_world else None,

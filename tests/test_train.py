@@ -157,3 +157,41 @@ def test_a_damaged_training_state_is_one_clear_error(tmp_path: Path) -> None:
         (tmp_path / STATE).write_text(damaged)
         with pytest.raises(EdgetlError, match=f"{STATE} is damaged .*--force instead of --resume"):
             TrainState.load(tmp_path)
+
+
+def test_from_a_parent_run_keeps_its_test_split_and_reports_what_changed(
+    tiny_run: Path, sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    """The field loop's retraining: the same yardstick (the parent's test photos), new photos split as usual,
+    a photo moved to another class reported, a new class trained."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    parent = RunInfo.load(tiny_run)
+    moved = parent.samples("test")[0].path.relative_to(parent.data.root)  # a test photo, relabelled
+    target_class = next(name for name in parent.labels if name != moved.parts[0])
+    shutil.move(data / moved, data / target_class / moved.name)
+    (data / "hexagon").mkdir()
+    for i, source in enumerate(sorted((data / "circle").glob("*.jpg"))[:12]):  # a new class, new content
+        Image.open(source).transpose(Image.Transpose.ROTATE_90).save(data / "hexagon" / f"new{i}.jpg")
+    with pytest.raises(EdgetlError, match="is not a directory"):
+        train(data, tmp_path / "bad", TrainConfig(**TINY, weights=tiny_weights, parent=str(tmp_path / "nope")))
+    config = TrainConfig(**{**TINY, "head_epochs": 1, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run))
+    child = RunInfo.load(train(data, tmp_path / "v2", config, console=Console(quiet=True)))
+    assert child.labels == sorted([*parent.labels, "hexagon"]) and child.data.parent == str(tiny_run)
+
+    def contents(run: RunInfo, split: str) -> set[bytes]:
+        return {sample.path.read_bytes() for sample in run.samples(split) if sample.path.exists()}
+
+    assert contents(parent, "test") <= contents(child, "test")  # every parent test photo still in test
+    assert contents(parent, "validation") <= contents(child, "validation")
+    assert any(sample.path.parent.name == "hexagon" for sample in child.samples("test"))  # new photos split
+    report = read_json(tmp_path / "v2" / "data_report.json")["since_parent"]
+    assert report["relabelled"] == [
+        {"path": f"{target_class}/{moved.name}", "was": moved.parts[0], "now": target_class}
+    ]
+    assert len(report["added"]) == 12 and report["removed"] == []
+    assert child.data.version and child.data.version != parent.data.version

@@ -53,6 +53,9 @@ class TrainConfig:
     device_profile: str | None = setting(
         None, "With --max-latency: bench.json of `edgetl bench PROFILE` on the device (default: this machine's)."
     )
+    parent: str | None = setting(
+        None, "A run on this dataset before: its test and validation photos stay in those splits (same yardstick)."
+    )
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # an unknown name fails here, before any work

@@ -44,6 +44,8 @@ class DatasetIndex:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     duplicates: list[list[str]] = field(default_factory=list)  # groups of byte-identical files
     warnings: list[str] = field(default_factory=list)
+    digests: dict[Path, str] = field(default_factory=dict)  # each image's content hash (SHA-1)
+    since_parent: dict | None = None  # --from: photos added, removed and relabelled (train/lineage.py)
 
     def counts(self, split: str) -> list[int]:
         counter = Counter(sample.label for sample in self.splits[split])
@@ -67,7 +69,7 @@ class DatasetIndex:
             "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
             "duplicates": self.duplicates,
             "warnings": self.warnings,
-        }
+        } | ({"since_parent": self.since_parent} if self.since_parent is not None else {})
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -102,10 +104,13 @@ def scan(
     seed: int = 42,
     workers: int = 8,
     progress: Callable[[int], Progress] | None = None,
+    keep_splits: dict[str, str] | None = None,
 ) -> DatasetIndex:
     """Index a dataset folder: `root/<class>/...` or `root/{train,validation|val,test}/<class>/...`.
 
-    `progress(total)` may return a callback that is called once per checked file.
+    `progress(total)` may return a callback that is called once per checked file. `keep_splits` (content
+    hash → split, from a parent run: train/lineage.py) keeps those photos in their split; the others are split
+    as usual. A pre-split folder's own split always decides.
     """
     root = root.expanduser().resolve()
     if not root.is_dir():
@@ -133,9 +138,10 @@ def scan(
     if presplit:
         splits = _presplit_samples(grouped, classes, val_fraction, test_fraction, seed)
     else:
-        splits = _stratified_split(grouped["all"], classes, val_fraction, test_fraction, seed)
+        splits = _split_keeping(grouped["all"], classes, keep_splits or {}, (val_fraction, test_fraction), seed)
 
-    index = DatasetIndex(root=root, classes=classes, splits=splits, presplit=presplit, skipped=skipped)
+    digests = {path: digest for by_label in grouped.values() for items in by_label.values() for digest, path in items}
+    index = DatasetIndex(root, classes, splits, presplit, skipped, digests=digests)
     _report_duplicates(index, by_digest, classes)
     _warn_about_balance(index)
     if skipped:
@@ -254,6 +260,26 @@ def _stratified_split(
                 quotas[target] -= len(paths)
             splits[target].extend(Sample(path, label) for path in paths)
     return {name: sorted(samples, key=lambda s: str(s.path)) for name, samples in splits.items()}
+
+
+def _split_keeping(
+    by_class: dict[int, list[tuple[str, Path]]],
+    classes: list[str],
+    keep: dict[str, str],
+    fractions: tuple[float, float],
+    seed: int,
+) -> dict[str, list[Sample]]:
+    """Photos named in `keep` (by content) stay in their split; the others are split by `_stratified_split`."""
+    kept: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    new: dict[int, list[tuple[str, Path]]] = defaultdict(list)
+    for label, items in by_class.items():
+        for digest, path in items:
+            if keep.get(digest) in kept:
+                kept[keep[digest]].append(Sample(path, label))
+            else:
+                new[label].append((digest, path))
+    carved = _stratified_split(new, classes, *fractions, seed)
+    return {name: sorted(kept[name] + carved[name], key=lambda s: str(s.path)) for name in SPLITS}
 
 
 def _presplit_samples(

@@ -46,7 +46,7 @@ from edgetl.rundir import (
     write_atomic,
     write_json,
 )
-from edgetl.train import open_world
+from edgetl.train import lineage, open_world
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
@@ -89,15 +89,23 @@ class BatchProgress(keras.callbacks.Callback):
 
 
 def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
+    """The dataset, checked and split; with --from, the parent's photos keep their splits."""
+    parent = lineage.read_parent(Path(config.parent)) if config.parent else None
     with progress_bar(console) as progress:
 
         def start(total: int):
             task = progress.add_task("Checking images", total=total)
             return lambda n: progress.advance(task, n)
 
-        return scan(
-            data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed, progress=start
-        )
+        fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
+        keep = parent.split_of if parent else None
+        index = scan(data, **fractions, seed=config.seed, progress=start, keep_splits=keep)
+    if parent:
+        index.since_parent = lineage.changes(parent, index.root, index.classes, index.splits, index.digests)
+        moved = index.since_parent["relabelled"]
+        if moved:
+            index.warnings.append(f"{len(moved)} photo(s) changed class since {parent.directory} (data_report.json).")
+    return index
 
 
 def _print_data_summary(index: DatasetIndex, console: Console, report: Path) -> None:
@@ -196,6 +204,7 @@ def _start(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()  # same seed, data and machine → same weights
     write_split_files(index, work / SPLIT_DIR)
+    lineage.write_digests(work / SPLIT_DIR, index.root, index.classes, index.splits, index.digests)
     write_json(work / "data_report.json", index.report())
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
@@ -341,6 +350,8 @@ def _run_info(run: _Run, trainable: int, results: dict, seconds: dict, card: Ope
             presplit=index.presplit,
             split_files={split: f"{SPLIT_DIR}/{split}.txt" for split in SPLITS},
             counts={split: sum(index.counts(split)) for split in SPLITS},
+            parent=config.parent,
+            version=lineage.dataset_version(index.classes, index.splits, index.digests),
         ),
         metrics=RunMetrics(results["validation"]["top1"], results["test"]["top1"]),
         open_world=card,
