@@ -26,11 +26,13 @@ from edgetl.metrics import ece, ece_floor, reliability
 from edgetl.open_world_card import OODRule, OpenWorldCard
 from edgetl.train.report import pyplot, save_figure
 
-# The OOD threshold: HEADROOM × the score RETENTION of in-class validation images stay under. Test photos sit a
-# little further out than validation's, so a threshold at validation's edge called 7 % of beans/test "unknown";
-# with this headroom none, while every photo of the other datasets still is (benchmarks/decisions.py).
-RETENTION = 0.99
-HEADROOM = 1.25
+# The OOD threshold: HEADROOM × the score RETENTION of in-class validation images stay under. Measured over three
+# seeds each (benchmarks/decisions.py): on beans a 1.25 headroom over the 99 % quantile decides a class for all
+# in-class test photos and "unknown" for all others, but on flowers it calls only 2 % of other photos "unknown";
+# 96 % without headroom gives flowers 96.8 % / 92.3 % and beans 93.0 % / 100 %. No one rule reaches both
+# targets (97 % / 90 %) on both: this one keeps photos of other subjects out on both.
+RETENTION = 0.96
+HEADROOM = 1.0
 TARGET_PRECISION = 0.95  # per-class thresholds aim for this precision on the validation split
 MIN_IMAGES_PER_THRESHOLD = 20  # predictions of a class needed to fit its threshold (fewer: precision is ±10 pt noise)
 OOD_OUTPUT = "ood_score"
