@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from test_edge import write_video
@@ -19,6 +22,13 @@ def _replace(target: Path, content: bytes) -> None:
     temporary = target.with_name(".incoming.tflite")
     temporary.write_bytes(content)
     os.replace(temporary, target)
+
+
+def _watch(url: str, arrivals: list[float]) -> None:
+    """Read the MJPEG stream as a browser would, noting when each frame arrives, until it closes."""
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=30) as stream:
+        while chunk := stream.read(4096):
+            arrivals.extend([time.monotonic()] * chunk.count(b"--frame"))
 
 
 def _wait_for(condition, what: str, timeout: float = 20) -> None:
@@ -38,7 +48,12 @@ def test_the_camera_swaps_in_a_new_model_and_refuses_a_broken_one(
     (model.parent / "labels.txt").write_text((run / "labels.txt").read_text())
     video = write_video(tmp_path / "clip.avi", 90, size=(96, 72))
     args = ["camera", str(model), "--source", str(video), "--loop", "--realtime", "--no-window", "--json", str(results)]
-    camera = Process(*args)
+    camera = Process(*args, "--serve", "127.0.0.1:0")
+    camera.wait_for("Serving http://", timeout=60)
+    url = camera.output.split("Serving ")[1].split()[0]
+    viewed: list[float] = []  # arrival times of the MJPEG frames one connected viewer receives
+    viewer = threading.Thread(target=_watch, args=(url + "stream.mjpg", viewed), daemon=True)
+    viewer.start()
 
     def models() -> list[str]:
         text = results.read_text() if results.exists() else ""
@@ -47,8 +62,11 @@ def test_the_camera_swaps_in_a_new_model_and_refuses_a_broken_one(
     old, new = (hashlib.sha256((run / f"model_{n}.tflite").read_bytes()).hexdigest()[:16] for n in ("int8", "float32"))
     try:
         _wait_for(lambda: len(models()) > 10, "the first results")
+        _wait_for(lambda: len(viewed) > 5, "the viewer's first frames")
         _replace(model, (run / "model_float32.tflite").read_bytes())
         _wait_for(lambda: models()[-1] == new, "results from the new model")
+        swapped = time.monotonic()
+        _wait_for(lambda: viewed[-1] > swapped + 1, "the viewer's frames after the swap")  # still connected
         camera.proc.send_signal(signal.SIGHUP)  # asks for a check now: the file is the running one
         camera.wait_for("SIGHUP: the model file is the one running", timeout=20)
         _replace(model, b"not a model at all")
