@@ -46,6 +46,7 @@ class CameraOptions:
     realtime: bool = setting(False, "Play a video file at its own frame rate, like a camera.")
     max_reconnects: int | None = setting(None, "Give up on a dropped stream after N tries (default: never).")
     force: bool = setting(False, "Replace an existing --json file.")
+    stall: float = setting(10.0, "With --serve: /healthz answers 503 when no result came for this many seconds.")
 
     def __post_init__(self) -> None:
         if self.smooth < 1 or self.top_k < 1:

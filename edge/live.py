@@ -18,6 +18,7 @@ from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.keep import Keeper, KeepOptions
+from edgetl.edge.telemetry import SystemdNotifier, Telemetry
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
 from edgetl.rundir import check_results_file
@@ -71,7 +72,7 @@ def run_live(
     sink = ResultLines(options.json) if options.json else None
     keeper = Keeper(keep, classifier, options.source, log=status.print) if keep and keep.keep else None
     slot = ModelSlot(classifier, reload, log=status.print) if reload else None  # the file watched, SIGHUP heard
-    stats, stop, last_status = RunStats(), StopFlag(), [0.0]
+    stats, stop, last_status, systemd = RunStats(), StopFlag(), [0.0], SystemdNotifier()
 
     def summary() -> dict:
         running = slot.current if slot else classifier
@@ -79,7 +80,13 @@ def run_live(
         extra |= {"model_update": slot.status.as_dict()} if slot else {}
         return stats.summary(capture, running, threads) | extra
 
+    if state is not None:
+        state.telemetry = Telemetry(summary, options.stall)
+
     def on_result(result: Result, frame: Frame) -> None:
+        systemd.result()
+        if state is not None:
+            state.telemetry.record(result)
         if keeper is not None:
             keeper.offer(result.prediction, frame.image, frame.number)
         if state is not None:
@@ -100,6 +107,7 @@ def run_live(
                 classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats, slot=slot
             )
     finally:
+        systemd.stopping()
         capture.close()
         if slot is not None:
             slot.close()

@@ -126,6 +126,7 @@ class LiveState:
         self.closed = False
         self.jpeg: tuple[int, bytes] = (0, b"")  # (frame number, JPEG) that every viewer sends
         self.viewers, self.max_viewers = 0, max_viewers
+        self.telemetry = None  # edge/telemetry.py's Telemetry: /metrics and /healthz (the camera sets it)
         threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
 
     def update(self, result: Result, frame: Frame, stats: dict) -> None:
@@ -263,6 +264,14 @@ def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
                 self.send_json(body)
             elif self.path.startswith("/stream.mjpg"):
                 self.stream()
+            elif self.path == "/metrics" and live.telemetry is not None:
+                self.send_body(live.telemetry.page().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            elif self.path == "/healthz" and live.telemetry is not None:
+                healthy, quiet = live.telemetry.healthy()
+                status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+                self.send_json(
+                    {"status": "ok" if healthy else "stalled", "seconds_since_result": round(quiet, 2)}, status
+                )
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
 

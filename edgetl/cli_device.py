@@ -152,6 +152,7 @@ def camera(
     input_std: StdOpt = None,
     resize: ResizeOpt = None,
     force: Annotated[bool, opt(K, "force")] = K.force,
+    stall: Annotated[float, opt(K, "stall")] = K.stall,
     keep: Annotated[Path | None, opt(KO, "keep")] = KO.keep,
     keep_interval: Annotated[float, opt(KO, "keep_interval")] = KO.keep_interval,
     keep_sample: Annotated[float, opt(KO, "keep_sample")] = KO.keep_sample,
