@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.photos import (
     COLLECT_LOG,
@@ -154,7 +155,7 @@ def newest_frames(capture: Capture, stop: threading.Event) -> Callable[[], Frame
     return next_frame
 
 
-def run_collect(data: Path, options: CollectOptions, console) -> int:
+def run_collect(data: Path, options: CollectOptions, console, auth: Credentials | None = None) -> int:
     """Collect until the burst is done (headless) or a signal stops the page; returns the exit code."""
     from edgetl.edge.camera import StopFlag
     from edgetl.text import for_console
@@ -168,7 +169,7 @@ def run_collect(data: Path, options: CollectOptions, console) -> int:
             if options.serve:
                 from edgetl.edge.collect_page import serve_collect
 
-                serve_collect(collector, capture, options.serve, stop.event, console)
+                serve_collect(collector, capture, options.serve, stop.event, console, auth)
             else:
 
                 def said(shot: Shot) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from http import HTTPStatus
 
+from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.collect import Collector, burst
 from edgetl.edge.photos import check_class_name
@@ -186,10 +187,12 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
     return Handler
 
 
-def serve_collect(collector: Collector, capture: Capture, address: str, stop: threading.Event, console) -> None:
+def serve_collect(
+    collector: Collector, capture: Capture, address: str, stop: threading.Event, console, auth: Credentials | None
+) -> None:
     """Serve the page and feed it frames until the source ends or `stop` is set."""
     live, bursts = LiveState(), Bursts(collector, stop)
-    server = start_server(address, live, _handler(live, collector, bursts))
+    server = start_server(address, live, _handler(live, collector, bursts), auth)
     announce(server, console, f"collecting into {for_console(str(collector.data))}", "sees the camera and takes photos")
     shown, started = 0, time.monotonic()
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from edgetl.edge.auth import Credentials
 from edgetl.edge.label import MAX_ITEMS, Labeller
 from edgetl.edge.serve import LiveHandler, announce, start_server
 from edgetl.errors import EdgetlError
@@ -173,18 +174,18 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve_label(labeller: Labeller, address: str, console) -> ThreadingHTTPServer:
-    server = start_server(address, None, _handler(labeller))
+def serve_label(labeller: Labeller, address: str, console, auth: Credentials | None) -> ThreadingHTTPServer:
+    server = start_server(address, None, _handler(labeller), auth)
     announce(server, console, f"labelling {for_console(str(labeller.folder))}", "can file or discard these photos")
     return server
 
 
-def run_label(folder, data, address: str, console) -> int:
+def run_label(folder, data, address: str, console, auth: Credentials | None = None) -> int:
     """Serve the page until SIGINT or SIGTERM; every filing is already on disk, so stopping loses nothing."""
     from edgetl.edge.camera import StopFlag
 
     labeller = Labeller(folder, data)
-    server = serve_label(labeller, address, console)
+    server = serve_label(labeller, address, console, auth)
     stop = StopFlag()
     with stop:
         stop.event.wait()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgetl.edge.auth import Credentials
 from edgetl.edge.camera import CameraOptions, Result, ResultLines, RunStats, StopFlag, print_summary, run_camera
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
@@ -40,6 +41,7 @@ def run_live(
     err: Console,
     keep: KeepOptions | None = None,
     reload: Callable[[Path], Classifier] | None = None,
+    auth: Credentials | None = None,
 ) -> int:
     """Classify the source until it ends, a limit is reached or a signal stops it.
 
@@ -57,7 +59,7 @@ def run_live(
         from edgetl.edge.serve import LiveState, announce, start_server
 
         state = LiveState()
-        server = start_server(options.serve, state)
+        server = start_server(options.serve, state, credentials=auth)
         announce(server, status, "", "sees the camera", warn_to=err)
     show = options.window
     if show is None:

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+from edgetl.edge.auth import Credentials
 from edgetl.edge.camera import Result
 from edgetl.edge.capture import Frame
 from edgetl.errors import EdgetlError
@@ -183,11 +184,24 @@ class LiveHandler(BaseHTTPRequestHandler):
     """What every edgetl page serves: bodies with the security headers, and the shared MJPEG stream."""
 
     state: LiveState  # set by the subclass a page makes
+    credentials: Credentials | None = None  # set by start_server: every route then needs them
     page = ""  # the HTML served at /
     script: tuple[str, str] = ("", "")  # (path, JavaScript) the page loads: its only script
 
     def log_message(self, *args) -> None:  # keep the terminal for results
         pass
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, then the credentials: a request without them gets 401 and nothing else."""
+        if not super().parse_request():
+            return False
+        if self.credentials is None or self.credentials.allow(self.headers.get("Authorization")):
+            return True
+        self.send_response(HTTPStatus.UNAUTHORIZED)
+        self.send_header("WWW-Authenticate", 'Basic realm="edgetl", charset="UTF-8"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
 
     def send_static(self, path: str) -> bool:
         """Serve the page or its script when `path` names one; False otherwise."""
@@ -280,10 +294,17 @@ def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
 
 def announce(server: ThreadingHTTPServer, console, doing: str, risk: str, warn_to=None) -> None:
     """The page's address, and a warning (to `warn_to`, else `console`) when it is reachable from the network:
-    no edgetl page has a login."""
+    without credentials anyone can use it, with them they still cross the network unencrypted."""
     host, port = server.server_address[:2]
     console.print(f"Serving http://{host}:{port}/" + (f" ({doing})" if doing else ""))
-    if not is_loopback(host):
+    if is_loopback(host):
+        return
+    if server.RequestHandlerClass.credentials is not None:
+        (warn_to or console).print(
+            f"[bold yellow]warning:[/] {host}:{port} asks for credentials, but plain HTTP carries them (and the "
+            "video) unencrypted: put a TLS proxy or an SSH tunnel (ssh -L) in front."
+        )
+    else:
         (warn_to or console).print(
             f"[bold yellow]warning:[/] {host} is reachable from the network and the page has no authentication: "
             f"anyone who can reach port {port} {risk}. Prefer 127.0.0.1 and an SSH tunnel (ssh -L)."
@@ -315,12 +336,18 @@ class _Server(ThreadingHTTPServer):
 
 
 def start_server(
-    address: str, state: LiveState | None, handler: type[BaseHTTPRequestHandler] | None = None
+    address: str,
+    state: LiveState | None,
+    handler: type[LiveHandler] | None = None,
+    credentials: Credentials | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve `handler`'s page (by default the camera's, showing `state`) on HOST:PORT from a background thread."""
+    """Serve `handler`'s page (by default the camera's, showing `state`) on HOST:PORT from a background thread;
+    with `credentials`, only to requests that carry them."""
     host, port = parse_address(address)
+    handler = handler or _handler(state)
+    handler.credentials = credentials
     try:
-        server = _Server((host, port), handler or _handler(state))
+        server = _Server((host, port), handler)
     except socket.gaierror as error:  # before OSError: a name that does not resolve is not a busy port
         raise EdgetlError(
             f"Cannot serve on {host}:{port}: {error.strerror}.", "Give an address of this machine, e.g. 127.0.0.1."

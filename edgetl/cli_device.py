@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from edgetl import interrupt
 from edgetl.cli_common import app, console, err_console, opt, pick
+from edgetl.edge.auth import AuthOptions, credentials
 from edgetl.edge.bench import BenchOptions
 from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
@@ -20,6 +21,7 @@ from edgetl.errors import EdgetlError
 from edgetl.outputs import OutputSet
 from edgetl.text import for_console
 
+A = AuthOptions
 ModelArg = Annotated[Path, typer.Argument(help="A .tflite image classifier (from `edgetl convert`, or any).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")]
 ThresholdOpt = Annotated[
@@ -153,6 +155,9 @@ def camera(
     resize: ResizeOpt = None,
     force: Annotated[bool, opt(K, "force")] = K.force,
     stall: Annotated[float, opt(K, "stall")] = K.stall,
+    auth: Annotated[str | None, opt(A, "auth")] = A.auth,
+    auth_password_file: Annotated[Path | None, opt(A, "auth_password_file")] = A.auth_password_file,
+    auth_token_file: Annotated[Path | None, opt(A, "auth_token_file")] = A.auth_token_file,
     keep: Annotated[Path | None, opt(KO, "keep")] = KO.keep,
     keep_interval: Annotated[float, opt(KO, "keep_interval")] = KO.keep_interval,
     keep_sample: Annotated[float, opt(KO, "keep_sample")] = KO.keep_sample,
@@ -170,7 +175,8 @@ def camera(
     threads = threads or default_threads()
     classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
-    code = run_live(classifier, options, threads, console, err_console, keeping, reload=_loader(locals()))
+    access = credentials(AuthOptions(**pick(AuthOptions, locals())))
+    code = run_live(classifier, options, threads, console, err_console, keeping, _loader(locals()), access)
     if code:
         raise typer.Exit(code)
 
@@ -189,6 +195,9 @@ def collect(
     quality: Annotated[int, opt(CO, "quality")] = CO.quality,
     max_side: Annotated[int | None, opt(CO, "max_side")] = CO.max_side,
     min_free: Annotated[float, opt(CO, "min_free")] = CO.min_free,
+    auth: Annotated[str | None, opt(A, "auth")] = A.auth,
+    auth_password_file: Annotated[Path | None, opt(A, "auth_password_file")] = A.auth_password_file,
+    auth_token_file: Annotated[Path | None, opt(A, "auth_token_file")] = A.auth_token_file,
 ) -> None:
     """Take training photos with the device's own camera (no TensorFlow needed).
 
@@ -197,7 +206,8 @@ def collect(
     """
     from edgetl.edge.collect import run_collect
 
-    code = run_collect(data, CollectOptions(**pick(CollectOptions, locals())), console)
+    access = credentials(AuthOptions(**pick(AuthOptions, locals())))
+    code = run_collect(data, CollectOptions(**pick(CollectOptions, locals())), console, access)
     if code:
         raise typer.Exit(code)
 
@@ -207,6 +217,9 @@ def label(
     folder: Annotated[Path, typer.Argument(help="The photos to label: a `camera --keep` folder, or any.")],
     data: Annotated[Path, typer.Option(help="The dataset: labelled photos move into DATA/<class>/.")],
     serve: Annotated[str, typer.Option(help="The page's HOST:PORT.")] = "127.0.0.1:8080",
+    auth: Annotated[str | None, opt(A, "auth")] = A.auth,
+    auth_password_file: Annotated[Path | None, opt(A, "auth_password_file")] = A.auth_password_file,
+    auth_token_file: Annotated[Path | None, opt(A, "auth_token_file")] = A.auth_token_file,
 ) -> None:
     """Label photos in a browser, most doubtful first: they move into DATA/<class>/ (no TensorFlow needed).
 
@@ -214,7 +227,7 @@ def label(
     """
     from edgetl.edge.label_page import run_label
 
-    code = run_label(folder, data, serve, console)
+    code = run_label(folder, data, serve, console, credentials(AuthOptions(**pick(AuthOptions, locals()))))
     if code:
         raise typer.Exit(code)
 

@@ -385,8 +385,9 @@ def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
     from edgetl.edge.serve import announce
 
     class Served:
-        def __init__(self, host: str) -> None:
+        def __init__(self, host: str, credentials: object = None) -> None:
             self.server_address = (host, 8080)
+            self.RequestHandlerClass = type("Handler", (), {"credentials": credentials})
 
     console = Console(record=True, width=300)
     announce(Served("0.0.0.0"), console, "labelling kept", "can file or discard these photos")
@@ -395,3 +396,6 @@ def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
     local = Console(record=True, width=300)
     announce(Served("127.0.0.1"), local, "", "sees the camera")
     assert local.export_text().strip() == "Serving http://127.0.0.1:8080/"
+    guarded = Console(record=True, width=300)
+    announce(Served("0.0.0.0", credentials=object()), guarded, "", "sees the camera")
+    assert "unencrypted" in guarded.export_text() and "anyone" not in guarded.export_text()
