@@ -19,6 +19,7 @@ from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.keep import Keeper, KeepOptions
+from edgetl.edge.mqtt import MqttOptions
 from edgetl.edge.telemetry import SystemdNotifier, Telemetry
 from edgetl.errors import EdgetlError
 from edgetl.latency import camera_threads
@@ -42,6 +43,7 @@ def run_live(
     keep: KeepOptions | None = None,
     reload: Callable[[Path], Classifier] | None = None,
     auth: Credentials | None = None,
+    mqtt: MqttOptions | None = None,
 ) -> int:
     """Classify the source until it ends, a limit is reached or a signal stops it.
 
@@ -75,11 +77,17 @@ def run_live(
     keeper = Keeper(keep, classifier, options.source, log=status.print) if keep and keep.keep else None
     slot = ModelSlot(classifier, reload, log=status.print) if reload else None  # the file watched, SIGHUP heard
     stats, stop, last_status, systemd = RunStats(), StopFlag(), [0.0], SystemdNotifier()
+    publisher = None
+    if mqtt is not None and mqtt.mqtt:
+        from edgetl.edge.mqtt import Publisher
+
+        publisher = Publisher(mqtt, classifier.path.name, log=status.print)
 
     def summary() -> dict:
         running = slot.current if slot else classifier
         extra = {"keep": keeper.stats.as_dict()} if keeper else {}
         extra |= {"model_update": slot.status.as_dict()} if slot else {}
+        extra |= {"mqtt": publisher.stats()} if publisher else {}
         return stats.summary(capture, running, threads) | extra
 
     if state is not None:
@@ -87,6 +95,8 @@ def run_live(
 
     def on_result(result: Result, frame: Frame) -> None:
         systemd.result()
+        if publisher is not None:
+            publisher.offer(result)
         if state is not None:
             state.telemetry.record(result)
         if keeper is not None:
@@ -111,6 +121,8 @@ def run_live(
     finally:
         systemd.stopping()
         capture.close()
+        if publisher is not None:
+            publisher.close()
         if slot is not None:
             slot.close()
         if keeper is not None:

@@ -99,6 +99,8 @@ class Telemetry:
                 summary.get("model_update", {}).get("updates", 0),
             ),
             "kept_frames": ("Frames kept for labelling (--keep).", summary.get("keep", {}).get("kept", 0)),
+            "mqtt_published": ("States published to MQTT.", summary.get("mqtt", {}).get("published", 0)),
+            "mqtt_dropped": ("States dropped while the broker was away.", summary.get("mqtt", {}).get("dropped", 0)),
         }
         for name, (text, value) in counters.items():
             lines += [f"# HELP edgetl_{name}_total {text}", f"# TYPE edgetl_{name}_total counter"]

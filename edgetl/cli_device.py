@@ -17,6 +17,7 @@ from edgetl.edge.camera import CameraOptions
 from edgetl.edge.classifier import DEFAULT_FLOAT_MEAN, DEFAULT_FLOAT_STD, TOP_K
 from edgetl.edge.collect import CollectOptions
 from edgetl.edge.keep import KeepOptions
+from edgetl.edge.mqtt import MqttOptions
 from edgetl.errors import EdgetlError
 from edgetl.outputs import OutputSet
 from edgetl.text import for_console
@@ -125,7 +126,7 @@ def _loader(values: dict[str, Any]):
     return partial(Classifier, **{name: values[name] for name in names})
 
 
-K, KO = CameraOptions, KeepOptions
+K, KO, M = CameraOptions, KeepOptions, MqttOptions
 
 
 @app.command()
@@ -155,6 +156,12 @@ def camera(
     resize: ResizeOpt = None,
     force: Annotated[bool, opt(K, "force")] = K.force,
     stall: Annotated[float, opt(K, "stall")] = K.stall,
+    mqtt: Annotated[str | None, opt(M, "mqtt")] = M.mqtt,
+    mqtt_topic: Annotated[str | None, opt(M, "mqtt_topic")] = M.mqtt_topic,
+    mqtt_publish: Annotated[str, opt(M, "mqtt_publish")] = M.mqtt_publish,
+    mqtt_password_file: Annotated[Path | None, opt(M, "mqtt_password_file")] = M.mqtt_password_file,
+    mqtt_ca: Annotated[Path | None, opt(M, "mqtt_ca")] = M.mqtt_ca,
+    mqtt_discovery: Annotated[str, opt(M, "mqtt_discovery")] = M.mqtt_discovery,
     auth: Annotated[str | None, opt(A, "auth")] = A.auth,
     auth_password_file: Annotated[Path | None, opt(A, "auth_password_file")] = A.auth_password_file,
     auth_token_file: Annotated[Path | None, opt(A, "auth_token_file")] = A.auth_token_file,
@@ -176,7 +183,8 @@ def camera(
     classifier = _classifier(model, locals())
     options.top_k = min(options.top_k, len(classifier.labels))
     access = credentials(AuthOptions(**pick(AuthOptions, locals())))
-    code = run_live(classifier, options, threads, console, err_console, keeping, _loader(locals()), access)
+    publish = MqttOptions(**pick(MqttOptions, locals()))
+    code = run_live(classifier, options, threads, console, err_console, keeping, _loader(locals()), access, publish)
     if code:
         raise typer.Exit(code)
 

@@ -472,7 +472,18 @@ def test_hostile_labels_show_as_text_in_the_page_and_run_no_script(
 
 def test_edge_modules_import_no_tensorflow() -> None:
     modules = ["interpreter", "metadata", "classifier", "classify", "capture", "camera", "serve", "keep", "collect"]
-    modules += ["collect_page", "label", "label_page", "photos", "similar", "compare", "hot_swap", "telemetry", "auth"]
+    modules += [
+        "collect_page",
+        "label",
+        "label_page",
+        "photos",
+        "similar",
+        "compare",
+        "hot_swap",
+        "telemetry",
+        "auth",
+        "mqtt",
+    ]
     code = (
         BLOCK_TF
         + "".join(f"import edgetl.edge.{name}\n" for name in modules)

@@ -56,6 +56,7 @@ def test_the_cli_is_wiring_and_takes_its_defaults_from_the_options() -> None:
     from edgetl.edge.camera import CameraOptions
     from edgetl.edge.collect import CollectOptions
     from edgetl.edge.keep import KeepOptions
+    from edgetl.edge.mqtt import MqttOptions
     from edgetl.train.config import TrainConfig
 
     assert len((REPO / "edgetl" / "cli.py").read_text().splitlines()) <= 400
@@ -69,7 +70,8 @@ def test_the_cli_is_wiring_and_takes_its_defaults_from_the_options() -> None:
                 assert default == field.default or (default is None and field.default is None), field.name
                 assert params[field.name].help == field.metadata["help"], field.name
                 checked += 1
-    for command, options in (("camera", CameraOptions), ("camera", KeepOptions), ("collect", CollectOptions)):
+    pairs = (("camera", CameraOptions), ("camera", KeepOptions), ("camera", MqttOptions), ("collect", CollectOptions))
+    for command, options in pairs:
         params = {param.name: param for param in commands[command].params}
         for field in fields(options):
             assert params[field.name].default == field.default, field.name

@@ -1,0 +1,210 @@
+"""`edgetl camera … --mqtt URL`: results to an MQTT broker, and Home Assistant finds the camera by itself.
+
+Topics under `--mqtt-topic` (default `edgetl/<host name>`): `…/state` (JSON: decision, top-k and scores, OOD
+score, model hash, time, frame) and `…/availability` (`online`; `offline` as the last will, so a killed camera
+shows offline as soon as the broker notices). Home Assistant MQTT discovery: retained configs under
+`homeassistant/` for a "decision" and a "confidence" sensor and an "unknown" binary sensor, one device.
+
+Publishing never blocks inference: the loop hands states to a bounded queue (the oldest dropped and counted
+when the broker is away), and paho-mqtt's own thread sends them and reconnects with backoff. paho-mqtt is the
+optional extra `edgetl[mqtt]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import edgetl
+from edgetl.edge.camera import Result
+from edgetl.errors import EdgetlError
+from edgetl.options import setting
+
+PASSWORD_VARIABLE = "EDGETL_MQTT_PASSWORD"
+QUEUE = 100  # states waiting while the broker is away; older ones are dropped
+HEARTBEAT_S = 60.0  # --mqtt-publish change: a state at least this often, so a quiet scene still shows alive
+KEEPALIVE_S = 30
+
+
+@dataclass
+class MqttOptions:
+    """Where and how `camera` publishes, each default stated once (the CLI shows them)."""
+
+    mqtt: str | None = setting(None, "Publish results to this broker: mqtt://[user@]host[:port] or mqtts://….")
+    mqtt_topic: str | None = setting(None, "Topic prefix (default: edgetl/<host name>).")
+    mqtt_publish: str = setting("change", "change (a new decision, and a heartbeat each minute), every, or N/s.")
+    mqtt_password_file: Path | None = setting(None, f"The broker password from this file (else ${PASSWORD_VARIABLE}).")
+    mqtt_ca: Path | None = setting(None, "mqtts: the CA certificate file (default: the system's).")
+    mqtt_discovery: str = setting("homeassistant", "Home Assistant discovery prefix; empty turns discovery off.")
+
+    def __post_init__(self) -> None:
+        """Checked before the camera opens: a mistake here is one line, not a failure minutes later."""
+        if self.mqtt is None:
+            return
+        url = urlsplit(self.mqtt)
+        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+            raise EdgetlError(f"--mqtt {self.mqtt} is not mqtt://host[:port].", "Example: --mqtt mqtt://192.168.1.5")
+        if url.password:
+            raise EdgetlError("A password in --mqtt would show in `ps`.", f"Use ${PASSWORD_VARIABLE} or a file.")
+        _rate(self.mqtt_publish)
+
+
+def _device_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "camera"
+
+
+def _rate(policy: str) -> float | None:
+    """States per second for "N/s", None for "change" and "every"; EdgetlError for anything else."""
+    if policy in ("change", "every"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)/s", policy)
+    if not match or float(match.group(1)) <= 0:
+        raise EdgetlError(f"--mqtt-publish {policy} is not change, every or N/s.", "Example: --mqtt-publish 2/s")
+    return float(match.group(1))
+
+
+class Publisher:
+    """One broker connection: availability, discovery, and the states the policy lets through."""
+
+    def __init__(self, options: MqttOptions, model_name: str, log) -> None:
+        try:
+            import paho.mqtt.client as paho
+        except ImportError:
+            raise EdgetlError("--mqtt needs paho-mqtt.", 'Install it: pip install "edgetl[mqtt]"') from None
+        url = urlsplit(options.mqtt or "")
+        self.rate, self.log, self.model_name = _rate(options.mqtt_publish), log, model_name
+        self.every = options.mqtt_publish == "every"
+        self.device = _device_id()
+        self.topic = (options.mqtt_topic or f"edgetl/{self.device}").rstrip("/")
+        self.discovery = options.mqtt_discovery.strip("/")
+        self.queue: deque[bytes] = deque(maxlen=QUEUE)
+        self.dropped = self.published = 0
+        self.last_decision, self.last_sent = None, 0.0
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgetl-{self.device}")
+        if url.username:
+            password = _password(options.mqtt_password_file)
+            self.client.username_pw_set(url.username, password)
+        if url.scheme == "mqtts":
+            self.client.tls_set(ca_certs=str(options.mqtt_ca) if options.mqtt_ca else None)
+        self.client.will_set(f"{self.topic}/availability", "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = lambda *args: self.log("MQTT: the broker went away; reconnecting")
+        self.connected = threading.Event()
+        port = url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.client.connect_async(url.hostname, port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        threading.Thread(target=self._send, name="edgetl-mqtt", daemon=True).start()
+
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.log(f"MQTT: the broker refused the connection ({reason_code})")
+            return
+        client.publish(f"{self.topic}/availability", "online", qos=1, retain=True)
+        for topic, config in discovery_configs(self.discovery, self.topic, self.device, self.model_name):
+            client.publish(topic, json.dumps(config), qos=1, retain=True)
+        self.connected.set()
+        self._wake.set()
+
+    def offer(self, result: Result) -> None:
+        """Called by the inference loop for every result: a decision of the policy and an append, nothing more."""
+        now, decision = time.monotonic(), result.prediction.decision
+        if self.rate is not None:
+            due = now - self.last_sent >= 1 / self.rate
+        else:
+            due = self.every or decision != self.last_decision or now - self.last_sent >= HEARTBEAT_S
+        if not due:
+            return
+        self.last_decision, self.last_sent = decision, now
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1  # the deque drops the oldest
+        self.queue.append(json.dumps(state(result)).encode())
+        self._wake.set()
+
+    def _send(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while self.queue and self.client.is_connected():
+                self.client.publish(f"{self.topic}/state", self.queue.popleft(), qos=0)
+                self.published += 1
+
+    def stats(self) -> dict:
+        return {"published": self.published, "dropped": self.dropped, "connected": self.client.is_connected()}
+
+    def close(self) -> None:
+        """`offline` on purpose (the last will covers a crash), then disconnect."""
+        self._stop.set()
+        self._wake.set()
+        if self.client.is_connected():
+            self.client.publish(f"{self.topic}/availability", "offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _password(path: Path | None) -> str:
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as error:
+            raise EdgetlError(f"--mqtt-password-file {path} cannot be read ({error.strerror}).") from None
+    password = os.environ.get(PASSWORD_VARIABLE, "")
+    if not password:
+        raise EdgetlError("The broker user needs a password.", f"Set ${PASSWORD_VARIABLE} or --mqtt-password-file.")
+    return password
+
+
+def state(result: Result) -> dict:
+    prediction = result.prediction
+    return {
+        "decision": prediction.decision,
+        "labels": prediction.labels,
+        "scores": [round(score, 4) for score in prediction.scores],
+        "ood_score": None if prediction.ood_score is None else round(prediction.ood_score, 4),
+        "model": result.model,
+        "time": round(result.time, 3),
+        "frame": result.frame,
+    }
+
+
+def discovery_configs(prefix: str, topic: str, device_id: str, model_name: str) -> list[tuple[str, dict]]:
+    """Home Assistant's retained discovery messages: two sensors and a binary sensor, grouped as one device."""
+    if not prefix:
+        return []
+    device = {
+        "identifiers": [f"edgetl_{device_id}"],
+        "name": f"edgetl {device_id}",
+        "model": model_name,
+        "manufacturer": "edgetl",
+        "sw_version": edgetl.__version__,
+    }
+    common = {
+        "state_topic": f"{topic}/state",
+        "availability_topic": f"{topic}/availability",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": device,
+    }
+    entities = {
+        ("sensor", "decision"): {"name": "Decision", "value_template": "{{ value_json.decision }}",
+                                 "json_attributes_topic": f"{topic}/state", "icon": "mdi:eye"},
+        ("sensor", "confidence"): {"name": "Confidence", "unit_of_measurement": "%", "state_class": "measurement",
+                                   "value_template": "{{ (value_json.scores[0] * 100) | round(1) }}"},
+        ("binary_sensor", "unknown"): {"name": "Unknown scene", "payload_on": "ON", "payload_off": "OFF",
+                                       "value_template": "{{ 'ON' if value_json.decision == 'unknown' else 'OFF' }}"},
+    }  # fmt: skip
+    return [
+        (f"{prefix}/{component}/edgetl_{device_id}/{name}/config",
+         {**common, **entity, "unique_id": f"edgetl_{device_id}_{name}"})
+        for (component, name), entity in entities.items()
+    ]  # fmt: skip

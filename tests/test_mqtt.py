@@ -1,0 +1,135 @@
+"""`camera --mqtt`: a real broker (Debian's mosquitto on 127.0.0.1, started and stopped here), Home Assistant
+discovery, states, the last will after a SIGKILL, and results that go on while the broker is away."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_edge import write_video
+
+from conftest import Process
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Broker:
+    def __init__(self, folder: Path, port: int) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(binary):
+            message = "mosquitto is not installed (Debian: apt install mosquitto); the MQTT test needs it"
+            if os.environ.get("EDGETL_REQUIRE_SHARED"):
+                pytest.fail(message)
+            pytest.skip(message)
+        config = folder / "mosquitto.conf"
+        config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            assert time.monotonic() < deadline and self.process.poll() is None, self.process.stderr.read()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Listener:
+    """Every message on the broker, as (topic, payload, retained), from a paho client of its own."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as paho
+
+        self.messages: list[tuple[str, str, bool]] = []
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="edgetl-test-listener")
+        self.client.on_connect = lambda client, *args: client.subscribe("#")
+        self.client.on_message = self._message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _message(self, client, userdata, message) -> None:
+        with self.lock:
+            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+
+    def on(self, topic_end: str) -> list[tuple[str, str, bool]]:
+        with self.lock:
+            return [m for m in self.messages if m[0].endswith(topic_end)]
+
+    def wait(self, condition, what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.messages[-5:]}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_camera_publishes_discovery_states_and_its_last_will(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    port = _free_port()
+    broker = Broker(tmp_path, port)
+    listener = Listener(port)
+    video, results = write_video(tmp_path / "clip.avi", 60), tmp_path / "results.jsonl"
+    model = str(converted[0] / "model_int8.tflite")
+    camera = Process(
+        "camera", model, "--source", str(video), "--loop", "--realtime", "--json", str(results),
+        "--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-topic", "test/cam", "--mqtt-publish", "every",
+    )  # fmt: skip
+    try:
+        listener.wait(lambda: len(listener.on("test/cam/state")) > 5, "states")
+        configs = [m for m in listener.messages if m[0].startswith("homeassistant/")]
+        assert {topic.split("/")[1] for topic, _, _ in configs} == {"sensor", "binary_sensor"} and len(configs) == 3
+        for topic, payload, _ in configs:
+            config = json.loads(payload)
+            assert config["state_topic"] == "test/cam/state" and config["availability_topic"] == "test/cam/availability"
+            assert config["device"]["identifiers"][0].startswith("edgetl_") and config["unique_id"].endswith(
+                topic.split("/")[3]
+            )
+        assert listener.on("test/cam/availability")[-1][1] == "online"
+        state = json.loads(listener.on("test/cam/state")[-1][1])
+        assert {"decision", "labels", "scores", "ood_score", "model", "time", "frame"} <= set(state)
+        broker.stop()  # the broker goes away: the camera classifies on
+        lines = len(results.read_text().splitlines())
+        time.sleep(2)
+        assert len(results.read_text().splitlines()) > lines + 10
+        seen = len(listener.on("test/cam/state"))
+        broker = Broker(tmp_path, port)  # and comes back: publishing resumes
+        listener.wait(lambda: len(listener.on("test/cam/state")) > seen + 5, "states after the broker's restart", 40)
+        camera.proc.send_signal(signal.SIGKILL)  # no goodbye: the broker publishes the last will
+        listener.wait(lambda: listener.on("test/cam/availability")[-1][1] == "offline", "the last will", 40)
+    finally:
+        if camera.proc.poll() is None:
+            camera.proc.kill()
+        camera.finish(timeout=30)
+        listener.close()
+        broker.stop()
+
+
+def test_a_bad_broker_url_or_a_password_on_the_command_line_is_one_line(converted: tuple[Path, dict]) -> None:
+    from test_edge import edge_cli
+
+    model = str(converted[0] / "model_int8.tflite")
+    done = edge_cli("camera", model, "--source", "0", "--mqtt", "http://broker")
+    assert done.returncode == 2 and "is not mqtt://host" in done.stderr
+    done = edge_cli("camera", model, "--source", "0", "--mqtt", "mqtt://ana:secret@broker")
+    assert done.returncode == 2 and "would show in `ps`" in done.stderr
+    done = edge_cli("camera", model, "--source", "0", "--mqtt", "mqtt://broker", "--mqtt-publish", "often")
+    assert done.returncode == 2 and "not change, every or N/s" in done.stderr
