@@ -97,13 +97,14 @@ class RunStats:
 
     def summary(self, capture: Capture, classifier: Classifier, threads: int | None) -> dict:
         elapsed = time.monotonic() - self.started
-        medians = {stage: round(float(np.median(values)), 2) for stage, values in self.stage_ms.items() if values}
+        # list(): a copy taken in one step, while the inference thread may be appending (another thread asks)
+        medians = {stage: round(float(np.median(list(v))), 2) for stage, v in list(self.stage_ms.items()) if v}
         return {
             "results": self.results,
             "seconds": round(elapsed, 2),
             "results_per_second": round(self.results / elapsed, 2) if elapsed > 0 else 0.0,
             "median_latency_ms": medians,
-            "median_age_ms": round(float(np.median(self.ages_ms)), 2) if self.ages_ms else None,
+            "median_age_ms": round(float(np.median(list(self.ages_ms))), 2) if self.ages_ms else None,
             "frames_captured": capture.stats.captured,
             "frames_dropped": capture.stats.dropped,
             "corrupt_frames": capture.stats.corrupt,

@@ -90,8 +90,8 @@ def run_live(
         extra |= {"mqtt": publisher.stats()} if publisher else {}
         return stats.summary(capture, running, threads) | extra
 
-    if state is not None:
-        state.telemetry = Telemetry(summary, options.stall)
+    if state is not None:  # computed per request, never per result
+        state.summary, state.telemetry = summary, Telemetry(summary, options.stall)
 
     def on_result(result: Result, frame: Frame) -> None:
         systemd.result()
@@ -102,7 +102,7 @@ def run_live(
         if keeper is not None:
             keeper.offer(result.prediction, frame.image, frame.number)
         if state is not None:
-            state.update(result, frame, {**summary(), "fps": stats.fps})
+            state.update(result, frame, {"fps": stats.fps})
         if show and _show_window(frame, result, stats.fps):
             stop.event.set()
         if time.monotonic() - last_status[0] > STATUS_EVERY_S:

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -128,6 +129,7 @@ class LiveState:
         self.jpeg: tuple[int, bytes] = (0, b"")  # (frame number, JPEG) that every viewer sends
         self.viewers, self.max_viewers = 0, max_viewers
         self.telemetry = None  # edge/telemetry.py's Telemetry: /metrics and /healthz (the camera sets it)
+        self.summary: Callable[[], dict] | None = None  # the run's stats for /stats, computed only when asked
         threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
 
     def update(self, result: Result, frame: Frame, stats: dict) -> None:
@@ -273,14 +275,17 @@ def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/app.js":
                 self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
             elif self.path.startswith("/stats"):
+                summary = live.summary() if live.summary else {}  # outside the lock: inference never waits on it
                 with live.condition:
-                    body = {**live.stats, "result": live.result.as_dict() if live.result else None}
+                    body = {**summary, **live.stats, "result": live.result.as_dict() if live.result else None}
                 self.send_json(body)
             elif self.path.startswith("/stream.mjpg"):
                 self.stream()
-            elif self.path == "/metrics" and live.telemetry is not None:
+            elif self.path in ("/metrics", "/healthz") and live.telemetry is None:
+                self.send_json({"status": "starting"}, HTTPStatus.SERVICE_UNAVAILABLE)  # the camera is opening
+            elif self.path == "/metrics":
                 self.send_body(live.telemetry.page().encode(), "text/plain; version=0.0.4; charset=utf-8")
-            elif self.path == "/healthz" and live.telemetry is not None:
+            elif self.path == "/healthz":
                 healthy, quiet = live.telemetry.healthy()
                 status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
                 self.send_json(

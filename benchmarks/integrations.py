@@ -1,0 +1,101 @@
+"""What the integrations cost the camera, and how close the camera loop is to the interpreter's own rate.
+
+    python benchmarks/integrations.py /tmp/dec/beans/seed1/model_int8.tflite [--runs 5] [--frames 1500]
+
+Over an unpaced 640×480 MJPEG video, one interpreter thread (int8 MobileNetV2 @224 for the targets):
+1. The interpreter alone: 1 / median invoke on the same frames.
+2. `edgetl camera` plain, and with everything this release adds switched on — `--serve` with `/metrics`
+   scraped 10 times a second, `--mqtt … --mqtt-publish every` to a local mosquitto (started here when
+   installed), `--keep` — in alternating runs. Results/s from the JSON lines' timestamps.
+Targets: plain camera ≥ 0.95 × the interpreter alone; with integrations ≥ 0.98 × plain (medians of `--runs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from edge_pipeline import CLI, interpreter_only, make_video
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def camera_rate(model: Path, video: Path, frames: int, extra: list[str], scrape: bool, folder: Path) -> float:
+    out = folder / "results.jsonl"
+    out.unlink(missing_ok=True)
+    args = ["camera", str(model), "--source", str(video), "--loop", "--threads", "1", "--json", str(out)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI, *args, "--max-frames", str(frames), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    stop = threading.Event()
+    if scrape:
+        url = process.stdout.readline().split("Serving ")[1].split()[0] + "metrics"
+
+        def scraper() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):  # the camera ends while a scrape is under way
+                    urllib.request.urlopen(url, timeout=5).read()
+                time.sleep(0.1)
+
+        threading.Thread(target=scraper, daemon=True).start()
+    process.communicate(timeout=600)
+    stop.set()
+    results = [json.loads(line) for line in out.read_text().splitlines()][100:]  # warm-up discarded
+    return (len(results) - 1) / (results[-1]["timestamp"] - results[0]["timestamp"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=1500)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="edgetl-integrations-"))
+    video = make_video(folder / "fast.avi")
+    broker, extra = None, ["--serve", "127.0.0.1:0", "--keep", str(folder / "kept")]
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if mosquitto:
+        port = _free_port()
+        (folder / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        broker = subprocess.Popen([mosquitto, "-c", str(folder / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        extra += ["--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-publish", "every"]
+    try:
+        alone = 1000 / interpreter_only(args.model, video, threads=1)["invoke_ms"]
+        plain, loaded = [], []
+        for _ in range(args.runs):  # alternating: drifts in the machine's speed hit both alike
+            plain.append(camera_rate(args.model, video, args.frames, [], False, folder))
+            loaded.append(camera_rate(args.model, video, args.frames, extra, True, folder))
+    finally:
+        if broker:
+            broker.terminate()
+    print(f"interpreter alone (1 thread): {alone:.1f} inferences/s")
+    print(
+        f"camera plain: median {statistics.median(plain):.1f} results/s (runs {', '.join(f'{r:.1f}' for r in plain)}); "
+        f"{statistics.median(plain) / alone:.3f}× the interpreter alone (target ≥ 0.95)"
+    )
+    print(
+        f"camera + /metrics 10/s + {'MQTT every + ' if broker else ''}--keep: median {statistics.median(loaded):.1f} "
+        f"(runs {', '.join(f'{r:.1f}' for r in loaded)}); "
+        f"{statistics.median(loaded) / statistics.median(plain):.3f}× plain (target ≥ 0.98)"
+    )
+
+
+if __name__ == "__main__":
+    main()
