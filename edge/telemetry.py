@@ -11,7 +11,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +110,13 @@ class Telemetry:
         model = f'file="{_escape(str(summary.get("model", "")))}",sha256="{summary.get("model_sha256", "")}"'
         lines += ["# HELP edgetl_model_info The model running now.", "# TYPE edgetl_model_info gauge"]
         lines.append(f"edgetl_model_info{{{model}}} 1")
+        throttled = pi_throttled()
+        if throttled is not None:
+            lines += [
+                "# HELP edgetl_throttled Raspberry Pi throttling flags (vcgencmd get_throttled; 0 = never throttled).",
+                "# TYPE edgetl_throttled gauge",
+                f"edgetl_throttled {throttled}",
+            ]
         temperature = cpu_temperature()
         if temperature is not None:
             lines += [
@@ -124,6 +133,25 @@ def cpu_temperature(zone: Path = Path("/sys/class/thermal/thermal_zone0/temp")) 
         return int(zone.read_text().strip()) / 1000
     except (OSError, ValueError):
         return None
+
+
+_THROTTLED: list = [0.0, None]  # (when read, value): vcgencmd is a process start, so at most every 10 s
+
+
+def pi_throttled() -> int | None:
+    """The Pi firmware's throttling bit mask (under-voltage, frequency capped, throttled, soft temperature
+    limit; now and since boot), where `vcgencmd` exists; None elsewhere."""
+    if time.monotonic() - _THROTTLED[0] < 10:
+        return _THROTTLED[1]
+    _THROTTLED[0] = time.monotonic()
+    if shutil.which("vcgencmd") is None:
+        return None
+    try:
+        text = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=2).stdout
+        _THROTTLED[1] = int(text.strip().split("=")[1], 16)
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        _THROTTLED[1] = None
+    return _THROTTLED[1]
 
 
 class SystemdNotifier:

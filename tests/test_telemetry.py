@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -98,3 +99,21 @@ def test_health_goes_503_when_the_source_stalls_and_back_to_200(converted: tuple
         source.proc.send_signal(signal.SIGCONT)
         source.proc.send_signal(signal.SIGTERM)
         source.finish(timeout=30)
+
+
+def test_pi_throttling_and_temperature_come_from_the_firmware_where_it_exists(tmp_path: Path, monkeypatch) -> None:
+    from edgetl.edge import telemetry
+
+    tool = tmp_path / "vcgencmd"  # the Pi firmware's tool, as it answers on a Pi that was once under-volted
+    tool.write_text("#!/bin/sh\necho throttled=0x50005\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(telemetry, "_THROTTLED", [0.0, None])
+    zone = tmp_path / "temp"
+    zone.write_text("48312\n")
+    read = telemetry.cpu_temperature
+    monkeypatch.setattr(telemetry, "cpu_temperature", lambda: read(zone))
+    page = telemetry.Telemetry(lambda: {}, 10.0).page()
+    families = {family.name: family.samples for family in text_string_to_metric_families(page)}
+    assert families["edgetl_throttled"][0].value == 0x50005
+    assert families["edgetl_cpu_temperature_celsius"][0].value == 48.3
