@@ -251,7 +251,7 @@ def test_collect_page_in_headless_chromium_takes_photos_per_class(tmp_path: Path
         browser, page = browser_page(playwright)
         page.goto(served.url)
         page.fill("#count", "3")
-        page.fill("#interval", "0.2")
+        page.fill("#interval", "0.4")  # longer than a scene (0.3 s): each shot a new view, none skipped
         page.click("button[data-label='healthy']")  # one button per class folder already in DATA
         expect(page.locator("button[data-label='healthy']")).to_have_text("1 · healthy (3)", timeout=15000)
         page.fill("#new-class", "<b>rust")  # a class name is text, never markup
