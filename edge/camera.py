@@ -271,6 +271,11 @@ def print_summary(summary: dict, console, *, stopped_by: str | None = None, erro
         kept = f"{keep['kept']} ({', '.join(f'{k} {v}' for k, v in keep['reasons'].items()) or 'none'}); "
         passed = f"{keep['similar']} near-duplicates and {keep['busy']} while writing passed over"
         rows.append(("kept frames", kept + passed + (f"; stopped: {keep['stopped']}" if keep["stopped"] else "")))
+    if "mqtt" in summary:
+        mqtt = summary["mqtt"]
+        rows.append(
+            ("mqtt", f"{mqtt['published']} states published, {mqtt['dropped']} dropped while the broker was away")
+        )
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

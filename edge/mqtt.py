@@ -88,6 +88,7 @@ class Publisher:
         self.queue: deque[bytes] = deque(maxlen=QUEUE)
         self.dropped = self.published = 0
         self.last_decision, self.last_sent = None, 0.0
+        self._wake, self._stop = threading.Event(), threading.Event()  # before any callback can run
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgetl-{self.device}")
         if url.username:
             password = _password(options.mqtt_password_file)
@@ -97,13 +98,11 @@ class Publisher:
         self.client.will_set(f"{self.topic}/availability", "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._connected
-        self.client.on_disconnect = lambda *args: self.log("MQTT: the broker went away; reconnecting")
+        self.client.on_disconnect = self._disconnected
         self.connected = threading.Event()
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.client.connect_async(url.hostname, port, keepalive=KEEPALIVE_S)
         self.client.loop_start()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         threading.Thread(target=self._send, name="edgetl-mqtt", daemon=True).start()
 
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:
@@ -115,6 +114,10 @@ class Publisher:
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self.connected.set()
         self._wake.set()
+
+    def _disconnected(self, *args) -> None:
+        if not self._stop.is_set():  # not the goodbye of close()
+            self.log("MQTT: the broker went away; reconnecting")
 
     def offer(self, result: Result) -> None:
         """Called by the inference loop for every result: a decision of the policy and an append, nothing more."""

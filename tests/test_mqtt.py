@@ -3,6 +3,7 @@ discovery, states, the last will after a SIGKILL, and results that go on while t
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ def _free_port() -> int:
 
 
 class Broker:
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, extra: str = "allow_anonymous true\n") -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             message = "mosquitto is not installed (Debian: apt install mosquitto); the MQTT test needs it"
@@ -34,7 +35,8 @@ class Broker:
                 pytest.fail(message)
             pytest.skip(message)
         config = folder / "mosquitto.conf"
-        config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        user = getpass.getuser()  # started as root, mosquitto would switch to a user that cannot read tmp_path
+        config.write_text(f"listener {port} 127.0.0.1\npersistence false\nuser {user}\n{extra}")
         self.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while True:
@@ -133,3 +135,36 @@ def test_a_bad_broker_url_or_a_password_on_the_command_line_is_one_line(converte
     assert done.returncode == 2 and "would show in `ps`" in done.stderr
     done = edge_cli("camera", model, "--source", "0", "--mqtt", "mqtt://broker", "--mqtt-publish", "often")
     assert done.returncode == 2 and "not change, every or N/s" in done.stderr
+
+
+def test_mqtts_with_a_user_whose_password_comes_from_the_environment(
+    converted: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """TLS to a broker whose certificate only the given CA vouches for, and a user the broker checks."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the TLS broker")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "ana", "broker pass"], check=True)
+    port = _free_port()
+    tls = f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous false\npassword_file {passwords}\n"
+    broker = Broker(tmp_path, port, tls)
+    video, model = write_video(tmp_path / "clip.avi", 30), str(converted[0] / "model_int8.tflite")
+    args = ["camera", model, "--source", str(video), "--mqtt", f"mqtts://ana@127.0.0.1:{port}", "--mqtt-ca", str(cert)]
+    try:
+        wrong = Process(*args, "--max-frames", "60", env={"EDGETL_MQTT_PASSWORD": "not it"})
+        wrong.finish(timeout=60)
+        assert "refused the connection" in wrong.output, wrong.output[-2000:]
+        right = Process(*args, "--loop", "--realtime", "--duration", "3", "--mqtt-publish", "every",
+                        env={"EDGETL_MQTT_PASSWORD": "broker pass"})  # fmt: skip
+        assert right.finish(timeout=60) == 0, right.output[-2000:]
+        assert "refused" not in right.output and "went away" not in right.output
+        published = int(right.output.split("mqtt")[-1].split("states published")[0].split()[-1])
+        assert published > 20, right.output[-1500:]  # over TLS, as ana
+    finally:
+        broker.stop()
