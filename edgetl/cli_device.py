@@ -87,20 +87,7 @@ def classify(
 
 def _classifier(model: Path, values: dict[str, Any]):
     """The command's classifier, its model's warnings (parts of the file that could not be read) printed."""
-    from edgetl.edge.classifier import Classifier
-
-    names = (
-        "labels",
-        "threads",
-        "backend",
-        "input_mean",
-        "input_std",
-        "resize",
-        "threshold",
-        "ood_threshold",
-        "unsure",
-    )
-    classifier = Classifier(model, **{name: values[name] for name in names})
+    classifier = _loader(values)(model)
     for warning in classifier.warnings:
         err_console.print(f"[yellow]warning:[/] {for_console(warning)}")
     return classifier
