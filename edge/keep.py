@@ -28,6 +28,7 @@ from edgetl.rundir import json_text
 
 SIDECAR = ".json"  # beside each kept JPEG: what the model said and why the frame was kept
 KEPT_LOG = "kept.jsonl"  # one line per kept frame, for a quick look without opening each sidecar
+RETRY_S = 30.0  # a full folder or disk is looked at again this often: labelling frames away resumes keeping
 
 
 @dataclass
@@ -55,7 +56,7 @@ class KeepStats:
     kept: int = 0
     similar: int = 0  # doubted, but nearly the same view as the last kept frame
     busy: int = 0  # doubted while the previous frame was still being written: passed over
-    stopped: str | None = None  # why keeping stopped (folder full, disk full): said once in the log
+    stopped: str | None = None  # why keeping is paused (folder full, disk full), said in the log; None: keeping
     reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -84,13 +85,15 @@ class Keeper:
         self.novelty = NoveltyFilter()
         self.random = random.Random()
         self.last_kept = -float("inf")
+        self.paused_until = 0.0  # while the folder or disk is full: no frame is offered before then
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name="edgetl-keep", daemon=True)
         self.thread.start()
 
     def offer(self, prediction: Prediction, frame_image: np.ndarray, frame: int) -> None:
         """Called by the inference loop for every result: cheap checks, then a hand-over that never waits."""
-        if self.stats.stopped or time.monotonic() - self.last_kept < self.options.keep_interval:
+        now = time.monotonic()
+        if now < self.paused_until or now - self.last_kept < self.options.keep_interval:
             return
         why = reason_to_keep(prediction, self.options, self.random.random())
         if why is None:
@@ -112,6 +115,8 @@ class Keeper:
                 self._stop(str(error))
 
     def _write(self, why: str, prediction: Prediction, image: np.ndarray, frame: int, when: float) -> None:
+        if self.held >= self.options.keep_max:
+            self.held = len(list(self.folder.glob("*.jpg")))  # `edgetl label` may have filed some away
         if self.held >= self.options.keep_max:
             self._stop(f"{self.folder} holds {self.held} frames (--keep-max): label or move them to keep more")
             return
@@ -135,8 +140,13 @@ class Keeper:
         self.stats.kept += 1
         self.stats.reasons[why] = self.stats.reasons.get(why, 0) + 1
         self.last_kept = time.monotonic()
+        if self.stats.stopped is not None:
+            self.stats.stopped = None
+            self.log("keeping resumed")
 
     def _stop(self, why: str) -> None:
+        """Pause keeping for RETRY_S (said once per pause); the camera goes on."""
+        self.paused_until = time.monotonic() + RETRY_S
         if self.stats.stopped is None:
             self.stats.stopped = why
             self.log(f"keeping stopped: {why}")

@@ -399,3 +399,33 @@ def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
     guarded = Console(record=True, width=300)
     announce(Served("0.0.0.0", credentials=object()), guarded, "", "sees the camera")
     assert "unencrypted" in guarded.export_text() and "anyone" not in guarded.export_text()
+
+
+def test_keeping_resumes_once_frames_are_labelled_away(converted: tuple[Path, dict], tmp_path: Path) -> None:
+    import time
+
+    from edgetl.edge.classifier import Classifier, Prediction
+    from edgetl.edge.keep import Keeper, KeepOptions
+
+    classifier = Classifier(converted[0] / "model_int8.tflite")
+    said: list[str] = []
+    keeper = Keeper(KeepOptions(keep=tmp_path / "kept", keep_interval=0, keep_max=1), classifier, "test", said.append)
+    doubt = Prediction(["a", "b"], [0.5, 0.45], "a", 0.1, margin=0.05)
+    rng = np.random.default_rng(0)
+
+    def offer_until(condition) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            keeper.offer(doubt, rng.integers(0, 256, (48, 64, 3), np.uint8), 1)  # a new view each time
+            time.sleep(0.01)
+        raise AssertionError(said)
+
+    offer_until(lambda: keeper.stats.stopped is not None)  # one kept, then the folder is full
+    assert keeper.stats.kept == 1 and any("--keep-max" in line for line in said)
+    for photo in (tmp_path / "kept").glob("*.jpg"):
+        photo.rename(tmp_path / photo.name)  # what `edgetl label` does
+    keeper.paused_until = 0.0  # as after RETRY_S
+    offer_until(lambda: keeper.stats.kept == 2)
+    keeper.close()
+    assert said[-1] == "keeping resumed" and keeper.stats.stopped is None
