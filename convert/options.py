@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.images import RESIZE_POLICIES, check_resize
-from edgetl.metrics import AccuracyRecord, drop_within_budget
+from edgetl.metrics import AccuracyRecord, agreement_within_budget, drop_within_budget
 from edgetl.options import setting
 
 FORMATS: tuple[str, ...] = ("int8", "fp16", "dynamic", "float32")
@@ -37,8 +37,9 @@ class ConvertOptions:
     )
     min_agreement: float | None = setting(
         None,
-        "Fail when fewer test images (percent) keep the float model's top-1, among those it gives ≥ 50 % "
-        f"(default: {DEFAULT_MIN_AGREEMENT:g} with at least {MIN_IMAGES_FOR_AGREEMENT} such images, else not applied).",
+        "Fail when fewer test images (percent) keep the float model's top-1, among those it gives ≥ 50 %, and the "
+        f"images show the shortfall is real (binomial p<0.05) (default: {DEFAULT_MIN_AGREEMENT:g} with at least "
+        f"{MIN_IMAGES_FOR_AGREEMENT} such images, else not applied).",
     )
     bias_correction: bool = setting(True, "int8: cancel the mean error of int8 weights in each layer's bias.")
     repair: bool = setting(True, "When int8 misses the budget, recalibrate and keep layers in float.")
@@ -52,9 +53,9 @@ class ConvertOptions:
     force: bool = setting(False, "Replace existing .tflite files.")
 
     def passes(self, record: AccuracyRecord) -> bool:
-        """The budget: no significant top-1 drop over `max_drop` points, agreement at least `min_agreement` percent."""
-        agreement = 100 * (record.judged_agreement or 0.0)  # conversion always checks against the float model
-        return drop_within_budget(record, self.max_drop) and agreement >= (self.min_agreement or 0.0)
+        """The budget: no significant top-1 drop over `max_drop` points, no significant shortfall of agreement
+        under `min_agreement` percent (metrics: one rule for both, tested against chance)."""
+        return drop_within_budget(record, self.max_drop) and agreement_within_budget(record, self.min_agreement or 0.0)
 
     def __post_init__(self) -> None:
         unknown = [fmt for fmt in self.formats if fmt not in FORMATS]

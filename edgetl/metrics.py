@@ -153,6 +153,28 @@ def drop_within_budget(record: AccuracyRecord, max_drop_pp: float) -> bool:
     return (record.drop_p or 0.0) >= DROP_SIGNIFICANCE
 
 
+def disagreement_p_value(flips: int, images: int, allowed: float) -> float:
+    """One-sided exact binomial test: the chance of at least `flips` disagreements among `images` if the true
+    disagreement rate were `allowed` (the budget's 1 − target)."""
+    if allowed <= 0:
+        return 0.0 if flips else 1.0
+    return float(sum(comb(images, k) * allowed**k * (1 - allowed) ** (images - k) for k in range(flips, images + 1)))
+
+
+def agreement_within_budget(record: AccuracyRecord, min_agreement_pct: float) -> bool:
+    """The agreement budget, in the drop budget's form: at least `min_agreement_pct` % of the judged images keep
+    the reference's top-1, or fewer by a margin the images cannot tell from chance (binomial p ≥
+    DROP_SIGNIFICANCE). 3 flips among beans' 127 judged images is p = 0.14 against a 99 % target; 6 among 95 is
+    p < 0.001. A target of 100 % or more is exact."""
+    agreement, judged = record.judged_agreement, record.sure_images or record.images
+    if agreement is None or 100 * agreement >= min_agreement_pct:
+        return True
+    if min_agreement_pct >= 100:
+        return False
+    flips = round((1 - agreement) * judged)
+    return disagreement_p_value(flips, judged, 1 - min_agreement_pct / 100) >= DROP_SIGNIFICANCE
+
+
 def near_chance(top1_fraction: float, classes: int) -> bool:
     """True when a top-1 (a fraction) is too close to guessing to deploy the model."""
     return 100 * (top1_fraction - 1 / max(classes, 1)) < CHANCE_MARGIN_PP
