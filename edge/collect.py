@@ -26,12 +26,12 @@ from edgetl.edge.photos import (
     append_line,
     check_class_name,
     encode_jpeg,
+    photos_per_class,
     save_new,
     time_name,
 )
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
-from edgetl.images import IMAGE_SUFFIXES
 from edgetl.options import setting
 
 RECENT = 8  # thumbnails of the last photos the page shows
@@ -68,7 +68,6 @@ class CollectOptions:
 class Shot:
     label: str
     path: Path | None  # None: a near-duplicate of the previous photo, not written
-    thumbnail_jpeg: bytes = b""
 
 
 @dataclass
@@ -83,16 +82,6 @@ class Collector:
     _novelty: NoveltyFilter = field(default_factory=NoveltyFilter)
     _label: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def counts(self) -> dict[str, int]:
-        """Photos per class folder (hidden folders left out), for the page and the summary."""
-        if not self.data.is_dir():
-            return {}
-        return {
-            folder.name: sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            for folder in sorted(self.data.iterdir())
-            if folder.is_dir() and not folder.name.startswith(".")
-        }
 
     def take(self, image: np.ndarray, label: str, frame: int) -> Shot:
         """Write the frame as a photo of `label`, unless it nearly repeats the previous photo of that class."""
@@ -116,7 +105,7 @@ class Collector:
             self.written += 1
             small = encode_jpeg(image, 80, 160)
             self.recent.appendleft((label, path.name, small))
-            return Shot(label, path, small)
+            return Shot(label, path)
 
 
 def _resolution(image: np.ndarray, max_side: int | None) -> dict[str, int]:
@@ -180,7 +169,7 @@ def run_collect(data: Path, options: CollectOptions, console, auth: Credentials 
                 burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
     finally:
         capture.close()
-    held = ", ".join(f"{for_console(name)} {n}" for name, n in collector.counts().items())
+    held = ", ".join(f"{for_console(name)} {n}" for name, n in photos_per_class(collector.data).items())
     console.print(
         f"{collector.written} photo(s) written, {collector.skipped} near-duplicate(s) skipped; {data} holds: {held}."
     )

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.collect import Collector, burst
-from edgetl.edge.photos import check_class_name
+from edgetl.edge.photos import check_class_name, photos_per_class
 from edgetl.edge.serve import LiveHandler, LiveState, announce, start_server
 from edgetl.errors import EdgetlError
 from edgetl.text import for_console
@@ -154,7 +154,9 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
             if path == "/state":
                 recent = [{"label": label, "file": name} for label, name, _ in collector.recent]
                 fields = {"written": collector.written, "skipped": collector.skipped, "recent": recent}
-                self.send_json({"classes": collector.counts(), **fields, "busy": bursts.busy, "error": bursts.error})
+                self.send_json(
+                    {"classes": photos_per_class(collector.data), **fields, "busy": bursts.busy, "error": bursts.error}
+                )
             elif path.startswith("/thumb/") and path[7:].isdigit() and int(path[7:]) < len(collector.recent):
                 self.send_body(list(collector.recent)[int(path[7:])][2], "image/jpeg")
             elif path == "/stream.mjpg":

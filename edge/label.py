@@ -21,7 +21,7 @@ from pathlib import Path
 from edgetl.edge.keep import SIDECAR
 from edgetl.edge.photos import COLLECT_LOG, append_line, check_class_name
 from edgetl.errors import EdgetlError
-from edgetl.images import IMAGE_SUFFIXES
+from edgetl.images import IMAGE_SUFFIXES, class_folders
 
 DISCARDED = "discarded"
 MAX_ITEMS = 200  # frames the page lists at once: the rest come as these are filed
@@ -66,13 +66,7 @@ class Labeller:
         self.data.mkdir(parents=True, exist_ok=True)
         self.history: list[Move] = []
         self.lock = threading.Lock()  # one move at a time, whatever the page sends
-        finish_moves(folder, [folder / DISCARDED, *self.class_folders()])
-
-    def class_folders(self) -> list[Path]:
-        return sorted(p for p in self.data.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    def counts(self) -> dict[str, int]:
-        return {p.name: sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for p in self.class_folders()}
+        finish_moves(folder, [folder / DISCARDED, *class_folders(data)])
 
     def items(self) -> list[Item]:
         photos = [p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]

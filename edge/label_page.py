@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.label import MAX_ITEMS, Labeller
+from edgetl.edge.photos import photos_per_class
 from edgetl.edge.serve import LiveHandler, announce, start_server
 from edgetl.errors import EdgetlError
 from edgetl.text import for_console
@@ -132,7 +133,7 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
                     {
                         "items": listed,
                         "waiting": len(items),
-                        "classes": labeller.counts(),
+                        "classes": photos_per_class(labeller.data),
                         "filed": filed[0],
                         "undo": undo,
                     }

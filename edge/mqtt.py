@@ -99,7 +99,6 @@ class Publisher:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
-        self.connected = threading.Event()
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.client.connect_async(url.hostname, port, keepalive=KEEPALIVE_S)
         self.client.loop_start()
@@ -112,7 +111,6 @@ class Publisher:
         client.publish(f"{self.topic}/availability", "online", qos=1, retain=True)
         for topic, config in discovery_configs(self.discovery, self.topic, self.device, self.model_name):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
-        self.connected.set()
         self._wake.set()
 
     def _disconnected(self, *args) -> None:

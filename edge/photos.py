@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.images import IMAGE_SUFFIXES, class_folders
 from edgetl.text import printable
 
 COLLECT_LOG = "collect.jsonl"  # in the dataset folder: one line per photo collected or labelled
@@ -30,6 +31,13 @@ QUALITY = 90  # JPEG quality: what training reads back is close to what the came
 
 class DiskFull(EdgetlError):
     """The free-space guard, or the disk itself, refused a photo."""
+
+
+def photos_per_class(data: Path) -> dict[str, int]:
+    """Photos in each class folder of a dataset (what `collect` and `label` show beside each class)."""
+    if not data.is_dir():
+        return {}
+    return {f.name: sum(1 for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for f in class_folders(data)}
 
 
 def check_class_name(name: str) -> str:
