@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from shared_data import SHARED, use_shared_keras_weights
+from shared_data import SHARED, settings, use_shared_keras_weights
 
 MAX_OOD_IMAGES = 300  # per other dataset, a seeded sample
 RETENTIONS = (0.96, 0.99, 0.995, 1.0)  # 0.96: edgetl 0.2's; 1.0: the validation maximum
@@ -102,7 +102,7 @@ def main() -> None:
 
     console = Console()
     runs = args.runs or Path(tempfile.mkdtemp(prefix="edgetl-decisions-"))
-    changes = {key: type(getattr(TrainConfig(), key))(value) for key, value in (s.split("=", 1) for s in args.set)}
+    changes = settings(args.set)
     per_seed: dict[str, list[tuple[float, float]]] = {}
     for seed in args.seeds:
         run_dir = runs / f"seed{seed}"

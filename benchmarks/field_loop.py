@@ -20,16 +20,14 @@ import argparse
 import json
 import os
 import random
-import shutil
-import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from shared_data import SHARED, use_shared_keras_weights
+from shared_data import SHARED, settings, use_shared_keras_weights
+from swap_gap import SWAPS, swaps
 
 OLD, NEW = ["daisy", "dandelion", "rose"], ["sunflower", "tulip"]
 
@@ -79,42 +77,6 @@ def keep(model: Path, clip: Path, folder: Path) -> None:
         keeper.close()
 
 
-def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> tuple[float, float, float]:
-    """(ms between the last v1 and the first v2 result, median inference ms, median ms between results) in a
-    camera that keeps running."""
-    from functools import partial
-
-    from edgetl.edge.camera import CameraOptions, Result, run_camera
-    from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
-    from edgetl.edge.hot_swap import ModelSlot
-
-    deployed = work / "deploy" / "model.tflite"
-    deployed.parent.mkdir()
-    shutil.copy(v1, deployed)
-    classifier = Classifier(deployed, threads=2)
-    slot = ModelSlot(classifier, partial(Classifier, threads=2), print)
-    results: list[Result] = []
-    capture = Capture(SourceSpec(str(clip)), loop=True, prepare=classifier.prepare_bgr)  # unpaced: back to back
-
-    def replace_later() -> None:
-        time.sleep(3)
-        shutil.copy(v2, deployed.with_name(".incoming"))
-        os.replace(deployed.with_name(".incoming"), deployed)
-
-    threading.Thread(target=replace_later, daemon=True).start()
-    try:
-        run_camera(classifier, capture, CameraOptions(duration=8), on_result=lambda r, f: results.append(r), slot=slot)
-    finally:
-        capture.close()
-        slot.close()
-    models = [r.model for r in results]
-    switch = next(i for i, m in enumerate(models) if m != models[0])
-    gap = 1000 * (results[switch].time - results[switch - 1].time)
-    between = statistics.median(1000 * (b.time - a.time) for a, b in zip(results, results[1:]))
-    return gap, statistics.median(r.latency_ms["inference"] for r in results), between
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=120)
@@ -134,7 +96,7 @@ def main() -> None:
 
     quiet, work = Console(quiet=True), Path(tempfile.mkdtemp(prefix="edgetl-field-loop-"))
     data, unseen = build(work, args.per_class)
-    changes = {k: type(getattr(TrainConfig(), k))(v) for k, v in (s.split("=", 1) for s in args.set)}
+    changes = settings(args.set)
     started = time.perf_counter()
     v1 = train(data, work / "v1", TrainConfig(**changes), console=quiet)
     convert(v1, ConvertOptions(formats=("int8",), max_drop=100.0, min_agreement=0.0), console=quiet)
@@ -168,9 +130,9 @@ def main() -> None:
     v2_alone = compare(v2, v2, timing=False)
     print(f"v2 on its own five-class test split ({v2_alone.images} images): {v2_alone.b.top1:.1%}, per class "
           f"{ {k: round(v, 3) for k, v in v2_alone.b.per_class.items()} }")  # fmt: skip
-    gap, inference, between = swap_gap(v1 / "model_int8.tflite", v2 / "model_int8.tflite", work / "camera.avi", work)
-    print(f"swap: {gap:.1f} ms between the last v1 and the first v2 result; median inference {inference:.2f} ms "
-          f"({gap / inference:.1f} inference times; target ≤ 2); median between results {between:.2f} ms")  # fmt: skip
+    print(
+        f"swap ({SWAPS} times): {swaps(v1 / 'model_int8.tflite', v2 / 'model_int8.tflite', work / 'camera.avi', SWAPS)}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,3 +21,17 @@ def use_shared_keras_weights() -> None:
     home = Path(tempfile.mkdtemp(prefix="edgetl-keras-"))
     shutil.copytree(source, home / "models")
     os.environ["KERAS_HOME"] = str(home)
+
+
+def settings(pairs: list[str]) -> dict:
+    """`--set FIELD=VALUE` pairs as TrainConfig changes: VALUE as JSON (0.35, 160, true, null), else as text."""
+    import json
+
+    changes = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
+    return changes

@@ -169,7 +169,9 @@ def _with_metadata(content: bytes, source: Source, fmt: str, open_world: OpenWor
         std=[1.0] * 3,
         labels=source.labels,
     )
-    card = ModelCard(source.labels, source.size, source.resize, open_world)
+    run = source.run
+    version = f"{run.directory.name} {run.created}".strip() if run and run.directory else ""
+    card = ModelCard(source.labels, source.size, source.resize, open_world, version)
     files = {LABELS_FILE: labels_text(source.labels).encode(), MODEL_CARD_FILE: card.to_bytes()}
     metadata = build_metadata(meta, LABELS_FILE, [MODEL_CARD_FILE], ood_output=len(source.model.outputs) == 2)
     return attach_metadata(content, metadata, files)

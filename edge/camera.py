@@ -61,12 +61,14 @@ class Result:
     latency_ms: dict[str, float]
     age_ms: float  # capture → result
     model: str = ""  # the first 16 hex digits of the model file's SHA-256: which model said this
+    model_version: str = ""  # the run it came from (its model card), "" when the card does not say
 
     def as_dict(self) -> dict:
         return {
             "timestamp": round(self.time, 3),
             "frame": self.frame,
             "model": self.model,
+            "model_version": self.model_version,
             **self.prediction.as_dict(),
             "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
             "age_ms": round(self.age_ms, 2),
@@ -114,6 +116,7 @@ class RunStats:
             "backend": classifier.model.backend,
             "model": classifier.path.name,
             "model_sha256": classifier.sha256,
+            "model_version": classifier.version,
         }
 
 
@@ -238,6 +241,7 @@ def run_camera(
             },
             age_ms=1000 * (time.monotonic() - frame.captured),
             model=classifier.sha256[:16],
+            model_version=classifier.version,
         )
         stats.add(result)
         if json_out is not None and not json_out.write(result.as_dict()):

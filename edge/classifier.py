@@ -88,6 +88,7 @@ class Classifier:
         content = model_path.read_bytes()
         self.sha256 = hashlib.sha256(content).hexdigest()  # every kept frame and result can say which model
         info = read_model_info(content, str(model_path))
+        self.version = info.card.version if info.card else ""  # the run it came from, when its card says
         self.warnings = [f"{model_path}: {warning}" for warning in info.warnings]  # the commands print them
         self.model = ImageClassifierModel(content, threads=threads, backend=backend, name=str(model_path))
         self.model.set_normalization(self._normalization(self.model, info.mean, info.std, input_mean, input_std))

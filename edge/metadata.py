@@ -31,6 +31,7 @@ MODEL_CARD_FILE = "model_card.json"
 # The SHA-256 of the model's flatbuffer (everything before the zip), packed by `edgetl convert` (older files have none):
 # LiteRT's verifier lets some damaged models through and then aborts the process while loading them.
 CHECKSUM_FILE = "model.sha256"
+MAX_VERSION_CHARS = 200  # a run's folder name and time; longer is not a version (it goes into pages and logs)
 _OLD_MODEL_CARD_FILE = "edgetl.json"  # its name in models converted by edgetl 0.1.0: same content
 
 
@@ -45,11 +46,14 @@ class ModelCard:
     size: int  # square input, pixels
     resize: str  # "stretch" or "crop", as in training
     open_world: OpenWorldCard | None = None  # temperature, OOD threshold, per-class thresholds (`edgetl train`)
+    version: str = ""  # the run it came from: folder name and creation time ("" for a bare model or older files)
 
     def to_bytes(self) -> bytes:
         card: dict = {"labels": self.labels, "input": {"size": self.size, "range": [0, 255], "resize": self.resize}}
         if self.open_world:
             card["open_world"] = self.open_world.to_json()
+        if self.version:
+            card["version"] = self.version
         return json.dumps(card).encode()
 
     @classmethod
@@ -73,7 +77,10 @@ class ModelCard:
                 open_world = OpenWorldCard.from_json(open_world, len(labels))
             except ValueError as error:
                 raise ValueError(f"the model card's {str(error).removeprefix('the ')}") from None
-        return cls(labels, size, resize, open_world)
+        version = card.get("version", "")
+        if not (isinstance(version, str) and len(version) <= MAX_VERSION_CHARS):
+            raise ValueError(f"the model card's version is not a string of at most {MAX_VERSION_CHARS} characters")
+        return cls(labels, size, resize, open_world, version)
 
 
 @dataclass

@@ -71,7 +71,8 @@ async function refresh() {
       document.getElementById("stats").textContent =
         `${state.fps.toFixed(1)} FPS · inference ${l.inference} ms · preprocess ${l.preprocess} ms · ` +
         `frame age ${r.age_ms} ms · frame ${r.frame} · dropped ${state.frames_dropped} · ` +
-        `reconnects ${state.reconnects} · ${state.threads ?? "default"} threads · ${state.backend}`;
+        `reconnects ${state.reconnects} · ${state.threads ?? "default"} threads · ${state.backend} · ` +
+        `model ${r.model.slice(0, 8)}${r.model_version ? ` (${r.model_version})` : ""}`;
     }
   } catch (e) { document.getElementById("stats").textContent = "connection lost, retrying…"; }
   setTimeout(refresh, 500);
@@ -96,7 +97,8 @@ def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.nda
     lines = [f"{label} {score:.0%}" for label, score in zip(prediction.labels, prediction.scores)]
     if prediction.decision != prediction.labels[0]:  # "unknown" or "unsure" above the model's own guesses
         lines.insert(0, prediction.decision)
-    lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms")
+    run = f" ({result.model_version.split()[0]})" if result.model_version.strip() else ""  # the run's folder name
+    lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms  model {result.model[:8]}{run}")
     for row, text in enumerate(lines):
         origin = (int(10 * scale), int((30 + 28 * row) * scale))
         cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0), int(4 * scale) + 1)

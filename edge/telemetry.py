@@ -108,6 +108,7 @@ class Telemetry:
             lines += [f"# HELP edgetl_{name}_total {text}", f"# TYPE edgetl_{name}_total counter"]
             lines.append(f"edgetl_{name}_total {value}")
         model = f'file="{_escape(str(summary.get("model", "")))}",sha256="{summary.get("model_sha256", "")}"'
+        model += f',version="{_escape(str(summary.get("model_version", "")))}"'
         lines += ["# HELP edgetl_model_info The model running now.", "# TYPE edgetl_model_info gauge"]
         lines.append(f"edgetl_model_info{{{model}}} 1")
         throttled = pi_throttled()

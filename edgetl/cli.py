@@ -17,7 +17,7 @@ from edgetl.convert.options import BareModel, ConvertOptions
 from edgetl.demo import DEFAULT_IMAGES_PER_CLASS, SCRATCH_IMAGES_PER_CLASS
 from edgetl.errors import EdgetlError
 from edgetl.profiling import local_profile, make_profile
-from edgetl.rundir import check_output
+from edgetl.rundir import RunInfo, check_output
 from edgetl.tf_loader import load_tensorflow
 from edgetl.train.config import TrainConfig
 
@@ -26,6 +26,7 @@ T = TrainConfig
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per class, or train/ validation/ test/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path("runs/train"),
     backbone: Annotated[str, opt(T, "backbone", "--model")] = T.backbone,
@@ -57,6 +58,7 @@ def train(
     max_latency: Annotated[float | None, opt(T, "max_latency")] = T.max_latency,
     device_profile: Annotated[str | None, opt(T, "device_profile")] = T.device_profile,
     parent: Annotated[str | None, opt(T, "parent", "--from")] = T.parent,
+    warm_start: Annotated[bool, opt(T, "warm_start", "--warm-start/--no-warm-start")] = T.warm_start,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:
@@ -65,6 +67,8 @@ def train(
     Example: [bold]edgetl train photos/ --model mobilenet_v2 --size 224 --out runs/flowers[/]
     """
     config = TrainConfig(**pick(TrainConfig, locals()))
+    if config.parent and not resume:
+        config = _like_parent(ctx, config)
     load_tensorflow()
     if config.max_latency is not None and config.device_profile is None and not resume:
         check_output(out, force=force, resume=resume)  # before minutes of profiling, not after
@@ -73,6 +77,16 @@ def train(
     from edgetl.train.run import train as run_training
 
     run_training(data, out, config, force=force, resume=resume, console=console)
+
+
+def _like_parent(ctx: typer.Context, config: TrainConfig) -> TrainConfig:
+    """With --from: the model and input options not given on the command line are the parent run's, so that
+    v2 fits the same device and (with --warm-start) can start from v1's weights."""
+    parent = RunInfo.load(Path(config.parent))  # a missing or unfinished run is one clear line, before TensorFlow
+    was = {"backbone": parent.model.backbone, "alpha": parent.model.alpha, "size": parent.size, "resize": parent.resize}
+    given = {name for name in was if ctx.get_parameter_source(name).name != "DEFAULT"}  # typed on the command line
+    inherited = {name: value for name, value in was.items() if name not in given and value is not None}
+    return replace(config, **inherited)
 
 
 C, B = ConvertOptions, BareModel

@@ -314,13 +314,14 @@ class RunInfo:
     @classmethod
     def load(cls, run_dir: Path) -> RunInfo:
         """Read a complete run's metadata, with an error that says what is missing."""
-        if not run_dir.is_dir():
-            raise EdgetlError(f"{run_dir} is not a directory.", "Pass the folder that `edgetl train --out` wrote.")
         meta_path = run_dir / METADATA_FILE
         if not meta_path.exists():
-            hint = "Training may have been interrupted: `edgetl train --resume` continues it."
-            if not partial_dir(run_dir).exists():
-                hint = "Pass the folder that `edgetl train --out` wrote."
+            if partial_dir(run_dir).exists():  # only a finished run is renamed from NAME.partial to NAME
+                hint = "Training may have been interrupted: `edgetl train --resume` continues it."
+                raise EdgetlError(f"{run_dir} is not a finished edgetl run (it is {partial_dir(run_dir).name}).", hint)
+            hint = "Pass the folder that `edgetl train --out` wrote."
+            if not run_dir.is_dir():
+                raise EdgetlError(f"{run_dir} is not a directory.", hint)
             raise EdgetlError(f"{run_dir} is not a finished edgetl run (no {METADATA_FILE}).", hint)
         meta = read_json(meta_path)
         if meta.get("format_version", 0) > FORMAT_VERSION:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from edgetl.edge.classifier import Classifier
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
+from edgetl.rundir import RunInfo
 
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 
@@ -442,6 +444,8 @@ def test_web_page_in_headless_chromium_shows_video_and_predictions(
         top1 = dom.split('id="top1">')[1].split("<")[0]
         assert top1.split()[0] in labels and "%" in top1  # filled in by the page's script from /stats
         assert "FPS" in dom and "threads" in dom
+        created = RunInfo.load(int8_model.parent).created  # which model says this: hash and the run, from the card
+        assert re.search(rf"model [0-9a-f]{{8}} \(run {re.escape(created)}\)", dom), dom[-1500:]
         shot = tmp_path / "page.png"
         subprocess.run(
             [*browser, "--window-size=500,400", f"--screenshot={shot}", page.url], capture_output=True, timeout=60

@@ -298,6 +298,12 @@ def test_each_damaged_metadata_part_is_named(converted: tuple[Path, dict], tmp_p
         "size not a number": _repacked(
             model, **{"model_card.json": json.dumps({**card, "input": {"size": "x"}}).encode()}
         ),
+        "version a page of text": _repacked(
+            model, **{"model_card.json": json.dumps({**card, "version": "v" * 201}).encode()}
+        ),
+        "version not a string": _repacked(
+            model, **{"model_card.json": json.dumps({**card, "version": ["v2"]}).encode()}
+        ),
     }
     for what, content in damaged.items():
         path = tmp_path / "model.tflite"

@@ -15,6 +15,7 @@ from pathlib import Path
 from test_edge import write_video
 
 from conftest import Process
+from edgetl.rundir import RunInfo
 
 
 def _replace(target: Path, content: bytes) -> None:
@@ -83,7 +84,9 @@ def test_the_camera_swaps_in_a_new_model_and_refuses_a_broken_one(
     seen = models()
     switch = seen.index(new)
     assert set(seen[:switch]) == {old} and set(seen[switch:]) == {new}  # one switch, and the new model kept
-    frames = [json.loads(line)["frame"] for line in results.read_text().splitlines()]
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    frames = [line["frame"] for line in lines]
+    assert {line["model_version"] for line in lines} == {f"run {RunInfo.load(run).created}"}  # from the model card
     assert frames == sorted(frames)  # the camera was never reopened: frame numbers run on
     assert "model updated: model.tflite sha256" in stdout
     refusals = [line for line in stdout.splitlines() if "model update refused" in line]

@@ -66,6 +66,7 @@ def test_metrics_advance_health_is_ok_and_systemd_hears_ready_and_the_watchdog(
     assert all(s.value == results[0] for s in infinity)  # every result in every stage's histogram
     info = second["edgetl_model_info"][0]
     assert info.labels["file"] == "model_int8.tflite" and len(info.labels["sha256"]) == 64
+    assert info.labels["version"].startswith("run 20")  # the run's folder name and creation time, from the card
     assert sum(s.value for s in second["edgetl_decisions"]) == results[0]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -195,3 +196,96 @@ def test_from_a_parent_run_keeps_its_test_split_and_reports_what_changed(
     ]
     assert len(report["added"]) == 12 and report["removed"] == []
     assert child.data.version and child.data.version != parent.data.version
+
+
+def _with_new_class(sample_data: Path, folder: Path) -> Path:
+    """sample_data plus a class the parent never saw (rotated circles: new content)."""
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(sample_data, folder)
+    (folder / "hexagon").mkdir()
+    for i, source in enumerate(sorted((folder / "circle").glob("*.jpg"))[:12]):
+        Image.open(source).transpose(Image.Transpose.ROTATE_90).save(folder / "hexagon" / f"new{i}.jpg")
+    return folder
+
+
+def test_warm_start_begins_from_the_parent_weights_with_fresh_rows_for_new_classes(
+    tiny_run: Path, sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    """No epochs: the saved model is exactly where training would start. The parent's fine-tuned backbone (not
+    the weights file), its rows (before calibration) under the same class names, a fresh row for the new class."""
+    from edgetl.train.open_world import raw_head
+
+    data = _with_new_class(sample_data, tmp_path / "data")
+    config = TrainConfig(
+        **{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run), warm_start=True
+    )
+    parent, child = (
+        RunInfo.load(tiny_run),
+        RunInfo.load(train(data, tmp_path / "v2", config, console=Console(quiet=True))),
+    )
+    assert "hexagon" in child.labels and child.labels != parent.labels  # the rows moved: matched by name
+    models = [keras.saving.load_model(run.model_path) for run in (parent, child)]
+    backbones = [next(layer for layer in model.layers if isinstance(layer, keras.Model)) for model in models]
+    for was, now in zip(*(backbone.get_weights() for backbone in backbones), strict=True):
+        np.testing.assert_array_equal(now, was)
+    (p_kernel, p_bias), (c_kernel, c_bias) = (
+        raw_head(model, run.open_world.temperature) for model, run in zip(models, (parent, child), strict=True)
+    )
+    for name in parent.labels:
+        was, now = parent.labels.index(name), child.labels.index(name)
+        np.testing.assert_allclose(c_kernel[:, now], p_kernel[:, was], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(c_bias[now], p_bias[was], rtol=1e-4, atol=1e-6)
+    fresh = child.labels.index("hexagon")
+    assert c_bias[fresh] == 0.0 and not any(np.allclose(c_kernel[:, fresh], column) for column in p_kernel.T)
+
+
+def test_warm_start_from_another_architecture_is_one_clear_line(
+    tiny_run: Path, sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    for changes, asked in (
+        ({"alpha": 0.5}, r"mobilenet_v2 \(alpha 0.5\)"),
+        ({"backbone": "efficientnet_b0"}, "efficientnet_b0"),
+    ):
+        config = TrainConfig(**{**TINY, **changes}, weights="none", parent=str(tiny_run), warm_start=True)
+        with pytest.raises(EdgetlError, match=rf"is a mobilenet_v2 \(alpha 0.35\); this run asks for {asked}") as error:
+            train(sample_data, tmp_path / "v2", config, console=Console(quiet=True))
+        assert "--no-warm-start" in error.value.hint and not list(tmp_path.iterdir())  # nothing written
+    with pytest.raises(EdgetlError, match="--max-latency would choose another"):
+        TrainConfig(parent=str(tiny_run), warm_start=True, max_latency=10.0)
+
+
+def test_the_cli_trains_from_a_parent_like_the_parent_unless_told_otherwise(
+    tiny_run: Path, sample_data: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    """`--from` alone: the parent's backbone, width, size and resize (v2 fits the same device); an unfinished
+    parent or one of another backbone is one line."""
+    from test_cli import edgetl_cli
+
+    epochs = ("--head-epochs", "1", "--finetune-epochs", "0", "--weights", tiny_weights)
+    done = edgetl_cli(
+        "train", str(sample_data), "--out", str(tmp_path / "v2"), "--from", str(tiny_run), "--warm-start", *epochs
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    child = RunInfo.load(tmp_path / "v2")
+    assert (child.size, child.model.alpha, child.data.parent) == (TINY["size"], TINY["alpha"], str(tiny_run))
+    (tmp_path / "unfinished.partial").mkdir()
+    for parent, message in (
+        (tmp_path / "unfinished", "is not a finished edgetl run.*--resume"),
+        (tiny_run, "asks for efficientnet_b0"),
+    ):
+        bad = edgetl_cli(
+            "train",
+            str(sample_data),
+            "--out",
+            str(tmp_path / "v3"),
+            "--from",
+            str(parent),
+            "--model",
+            "efficientnet_b0",
+            "--warm-start",
+        )
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert re.search(message, bad.stderr.replace("\n", " ")), bad.stderr

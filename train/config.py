@@ -56,6 +56,9 @@ class TrainConfig:
     parent: str | None = setting(
         None, "A run on this dataset before: its test and validation photos stay in those splits (same yardstick)."
     )
+    warm_start: bool = setting(
+        False, "With --from: start from that run's weights (same backbone and width; new classes get fresh rows)."
+    )
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # an unknown name fails here, before any work
@@ -68,5 +71,10 @@ class TrainConfig:
             raise EdgetlError(f"--max-latency {self.max_latency} is not a latency.", "Give milliseconds, e.g. 20.")
         if self.device_profile is not None and self.max_latency is None:
             raise EdgetlError("--device-profile needs --max-latency.", "Add --max-latency MS (the budget per image).")
+        if self.parent and self.warm_start and self.max_latency is not None:
+            raise EdgetlError(
+                "--warm-start keeps the --from run's backbone; --max-latency would choose another.",
+                "Pass --no-warm-start to search on the same split, or drop --max-latency.",
+            )
         if self.strategy not in STRATEGIES:
             raise EdgetlError(f"Unknown --strategy '{self.strategy}'.", f"Use one of: {', '.join(STRATEGIES)}.")

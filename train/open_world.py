@@ -197,12 +197,20 @@ def pooled_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, layer.input)
 
 
+def raw_head(model: keras.Model, temperature: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The last layer's (kernel, bias) before calibration, for a model before or after `fit` (which divides
+    them by the temperature)."""
+    if PROBABILITIES_OUTPUT in [layer.name for layer in model.layers]:
+        kernel, bias = model.get_layer(PROBABILITIES_OUTPUT).get_weights()
+        return kernel * (temperature or 1.0), bias * (temperature or 1.0)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    return kernel, bias
+
+
 def raw_logits(model: keras.Model, features: np.ndarray, temperature: float | None) -> np.ndarray:
     """Logits before calibration, from pooled features, for a model before or after `fit`."""
-    names = [layer.name for layer in model.layers]
-    if PROBABILITIES_OUTPUT in names:
-        return logits_of(features, model.get_layer(PROBABILITIES_OUTPUT)) * (temperature or 1.0)
-    return logits_of(features, model.get_layer("predictions"))
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in raw_head(model, temperature))
+    return np.asarray(features, dtype=np.float64) @ kernel + bias
 
 
 def fit(model: keras.Model, features: dict[str, tuple[np.ndarray, np.ndarray]], classes: int) -> OpenWorld:

@@ -46,7 +46,7 @@ from edgetl.rundir import (
     write_atomic,
     write_json,
 )
-from edgetl.train import lineage, open_world
+from edgetl.train import lineage, open_world, warm_start
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
@@ -144,6 +144,7 @@ class _Run:
     mixed: bool
     strategy: tf.distribute.Strategy
     class_weight: dict[int, float] | None  # None: balanced classes
+    parent_weights: warm_start.ParentWeights | None  # --from with --warm-start: what the model starts from
 
 
 def train(
@@ -165,6 +166,8 @@ def train(
     check_output(target, force=force, resume=resume)
     if resume:
         config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
+    if config.parent and config.warm_start:
+        warm_start.check_architecture(RunInfo.load(Path(config.parent)), config)
     index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
     _print_data_summary(index, console, report=out / "data_report.json")
     searched = None
@@ -214,7 +217,11 @@ def _start(
         f"Model: {config.backbone} (alpha {config.alpha}) at {config.size}px, weights {weights or 'none (random)'}; "
         f"{strategy.num_replicas_in_sync} replica(s), {'mixed float16' if mixed else 'float32'}."
     )
-    return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights())
+    parent = None
+    if config.parent and config.warm_start:  # read outside the strategy's scope: loading makes variables
+        parent = warm_start.read_parent_weights(RunInfo.load(Path(config.parent)))
+        console.print(f"Starting from {config.parent}'s weights (warm start).")
+    return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights(), parent)
 
 
 def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
@@ -232,6 +239,8 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
             weights=run.weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
             dropout=config.dropout,
         )
+        if run.parent_weights:  # before restore, which may hold only the head (phase 1 on cached features)
+            warm_start.apply(clf, run.parent_weights, index.classes)
         restore(clf, work)  # --resume: the last finished epoch (a new run has no checkpoint)
         cut = activations(clf, config, work, on_cache=_cache_progress(progress))
         hooks = {"on_epoch": _epoch_printer(console), "class_weight": run.class_weight}
