@@ -17,14 +17,23 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SWAPS = 5
 
 
-def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> tuple[float, float, float]:
-    """(ms between the last v1 and the first v2 result, median inference ms, median ms between results) in a
-    camera that keeps running."""
+@dataclass
+class Swap:
+    gap_ms: float  # between the last result of A and the first of B
+    inference_ms: float  # median over the whole run
+    between_ms: float  # median time between two results
+    first: dict[str, float]  # the first B result's stages (capture wait, preprocess, inference, postprocess)
+    last: dict[str, float]  # the last A result's, while B was loading and checked beside it
+
+
+def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> Swap:
+    """One swap in a camera that keeps running."""
     from functools import partial
 
     from edgetl.edge.camera import CameraOptions, Result, run_camera
@@ -53,18 +62,30 @@ def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> tuple[float, float, 
         slot.close()
     models = [r.model for r in results]
     switch = next(i for i, m in enumerate(models) if m != models[0])
-    gap = 1000 * (results[switch].time - results[switch - 1].time)
-    between = statistics.median(1000 * (b.time - a.time) for a, b in zip(results, results[1:]))
-    return gap, statistics.median(r.latency_ms["inference"] for r in results), between
+    return Swap(
+        1000 * (results[switch].time - results[switch - 1].time),
+        statistics.median(r.latency_ms["inference"] for r in results),
+        statistics.median(1000 * (b.time - a.time) for a, b in zip(results, results[1:])),
+        results[switch].latency_ms,
+        results[switch - 1].latency_ms,
+    )
 
 
 def swaps(v1: Path, v2: Path, clip: Path, count: int = SWAPS) -> str:
     """`count` swaps, each in a fresh camera: every gap, then the median (range) in inference times."""
     ratios, lines = [], []
     for _ in range(count):
-        gap, inference, between = swap_gap(v1, v2, clip, Path(tempfile.mkdtemp(prefix="edgetl-swap-")))
-        ratios.append(gap / inference)
-        lines.append(f"  gap {gap:.2f} ms; median inference {inference:.2f} ms, between results {between:.2f} ms")
+        swap = swap_gap(v1, v2, clip, Path(tempfile.mkdtemp(prefix="edgetl-swap-")))
+        ratios.append(swap.gap_ms / swap.inference_ms)
+        stages = {"last A": swap.last, "first B": swap.first}
+        lines.append(
+            f"  gap {swap.gap_ms:.2f} ms; median inference {swap.inference_ms:.2f} ms, between results "
+            f"{swap.between_ms:.2f} ms; "
+            + "; ".join(
+                f"{name}: capture wait {ms['capture_wait']:.2f}, inference {ms['inference']:.2f} ms"
+                for name, ms in stages.items()
+            )
+        )
     summary = f"gap {statistics.median(ratios):.2f} inference times ({min(ratios):.2f}–{max(ratios):.2f}); target ≤ 2"
     return "\n".join([summary, *lines])
 

@@ -72,8 +72,11 @@ def measure(run: Path, target: float) -> dict:
 
     info, metrics = read_json(run / "edgetl.json"), read_json(run / "metrics.json")
     recall = {name: metrics["test"]["per_class"][name]["recall"] for name in NEW}
+    seconds = info["training"]["seconds"]
     return {
-        "train_s": info["training"]["seconds"]["total"],
+        "train_s": seconds["total"],
+        "phases": f"phase 1 {seconds['head']:.0f} s of which epoch 1 (the cache) {history(run)[0][0]:.0f} s, "
+        f"phase 2 {seconds['finetune']:.0f} s",
         "to_target_s": seconds_to(run, target),
         "val": metrics["validation"]["top1"],
         "test": metrics["test"]["top1"],
@@ -85,7 +88,7 @@ def measure(run: Path, target: float) -> dict:
 def describe(row: dict) -> str:
     reached = f"{row['to_target_s']:.0f} s" if row["to_target_s"] is not None else "never"
     return (
-        f"train {row['train_s']:.0f} s, reached the target in {reached}, val {row['val']:.1%}, "
+        f"train {row['train_s']:.0f} s ({row['phases']}), reached the target in {reached}, val {row['val']:.1%}, "
         f"test {row['test']:.1%} (sunflower+tulip {row['test_new']:.1%})"
     )
 
