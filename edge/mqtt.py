@@ -173,6 +173,7 @@ def state(result: Result) -> dict:
         "scores": [round(score, 4) for score in prediction.scores],
         "ood_score": None if prediction.ood_score is None else round(prediction.ood_score, 4),
         "model": result.model,
+        "model_version": result.model_version,
         "time": round(result.time, 3),
         "frame": result.frame,
     }

@@ -317,7 +317,7 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     assert frames == sorted(set(frames))  # each frame at most once, in order
     for line in lines:
         keys = {"timestamp", "frame", "model", "decision", "labels", "scores", "unknown", "ood_score", "latency_ms"}
-        keys.add("age_ms")
+        keys |= {"age_ms", "model_version"}
         assert set(line) == keys
         assert isinstance(line["unknown"], bool) and isinstance(line["ood_score"], float)  # an edgetl model has one
         assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}

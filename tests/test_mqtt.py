@@ -108,6 +108,7 @@ def test_camera_publishes_discovery_states_and_its_last_will(converted: tuple[Pa
         assert listener.on("test/cam/availability")[-1][1] == "online"
         state = json.loads(listener.on("test/cam/state")[-1][1])
         assert {"decision", "labels", "scores", "ood_score", "model", "time", "frame"} <= set(state)
+        assert state["model_version"].startswith("run 20")  # the run the model came from, as in the JSON lines
         broker.stop()  # the broker goes away: the camera classifies on
         lines = len(results.read_text().splitlines())
         time.sleep(2)

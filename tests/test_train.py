@@ -264,11 +264,12 @@ def test_the_cli_trains_from_a_parent_like_the_parent_unless_told_otherwise(
     parent or one of another backbone is one line."""
     from test_cli import edgetl_cli
 
-    epochs = ("--head-epochs", "1", "--finetune-epochs", "0", "--weights", tiny_weights)
+    epochs = ("--head-epochs", "0", "--finetune-epochs", "0", "--weights", tiny_weights)
     done = edgetl_cli(
         "train", str(sample_data), "--out", str(tmp_path / "v2"), "--from", str(tiny_run), "--warm-start", *epochs
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"As {tiny_run} was trained: --alpha 0.35 --size 64." in done.stdout
     child = RunInfo.load(tmp_path / "v2")
     assert (child.size, child.model.alpha, child.data.parent) == (TINY["size"], TINY["alpha"], str(tiny_run))
     (tmp_path / "unfinished.partial").mkdir()
