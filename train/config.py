@@ -54,7 +54,9 @@ class TrainConfig:
         None, "With --max-latency: bench.json of `edgetl bench PROFILE` on the device (default: this machine's)."
     )
     parent: str | None = setting(
-        None, "A run on this dataset before: its test and validation photos stay in those splits (same yardstick)."
+        None,
+        "A run on this dataset before: its test and validation photos stay in those splits (same yardstick); "
+        "--model, --alpha, --size and --resize not given are its.",
     )
     warm_start: bool = setting(
         False, "With --from: start from that run's weights (same backbone and width; new classes get fresh rows)."
