@@ -85,7 +85,7 @@ def _like_parent(ctx: typer.Context, config: TrainConfig) -> TrainConfig:
     parent = RunInfo.load(Path(config.parent))  # a missing or unfinished run is one clear line, before TensorFlow
     was = {"backbone": parent.model.backbone, "alpha": parent.model.alpha, "size": parent.size, "resize": parent.resize}
     given = {name for name in was if ctx.get_parameter_source(name).name != "DEFAULT"}  # typed on the command line
-    inherited = {name: value for name, value in was.items() if name not in given and value is not None}
+    inherited = {name: value for name, value in was.items() if name not in given and value not in (None, "")}
     changed = {name: value for name, value in inherited.items() if getattr(config, name) != value}
     if changed:
         shown = " ".join(f"--{'model' if name == 'backbone' else name} {value}" for name, value in changed.items())

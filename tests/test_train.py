@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -165,7 +166,6 @@ def test_from_a_parent_run_keeps_its_test_split_and_reports_what_changed(
 ) -> None:
     """The field loop's retraining: the same yardstick (the parent's test photos), new photos split as usual,
     a photo moved to another class reported, a new class trained."""
-    import shutil
 
     from PIL import Image
 
@@ -200,7 +200,6 @@ def test_from_a_parent_run_keeps_its_test_split_and_reports_what_changed(
 
 def _with_new_class(sample_data: Path, folder: Path) -> Path:
     """sample_data plus a class the parent never saw (rotated circles: new content)."""
-    import shutil
 
     from PIL import Image
 
@@ -242,17 +241,22 @@ def test_warm_start_begins_from_the_parent_weights_with_fresh_rows_for_new_class
     assert c_bias[fresh] == 0.0 and not any(np.allclose(c_kernel[:, fresh], column) for column in p_kernel.T)
 
 
-def test_warm_start_from_another_architecture_is_one_clear_line(
+def test_warm_start_from_another_architecture_or_a_damaged_parent_is_one_clear_line(
     tiny_run: Path, sample_data: Path, tiny_weights: str, tmp_path: Path
 ) -> None:
-    for changes, asked in (
-        ({"alpha": 0.5}, r"mobilenet_v2 \(alpha 0.5\)"),
-        ({"backbone": "efficientnet_b0"}, "efficientnet_b0"),
-    ):
-        config = TrainConfig(**{**TINY, **changes}, weights="none", parent=str(tiny_run), warm_start=True)
-        with pytest.raises(EdgetlError, match=rf"is a mobilenet_v2 \(alpha 0.35\); this run asks for {asked}") as error:
-            train(sample_data, tmp_path / "v2", config, console=Console(quiet=True))
-        assert "--no-warm-start" in error.value.hint and not list(tmp_path.iterdir())  # nothing written
+    """Refused before anything is written."""
+    damaged = shutil.copytree(tiny_run, tmp_path / "damaged")
+    (damaged / "model.keras").write_bytes((damaged / "model.keras").read_bytes()[:1000])  # cut short
+    cases = [
+        ({"alpha": 0.5}, tiny_run, r"is a mobilenet_v2 \(alpha 0.35\); this run asks for mobilenet_v2 \(alpha 0.5\)"),
+        ({"backbone": "efficientnet_b0"}, tiny_run, r"\(alpha 0.35\); this run asks for efficientnet_b0"),
+        ({}, damaged, "model.keras is missing or damaged"),
+    ]
+    for changes, parent, message in cases:
+        config = TrainConfig(**{**TINY, **changes}, weights=tiny_weights, parent=str(parent), warm_start=True)
+        with pytest.raises(EdgetlError, match=message) as error:
+            train(sample_data, tmp_path / "runs" / "v2", config, console=Console(quiet=True))
+        assert "--no-warm-start" in error.value.hint and not (tmp_path / "runs").exists()  # nothing written
     with pytest.raises(EdgetlError, match="--max-latency would choose another"):
         TrainConfig(parent=str(tiny_run), warm_start=True, max_latency=10.0)
 

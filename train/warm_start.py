@@ -8,6 +8,7 @@ a class the parent never saw starts from a fresh row. Both phases then train as 
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 
 import keras
@@ -18,7 +19,7 @@ from edgetl.errors import EdgetlError
 from edgetl.rundir import RunInfo
 from edgetl.train.config import TrainConfig
 from edgetl.train.models import Classifier
-from edgetl.train.open_world import raw_head
+from edgetl.train.open_world import PROBABILITIES_OUTPUT, raw_head
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,13 @@ def _architecture(backbone: str, alpha: float | None) -> str:
 
 
 def check_architecture(parent: RunInfo, config: TrainConfig) -> None:
-    """The parent's weights fit only the same backbone at the same width (any input size fits)."""
+    """The parent's weights fit only the same backbone at the same width (any input size fits). Checked before
+    anything is written; the weights themselves are read once the distribution strategy exists."""
+    if not zipfile.is_zipfile(parent.model_path):  # missing or cut short: a .keras file is a zip
+        raise EdgetlError(
+            f"{parent.model_path} is missing or damaged.",
+            "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
+        )
     asked = (config.backbone, config.alpha if backbone_spec(config.backbone).has_width else None)
     had = (parent.model.backbone, parent.model.alpha)
     if asked != had:
@@ -57,14 +64,26 @@ def read_parent_weights(parent: RunInfo) -> ParentWeights:
             f"Could not load {parent.model_path} to start from it: {str(error).splitlines()[0]}",
             "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
         ) from None
-    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    backbone = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+    names = {layer.name for layer in model.layers}
+    if backbone is None or not names & {"predictions", PROBABILITIES_OUTPUT}:
+        raise EdgetlError(
+            f"{parent.model_path} is not a model `edgetl train` wrote (no backbone and classifier).",
+            "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
+        )
     kernel, bias = raw_head(model, parent.open_world.temperature if parent.open_world else None)
     return ParentWeights(backbone.get_weights(), kernel, bias, list(parent.labels))
 
 
 def apply(clf: Classifier, parent: ParentWeights, classes: list[str]) -> list[str]:
     """Load the parent's weights into `clf` (built for `classes`); return the classes that kept their rows."""
-    clf.backbone.set_weights(parent.backbone)
+    try:
+        clf.backbone.set_weights(parent.backbone)
+    except ValueError as error:  # edgetl.json says one architecture, model.keras holds another
+        raise EdgetlError(
+            f"The parent's backbone weights do not fit this backbone: {str(error).splitlines()[0]}",
+            "Pass --no-warm-start to start from ImageNet on the same split.",
+        ) from None
     dense = clf.model.get_layer("predictions")
     kernel, bias = dense.get_weights()
     known = [name for name in classes if name in parent.labels]
