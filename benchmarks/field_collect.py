@@ -67,11 +67,9 @@ def camera_run(model: Path, video: Path, seconds: float | None, keep: dict | Non
     capture = Capture(SourceSpec(str(video)), loop=seconds is not None, prepare=classifier.prepare_bgr)
     keeper = None
     if keep is not None:
-        keeper = Keeper(KeepOptions(keep=folder, keep_max=100_000, **keep), classifier, str(video), log=print)
+        keeper = Keeper(KeepOptions(keep=folder, keep_max=100_000, **keep), str(video), log=print)
     try:
-        on_result = (
-            (lambda result, frame: keeper.offer(result.prediction, frame.image, frame.number)) if keeper else None
-        )
+        on_result = (lambda result, frame: keeper.offer(result, frame.image)) if keeper else None
         stats = run_camera(classifier, capture, CameraOptions(duration=seconds), on_result=on_result)
     finally:
         capture.close()

@@ -66,12 +66,10 @@ def keep(model: Path, clip: Path, folder: Path) -> None:
     from edgetl.edge.keep import Keeper, KeepOptions
 
     classifier = Classifier(model, threads=2)
-    keeper = Keeper(KeepOptions(keep=folder, keep_interval=0.0, keep_max=100_000), classifier, str(clip), print)
+    keeper = Keeper(KeepOptions(keep=folder, keep_interval=0.0, keep_max=100_000), str(clip), print)
     capture = Capture(SourceSpec(str(clip)), prepare=classifier.prepare_bgr)
     try:
-        run_camera(
-            classifier, capture, CameraOptions(), on_result=lambda r, f: keeper.offer(r.prediction, f.image, f.number)
-        )
+        run_camera(classifier, capture, CameraOptions(), on_result=lambda r, f: keeper.offer(r, f.image))
     finally:
         capture.close()
         keeper.close()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.edge.classifier import Classifier, Prediction
+from edgetl.edge.camera import Result
+from edgetl.edge.classifier import Prediction
 from edgetl.edge.photos import MIN_FREE_MB, QUALITY, DiskFull, append_line, encode_jpeg, save_new, time_name
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
@@ -76,8 +77,8 @@ def reason_to_keep(prediction: Prediction, options: KeepOptions, draw: float) ->
 class Keeper:
     """Takes frames offered by the inference loop; writes the worthwhile ones from its own thread."""
 
-    def __init__(self, options: KeepOptions, classifier: Classifier, source: str, log=print) -> None:
-        self.options, self.classifier, self.source, self.log = options, classifier, source, log
+    def __init__(self, options: KeepOptions, source: str, log=print) -> None:
+        self.options, self.source, self.log = options, source, log
         self.folder = options.keep
         self.folder.mkdir(parents=True, exist_ok=True)
         self.held = len(list(self.folder.glob("*.jpg")))  # frames waiting to be labelled count toward the max
@@ -90,31 +91,32 @@ class Keeper:
         self.thread = threading.Thread(target=self._run, name="edgetl-keep", daemon=True)
         self.thread.start()
 
-    def offer(self, prediction: Prediction, frame_image: np.ndarray, frame: int) -> None:
-        """Called by the inference loop for every result: cheap checks, then a hand-over that never waits."""
+    def offer(self, result: Result, frame_image: np.ndarray) -> None:
+        """Called by the inference loop for every result: cheap checks, then a hand-over that never waits. The
+        result says which model produced it (after a hot update, the new one)."""
         now = time.monotonic()
         if now < self.paused_until or now - self.last_kept < self.options.keep_interval:
             return
-        why = reason_to_keep(prediction, self.options, self.random.random())
+        why = reason_to_keep(result.prediction, self.options, self.random.random())
         if why is None:
             return
         try:
-            self.queue.put_nowait((why, prediction, frame_image, frame, time.time()))
+            self.queue.put_nowait((why, result, frame_image, time.time()))
         except queue.Full:
             self.stats.busy += 1
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
-            why, prediction, image, frame, when = item
+            why, result, image, when = item
             if not self.novelty.is_new(image):
                 self.stats.similar += 1
                 continue
             try:
-                self._write(why, prediction, image, frame, when)
+                self._write(why, result, image, when)
             except (DiskFull, EdgetlError) as error:
                 self._stop(str(error))
 
-    def _write(self, why: str, prediction: Prediction, image: np.ndarray, frame: int, when: float) -> None:
+    def _write(self, why: str, result: Result, image: np.ndarray, when: float) -> None:
         if self.held >= self.options.keep_max:
             self.held = len(list(self.folder.glob("*.jpg")))  # `edgetl label` may have filed some away
         if self.held >= self.options.keep_max:
@@ -124,15 +126,15 @@ class Keeper:
         record = {
             "file": photo.name,
             "kept_because": why,
-            **prediction.as_dict(),
-            "margin": round(prediction.margin, 5),
+            **result.prediction.as_dict(),
+            "margin": round(result.prediction.margin, 5),
             "time": round(when, 3),
-            "frame": frame,
+            "frame": result.frame,
             "source": self.source,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
-            "model": self.classifier.path.name,
-            "model_sha256": self.classifier.sha256,
+            "model": result.model,  # as in the JSON lines: the first 16 hex digits of the model file's SHA-256
+            "model_version": result.model_version,
         }
         save_new(self.folder, photo.stem, SIDECAR, json_text(record).encode(), 0)
         append_line(self.folder / KEPT_LOG, record)

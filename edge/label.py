@@ -121,7 +121,7 @@ def _sidecar(photo: Path) -> dict:
 
 def _record(target: Path, data: Path, label: str, kept: dict) -> dict:
     record = {"file": target.relative_to(data).as_posix(), "class": label, "time": round(time.time(), 3)}
-    guess = {"model_decision": kept.get("decision"), "model_sha256": kept.get("model_sha256")} if kept else {}
+    guess = {"model_decision": kept.get("decision"), "model": kept.get("model")} if kept else {}
     return record | {"source": kept.get("source", "label")} | {k: v for k, v in guess.items() if v is not None}
 
 

@@ -74,7 +74,7 @@ def run_live(
         prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
     )
     sink = ResultLines(options.json) if options.json else None
-    keeper = Keeper(keep, classifier, options.source, log=status.print) if keep and keep.keep else None
+    keeper = Keeper(keep, options.source, log=status.print) if keep and keep.keep else None
     slot = ModelSlot(classifier, reload, log=status.print) if reload else None  # the file watched, SIGHUP heard
     stats, stop, last_status, systemd = RunStats(), StopFlag(), [0.0], SystemdNotifier()
     publisher = None
@@ -100,7 +100,7 @@ def run_live(
         if state is not None:
             state.telemetry.record(result)
         if keeper is not None:
-            keeper.offer(result.prediction, frame.image, frame.number)
+            keeper.offer(result, frame.image)
         if state is not None:
             state.update(result, frame, {"fps": stats.fps})
         if show and _show_window(frame, result, stats.fps):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_camera_keeps_mostly_the_out_of_class_frames_once_each(beans_int8: Path,
     assert records and len(list(keep.glob("*.jpg"))) == len(records)
     for record in records:
         image = cv2.imread(str(keep / record["file"]))
-        assert image.shape[:2] == (FRAME[1], FRAME[0]) and record["model_sha256"] and record["labels"]
+        assert image.shape[:2] == (FRAME[1], FRAME[0]) and record["labels"]
+        assert record["model"] == hashlib.sha256(model.read_bytes()).hexdigest()[:16]  # as in the JSON lines
         assert record["kept_because"] in ("unknown", "unsure") and record["source"] == str(video)
     frames = [record["frame"] - 1 for record in records]  # frames count from 1
     scenes = {frame // 3 for frame in frames}
@@ -401,23 +403,24 @@ def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
     assert "unencrypted" in guarded.export_text() and "anyone" not in guarded.export_text()
 
 
-def test_keeping_resumes_once_frames_are_labelled_away(converted: tuple[Path, dict], tmp_path: Path) -> None:
+def test_keeping_resumes_once_frames_are_labelled_away(tmp_path: Path) -> None:
     import time
 
-    from edgetl.edge.classifier import Classifier, Prediction
+    from edgetl.edge.camera import Result
+    from edgetl.edge.classifier import Prediction
     from edgetl.edge.keep import Keeper, KeepOptions
 
-    classifier = Classifier(converted[0] / "model_int8.tflite")
     said: list[str] = []
-    keeper = Keeper(KeepOptions(keep=tmp_path / "kept", keep_interval=0, keep_max=1), classifier, "test", said.append)
-    doubt = Prediction(["a", "b"], [0.5, 0.45], "a", 0.1, margin=0.05)
+    keeper = Keeper(KeepOptions(keep=tmp_path / "kept", keep_interval=0, keep_max=1), "test", said.append)
+    prediction = Prediction(["a", "b"], [0.5, 0.45], "a", 0.1, margin=0.05)
+    doubt = Result(1, time.time(), prediction, {}, 0.0, model="0123456789abcdef", model_version="v2 2026-12-02")
     rng = np.random.default_rng(0)
 
     def offer_until(condition) -> None:
         for _ in range(200):
             if condition():
                 return
-            keeper.offer(doubt, rng.integers(0, 256, (48, 64, 3), np.uint8), 1)  # a new view each time
+            keeper.offer(doubt, rng.integers(0, 256, (48, 64, 3), np.uint8))  # a new view each time
             time.sleep(0.01)
         raise AssertionError(said)
 
@@ -429,3 +432,5 @@ def test_keeping_resumes_once_frames_are_labelled_away(converted: tuple[Path, di
     offer_until(lambda: keeper.stats.kept == 2)
     keeper.close()
     assert said[-1] == "keeping resumed" and keeper.stats.stopped is None
+    record = kept_records(tmp_path / "kept")[0]  # the model is the result's: after a hot update, the new one
+    assert (record["model"], record["model_version"]) == ("0123456789abcdef", "v2 2026-12-02")
