@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from shared_data import SHARED, settings, use_shared_keras_weights
-from swap_gap import SWAPS, swaps
+from swap_gap import SWAPS, swaps, write_video
 
 OLD, NEW = ["daisy", "dandelion", "rose"], ["sunflower", "tulip"]
 
@@ -46,17 +45,6 @@ def build(work: Path, per_class: int) -> tuple[Path, list[tuple[Path, str]]]:
         unseen += [(photo, name) for photo in photos[per_class : per_class + 60]]
     rng.shuffle(unseen)
     return data, unseen
-
-
-def video(path: Path, scenes: list[tuple[Path, str]]) -> list[str]:
-    writer, truth = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240)), []
-    for photo, name in scenes:
-        image = cv2.resize(cv2.imread(str(photo)), (320, 240))
-        for _ in range(3):
-            writer.write(image)
-            truth.append(name)
-    writer.release()
-    return truth
 
 
 def keep(model: Path, clip: Path, folder: Path) -> None:
@@ -100,7 +88,8 @@ def main() -> None:
     convert(v1, ConvertOptions(formats=("int8",), max_drop=100.0, min_agreement=0.0), console=quiet)
     print(f"v1 ({', '.join(OLD)}; {args.per_class} photos each; {changes}): {time.perf_counter() - started:.0f} s")
 
-    truth = video(work / "camera.avi", unseen)
+    write_video(work / "camera.avi", [photo for photo, _ in unseen])  # each photo held 3 frames
+    truth = [name for _, name in unseen for _ in range(3)]
     keep(v1 / "model_int8.tflite", work / "camera.avi", work / "kept")
     kept = [json.loads(p.read_text()) for p in sorted((work / "kept").glob("*.json"))]
     new_share = np.mean([truth[k["frame"] - 1] in NEW for k in kept]) if kept else 0.0

@@ -21,6 +21,8 @@ from edgetl.train.config import TrainConfig
 from edgetl.train.models import Classifier
 from edgetl.train.open_world import PROBABILITIES_OUTPUT, raw_head
 
+COLD_START = "pass --no-warm-start to start from ImageNet on the same split."
+
 
 @dataclass(frozen=True)
 class ParentWeights:
@@ -42,7 +44,7 @@ def check_architecture(parent: RunInfo, config: TrainConfig) -> None:
     if not zipfile.is_zipfile(parent.model_path):  # missing or cut short: a .keras file is a zip
         raise EdgetlError(
             f"{parent.model_path} is missing or damaged.",
-            "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
+            f"Restore the parent run, or {COLD_START}",
         )
     asked = (config.backbone, config.alpha if backbone_spec(config.backbone).has_width else None)
     had = (parent.model.backbone, parent.model.alpha)
@@ -51,7 +53,7 @@ def check_architecture(parent: RunInfo, config: TrainConfig) -> None:
             f"{parent.directory} is a {_architecture(*had)}; this run asks for {_architecture(*asked)}.",
             f"To start from its weights train the same: --model {had[0]}"
             + (f" --alpha {had[1]}" if had[1] is not None else "")
-            + "; or pass --no-warm-start to start from ImageNet on the same split.",
+            + f"; or {COLD_START}",
         )
 
 
@@ -62,33 +64,32 @@ def read_parent_weights(parent: RunInfo) -> ParentWeights:
     except Exception as error:  # a missing, truncated or foreign file: Keras raises many kinds
         raise EdgetlError(
             f"Could not load {parent.model_path} to start from it: {str(error).splitlines()[0]}",
-            "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
+            f"Restore the parent run, or {COLD_START}",
         ) from None
     backbone = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
     names = {layer.name for layer in model.layers}
     if backbone is None or not names & {"predictions", PROBABILITIES_OUTPUT}:
         raise EdgetlError(
             f"{parent.model_path} is not a model `edgetl train` wrote (no backbone and classifier).",
-            "Restore the parent run, or pass --no-warm-start to start from ImageNet on the same split.",
+            f"Restore the parent run, or {COLD_START}",
         )
     kernel, bias = raw_head(model, parent.open_world.temperature if parent.open_world else None)
     return ParentWeights(backbone.get_weights(), kernel, bias, list(parent.labels))
 
 
-def apply(clf: Classifier, parent: ParentWeights, classes: list[str]) -> list[str]:
-    """Load the parent's weights into `clf` (built for `classes`); return the classes that kept their rows."""
+def apply(clf: Classifier, parent: ParentWeights, classes: list[str]) -> None:
+    """Load the parent's weights into `clf` (built for `classes`): its rows for the classes it knew."""
     try:
         clf.backbone.set_weights(parent.backbone)
     except ValueError as error:  # edgetl.json says one architecture, model.keras holds another
         raise EdgetlError(
             f"The parent's backbone weights do not fit this backbone: {str(error).splitlines()[0]}",
-            "Pass --no-warm-start to start from ImageNet on the same split.",
+            f"Restore the parent run, or {COLD_START}",
         ) from None
     dense = clf.model.get_layer("predictions")
     kernel, bias = dense.get_weights()
-    known = [name for name in classes if name in parent.labels]
-    for name in known:
-        row, was = classes.index(name), parent.labels.index(name)
-        kernel[:, row], bias[row] = parent.kernel[:, was], parent.bias[was]
+    for row, name in enumerate(classes):
+        if name in parent.labels:
+            was = parent.labels.index(name)
+            kernel[:, row], bias[row] = parent.kernel[:, was], parent.bias[was]
     dense.set_weights([kernel, bias])
-    return known
