@@ -1,7 +1,9 @@
 """`edgetl compare A B`: is model B better than model A, on the same photos, beyond chance?
 
 A and B are runs (their int8 file, else their float32 one) or `.tflite` files; only the `[edge]` install is
-needed. Both classify the same images: by default the union of both runs' test splits, or `--data DIR`.
+needed. Both classify the same images: by default the union of both runs' test splits, or `--data DIR`; of
+those, only photos that neither run trained or validated on count, each once, known by content (a copy of the
+data or another layout of it fools no path), and the report says how many were left out and why.
 Accuracy is compared on the images whose class both models know, paired: McNemar's exact test on the images
 one gets right and the other wrong says whether the difference could be chance (on 128 images one image is
 0.8 points). For classes only B knows, it counts how often A said "unknown", as it should.
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.digests import content_digest, run_photos
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
@@ -21,6 +24,7 @@ from edgetl.images import labelled_samples, load_for_model
 from edgetl.metrics import DROP_SIGNIFICANCE, drop_p_value
 from edgetl.rundir import METADATA_FILE, RunInfo, check_results_file, json_text, write_atomic
 
+MIN_PHOTOS = 6  # below this even a clean sweep (p = 2 · 0.5^n) cannot reach p < 0.05: no verdict possible
 MAX_TIMED_IMAGES = 50  # latency: single inferences over this many images, one thread, after a warm-up
 
 
@@ -50,6 +54,9 @@ class Comparison:
     verdict: str
     better: bool  # B is better beyond chance: deploy it
     new_classes: dict[str, float] = field(default_factory=dict)  # per class only B knows: share A called unknown
+    excluded: dict[str, int] = field(default_factory=dict)  # photos left out of the verdict: why → how many
+    missing: int = 0  # test photos the runs list that no longer exist
+    notes: list[str] = field(default_factory=list)  # what the verdict cannot vouch for
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,21 +74,53 @@ def model_file(source: Path) -> Path:
     raise EdgetlError(f"{source} is neither a .tflite file nor an edgetl run.", "Pass two runs or two .tflite files.")
 
 
-def photos(sources: list[Path], data: Path | None, labels: list[str]) -> list[Photo]:
-    """--data DIR (class folders named like either model's labels), else the union of the runs' test splits."""
+@dataclass
+class HeldOut:
+    """The photos a verdict may use: neither model trained or validated on them, each counted once."""
+
+    photos: list[Photo]
+    excluded: dict[str, int]  # why → how many photos were left out
+    missing: list[str]  # test photos the runs list that no longer exist
+    notes: list[str]  # what the verdict cannot vouch for
+
+
+def held_out(sources: list[Path], data: Path | None, labels: list[str]) -> HeldOut:
+    """--data DIR (class folders named like either model's labels), else the union of the runs' test splits;
+    then, by content (edgetl/digests.py), every photo either run trained or validated on is left out, and
+    each photo counts once however many copies or paths it has."""
+    runs = {name: RunInfo.load(source) for name, source in zip("AB", sources) if source.is_dir()}
+    notes = [
+        f"{name} is a .tflite file: the photos it trained on are unknown and cannot be left out (pass its run)."
+        for name, source in zip("AB", sources)
+        if not source.is_dir()
+    ]
     if data is not None:
-        return [Photo(s.path, labels[s.label]) for s in labelled_samples(data, labels, "--data")]
-    runs = [RunInfo.load(s) for s in sources if s.is_dir()]
-    if not runs:
+        candidates = [Photo(s.path, labels[s.label]) for s in labelled_samples(data, labels, "--data")]
+        missing: list[str] = []
+    elif runs:
+        listed = {s.path: run.labels[s.label] for run in runs.values() for s in run.samples("test")}
+        candidates = [Photo(path, label) for path, label in listed.items() if path.is_file()]
+        missing = sorted(str(path) for path in listed if not path.is_file())
+    else:
         raise EdgetlError("No images to compare on.", "Pass --data DIR (one sub-folder per class).")
-    union: dict[Path, str] = {}
-    for run in runs:
-        for sample in run.samples("test"):
-            union.setdefault(sample.path, run.labels[sample.label])
-    missing = [str(p) for p in list(union)[:20] if not p.exists()]
-    if missing:
-        raise EdgetlError(f"Test images are missing, e.g. {missing[0]}.", "Pass --data DIR with the images.")
-    return [Photo(path, label) for path, label in union.items()]
+    trained = {name: {p.digest for p in run_photos(run) if p.split != "test"} for name, run in runs.items()}
+    excluded: dict[str, int] = {}
+    kept: dict[str, Photo] = {}
+    labels_of: dict[str, set[str]] = {}
+    for photo in candidates:
+        digest = content_digest(photo.path)
+        why = next((f"trained or validated on by {name}" for name in trained if digest in trained[name]), None)
+        if why is None:
+            labels_of.setdefault(digest, set()).add(photo.label)
+            why = "copies of a photo already counted" if digest in kept else None
+        if why:
+            excluded[why] = excluded.get(why, 0) + 1
+            continue
+        kept[digest] = photo
+    for digest, names in labels_of.items():  # one photo under two classes: no truth to judge it by
+        if len(names) > 1 and kept.pop(digest, None):
+            excluded["one photo under two classes"] = excluded.get("one photo under two classes", 0) + 1
+    return HeldOut(list(kept.values()), excluded, missing, notes)
 
 
 def answers(classifier: Classifier, items: list[Photo]) -> tuple[list[str], list[bool]]:
@@ -118,17 +157,24 @@ def verdict(gained: int, lost: int, images: int) -> tuple[str, float, bool]:
 
 
 def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, json_out: str | None = None) -> Comparison:
-    """Both models on the same photos. `json_out` (a file that must not exist yet) is checked before the work."""
+    """Both models on the same held-out photos. `json_out` (a file that must not exist yet) is checked first."""
     if json_out not in (None, "-"):
         if Path(json_out).exists():
             raise EdgetlError(f"{json_out} already exists.", "Choose another --json file, or remove it first.")
         check_results_file(Path(json_out), "--json")
     models = [Classifier(model_file(source), threads=1) for source in (a, b)]
     known = [set(model.labels) for model in models]
-    items = photos([a, b], data, sorted(known[0] | known[1]))
+    if not known[0] & known[1]:
+        raise EdgetlError("The two models share no class to compare on.", "Check their labels.")
+    chosen = held_out([a, b], data, sorted(known[0] | known[1]))
+    items = chosen.photos
     shared = [item for item in items if item.label in known[0] & known[1]]
-    if not shared:
-        raise EdgetlError("The two models share no class with images to compare on.", "Check their labels.")
+    if len(shared) < MIN_PHOTOS:
+        raise EdgetlError(
+            f"Only {len(shared)} photo(s) of the classes both models know are held out from both "
+            f"({_summary(chosen)}); no difference on fewer than {MIN_PHOTOS} can be significant.",
+            "Pass --data DIR with photos neither run trained or validated on.",
+        )
     (top_a, _), (top_b, _) = answers(models[0], shared), answers(models[1], shared)
     right_a = np.array([t == item.label for t, item in zip(top_a, shared)])
     right_b = np.array([t == item.label for t, item in zip(top_b, shared)])
@@ -149,7 +195,18 @@ def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, jso
         for result, model in zip(results, models):
             result.median_ms = median_ms(model, shared)
     agreement = float(np.mean([x == y for x, y in zip(top_a, top_b)]))
-    return Comparison(results[0], results[1], len(shared), agreement, gained, lost, p_value, line, better, new_classes)
+    held = {"excluded": chosen.excluded, "missing": len(chosen.missing), "notes": chosen.notes}
+    return Comparison(
+        results[0], results[1], len(shared), agreement, gained, lost, p_value, line, better, new_classes, **held
+    )
+
+
+def _summary(chosen: HeldOut) -> str:
+    """What was left out and why, in a few words."""
+    parts = [f"{count} {why}" for why, count in chosen.excluded.items()]
+    if chosen.missing:
+        parts.append(f"{len(chosen.missing)} missing, e.g. {chosen.missing[0]}")
+    return "left out: " + "; ".join(parts) if parts else "none left out"
 
 
 def _per_class(items: list[Photo], right: np.ndarray) -> dict[str, float]:
@@ -172,7 +229,8 @@ def print_comparison(result: Comparison, console) -> None:
 
     from edgetl.text import for_console
 
-    table = Table(title=f"edgetl compare · {result.images} images of the classes both know", title_justify="left")
+    title = f"edgetl compare · {result.images} held-out images of the classes both know"
+    table = Table(title=title, title_justify="left")
     table.add_column("")
     for name, model in (("A", result.a), ("B", result.b)):
         table.add_column(for_console(f"{name}: {Path(model.file).name}"), justify="right")
@@ -190,4 +248,12 @@ def print_comparison(result: Comparison, console) -> None:
     )
     for name, share in result.new_classes.items():
         console.print(f"Class only B knows, {for_console(name)}: A said unknown for {share:.0%} of its images.")
+    left_out = "; ".join(f"{count} {why}" for why, count in result.excluded.items())
+    console.print(f"Judged only on photos neither model trained or validated on; left out: {left_out or 'none'}.")
+    if result.missing:
+        console.print(
+            f"[yellow]warning:[/] {result.missing} test photo(s) the runs list are missing; compared on the rest."
+        )
+    for note in result.notes:
+        console.print(f"[yellow]warning:[/] {note}")
     console.print(f"[bold]{result.verdict}[/]")

@@ -272,6 +272,39 @@ class RunMetrics:
     test_top1: float
 
 
+_SHAPE: dict[str, type] = {  # edgetl.json's fields that later stages index into, and their JSON types
+    "format_version": int,
+    "labels": list,
+    "input": dict,
+    "data": dict,
+    "data.root": str,
+    "data.presplit": bool,
+    "data.split_files": dict,
+    "data.counts": dict,
+    "model": dict,
+    "training": dict,
+    "environment": dict,
+}
+_TYPE_NAMES = {int: "a number", list: "a list", dict: "an object", str: "text", bool: "true or false"}
+
+
+def _check_shape(meta: Any, path: Path) -> None:
+    """One line naming the field when edgetl.json has a value of the wrong JSON type (an edited or damaged
+    file), instead of a TypeError from deep inside a stage."""
+    if not isinstance(meta, dict):
+        raise EdgetlError(f"{path} is not a JSON object.", "Restore it, or re-run `edgetl train`.")
+    for key, kind in _SHAPE.items():
+        outer, _, inner = key.partition(".")
+        value = meta.get(outer) if not inner else (meta.get(outer) or {}).get(inner)
+        if value is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise EdgetlError(
+                f"{path}: '{key}' should be {_TYPE_NAMES[kind]}, not {type(value).__name__}.",
+                "Restore it, or re-run `edgetl train`.",
+            )
+    if not all(isinstance(label, str) for label in meta.get("labels") or []):
+        raise EdgetlError(f"{path}: 'labels' should be a list of class names.", "Restore it, or re-run `edgetl train`.")
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """`edgetl.json`, typed: the contract between `edgetl train` and every later stage.
@@ -324,6 +357,7 @@ class RunInfo:
                 raise EdgetlError(f"{run_dir} is not a directory.", hint)
             raise EdgetlError(f"{run_dir} is not a finished edgetl run (no {METADATA_FILE}).", hint)
         meta = read_json(meta_path)
+        _check_shape(meta, meta_path)
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise EdgetlError(
                 f"{run_dir} was written by a newer edgetl (format {meta['format_version']}).", "Upgrade edgetl."

@@ -34,7 +34,7 @@ def test_a_model_against_itself_is_no_better_and_exits_1(beans_int8: Path, tmp_p
     assert set(record["a"]["per_class"]) == {"angular_leaf_spot", "bean_rust", "healthy"}
     table = edge_cli("compare", str(beans_int8), str(copy), "--data", str(_beans_test(tmp_path)), "--no-timing")
     assert table.returncode == 1 and "No significant difference" in table.stdout, table.stderr
-    assert "6 images of the classes both know" in table.stdout
+    assert "6 held-out images of the classes both know" in table.stdout and "B is a .tflite file" in table.stdout
 
 
 def test_models_that_share_no_class_are_one_clear_line(beans_int8: Path, converted: tuple[Path, dict]) -> None:
@@ -51,3 +51,73 @@ def _beans_test(tmp_path: Path) -> Path:
         for image in sorted(source.glob("*.jpg"))[:2]:
             (folder / source.name / image.name).symlink_to(image)
     return folder
+
+
+def _run_on(template: Path, destination: Path, root: Path, splits: dict[str, list[Path]]) -> Path:
+    """A copy of a converted run that claims to have trained on `root` with these splits (same classes)."""
+    from edgetl.digests import content_digest
+    from edgetl.rundir import read_json, write_json
+
+    run = shutil.copytree(template, destination)
+    meta = read_json(run / "edgetl.json")
+    meta["data"]["root"] = str(root)
+    write_json(run / "edgetl.json", meta)
+    digests = []
+    for split, paths in splits.items():
+        lines = [f"{p.relative_to(root).as_posix()}\t{p.parent.name}\n" for p in paths]
+        (run / "split" / f"{split}.txt").write_text("".join(lines))
+        digests += [f"{content_digest(p)}\t{split}\t{p.parent.name}\t{p.relative_to(root).as_posix()}\n" for p in paths]
+    (run / "split" / "digests.txt").write_text("".join(digests))
+    return run
+
+
+def _copy(photos: list[Path], root: Path, suffix: str = "") -> list[Path]:
+    copies = []
+    for photo in photos:
+        target = root / photo.parent.name / f"{photo.stem}{suffix}{photo.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copies.append(Path(shutil.copyfile(photo, target)))
+    return copies
+
+
+def test_compare_judges_only_photos_neither_model_trained_on_each_once(beans_int8: Path, tmp_path: Path) -> None:
+    """B trained on a flat copy of A's photos: its train split holds A's test photos, its test split A's train
+    photos, fresh photos and copies of those. Only the fresh photos, once each, may decide."""
+    from conftest import shared_path
+    from edgetl.rundir import RunInfo
+
+    a = RunInfo.load(beans_int8)
+    a_train, a_test = [s.path for s in a.samples("train")], [s.path for s in a.samples("test")]
+    fresh = [p for c in sorted(shared_path("datasets", "beans", "test").iterdir()) for p in sorted(c.iterdir())[20:26]]
+    flat = tmp_path / "flat"
+    b_test = _copy(a_train[::2], flat) + _copy(fresh, flat) + _copy(fresh, flat, "-copy")
+    b = _run_on(beans_int8, tmp_path / "b", flat, {"train": _copy(a_test, flat), "validation": [], "test": b_test})
+    done = edge_cli("compare", str(beans_int8), str(b), "--json", "-", "--no-timing")
+    assert done.returncode == 1, done.stderr
+    record = json.loads(done.stdout)
+    assert record["images"] == len(fresh) == 18
+    assert record["excluded"] == {
+        "trained or validated on by B": len(a_test),
+        "trained or validated on by A": len(a_train[::2]),
+        "copies of a photo already counted": len(fresh),
+    }
+    table = edge_cli("compare", str(beans_int8), str(b), "--no-timing")
+    assert "18 held-out images" in table.stdout and "36 trained or validated on by B" in table.stdout
+
+    nothing_left = _run_on(beans_int8, tmp_path / "c", flat, {"train": b_test, "validation": [], "test": []})
+    done = edge_cli("compare", str(b), str(nothing_left), "--data", str(flat), "--no-timing")
+    assert done.returncode == 2 and "Only 0 photo(s)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_compare_goes_on_without_deleted_test_photos_and_says_so(beans_int8: Path, tmp_path: Path) -> None:
+    from edgetl.rundir import RunInfo
+
+    a = RunInfo.load(beans_int8)
+    root = tmp_path / "data"
+    splits = {split: _copy([s.path for s in a.samples(split)], root) for split in ("train", "validation", "test")}
+    run = _run_on(beans_int8, tmp_path / "a", root, splits)
+    for photo in splits["test"][:10]:
+        photo.unlink()
+    done = edge_cli("compare", str(run), str(run), "--no-timing")
+    assert done.returncode == 1 and "26 held-out images" in done.stdout, done.stderr
+    assert "10 test photo(s) the runs list are missing" in done.stdout

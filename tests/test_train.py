@@ -124,6 +124,35 @@ def test_interrupted_run_resumes_to_a_complete_run(
     assert RunInfo.load(out).metrics.test_top1 >= 0 and not partial.exists()
 
 
+def test_a_run_stopped_while_it_is_evaluated_resumes_from_there(
+    sample_data: Path, tiny_weights: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during "Evaluating, calibrating…" leaves phase 'done': --resume trains nothing more, starts from
+    the weights training ended with, and writes the same record as a run that was never stopped."""
+    from edgetl.train import run as run_module
+
+    out, seen = tmp_path / "run", {}
+    original = run_module.evaluation_features
+
+    def stop_once(clf, *args):
+        seen.setdefault("weights", [w.copy() for w in clf.model.get_weights()])
+        if len(seen) == 1:
+            seen["stopped"] = True
+            raise KeyboardInterrupt
+        seen["resumed"] = [w.copy() for w in clf.model.get_weights()]
+        return original(clf, *args)
+
+    monkeypatch.setattr(run_module, "evaluation_features", stop_once)
+    with pytest.raises(KeyboardInterrupt):
+        train(sample_data, out, _config(tiny_weights), console=Console(quiet=True))
+    assert read_json(tmp_path / "run.partial" / "state.json")["phase"] == "done"
+    train(sample_data, out, _config(tiny_weights), resume=True, console=Console(quiet=True))
+    assert all(np.array_equal(a, b) for a, b in zip(seen["weights"], seen["resumed"]))
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [row["phase"] for row in rows] == ["head", "head", "finetune", "finetune"]
+    assert RunInfo.load(out).model.finetuned_layers > 0
+
+
 def test_force_replaces_an_old_run_only_when_the_new_one_is_done(
     sample_data: Path, tiny_weights: str, tmp_path: Path
 ) -> None:
@@ -196,6 +225,59 @@ def test_from_a_parent_run_keeps_its_test_split_and_reports_what_changed(
     ]
     assert len(report["added"]) == 12 and report["removed"] == []
     assert child.data.version and child.data.version != parent.data.version
+
+
+def test_from_on_a_presplit_copy_follows_the_parent_split_by_content(
+    tiny_run: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    """The parent trained on a flat folder; the child's DATA is the same photos laid out pre-split, with the
+    parent's test photos in train/. They go to test (the parent's split wins), and the report says so."""
+    parent = RunInfo.load(tiny_run)
+    data = tmp_path / "presplit"
+    layout = {"train": "test", "validation": "validation", "test": "train"}  # the parent's test → DATA's train/
+    for split, folder in layout.items():
+        for sample in parent.samples(split):
+            target = data / folder / parent.labels[sample.label] / sample.path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample.path, target)
+    config = TrainConfig(**{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run))
+    child = RunInfo.load(train(data, tmp_path / "v2", config, console=Console(quiet=True)))
+
+    def contents(run: RunInfo, split: str) -> set[bytes]:
+        return {sample.path.read_bytes() for sample in run.samples(split)}
+
+    for split in ("train", "validation", "test"):
+        assert contents(child, split) == contents(parent, split)
+    report = read_json(tmp_path / "v2" / "data_report.json")
+    moved = len(parent.samples("test")) + len(parent.samples("train"))
+    assert report["since_parent"]["kept_in_test"] == len(parent.samples("test"))
+    assert report["since_parent"]["parent_test_not_in_test"] == 0
+    assert report["since_parent"]["moved_to_parent_split"] == moved
+    assert any(f"{moved} photo(s) of this pre-split folder were put in the split" in w for w in report["warnings"])
+
+
+def test_from_a_parent_with_no_photo_in_common_or_damaged_records_is_one_line(
+    tiny_run: Path, tiny_weights: str, tmp_path: Path
+) -> None:
+    from edgetl.train.sample import make_sample_dataset
+
+    other = make_sample_dataset(tmp_path / "other", per_class=12, size=96, seed=7)
+    config = TrainConfig(**{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run))
+    train(other, tmp_path / "v2", config, console=Console(quiet=True))
+    warnings = read_json(tmp_path / "v2" / "data_report.json")["warnings"]
+    assert sum("has no photo in common" in w for w in warnings) == 1
+
+    damaged = shutil.copytree(tiny_run, tmp_path / "damaged")
+    (damaged / "split" / "digests.txt").write_text("not a digest line\n")
+    config = TrainConfig(**{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(damaged))
+    with pytest.raises(EdgetlError, match=r"digests.txt, line 1: not 'sha1<TAB>split<TAB>class<TAB>path'"):
+        train(other, tmp_path / "v3", config, console=Console(quiet=True))
+    (damaged / "split" / "digests.txt").unlink()
+    meta = read_json(damaged / "edgetl.json")
+    meta["data"] = 7
+    (damaged / "edgetl.json").write_text(json.dumps(meta))
+    with pytest.raises(EdgetlError, match=r"edgetl.json: 'data' should be an object, not int"):
+        train(other, tmp_path / "v3", config, console=Console(quiet=True))
 
 
 def _with_new_class(sample_data: Path, folder: Path) -> Path:

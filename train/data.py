@@ -46,6 +46,7 @@ class DatasetIndex:
     warnings: list[str] = field(default_factory=list)
     digests: dict[Path, str] = field(default_factory=dict)  # each image's content hash (SHA-1)
     since_parent: dict | None = None  # --from: photos added, removed and relabelled (train/lineage.py)
+    moved_to_parent_split: int = 0  # --from on a pre-split folder: photos put in the parent's split instead
 
     def counts(self, split: str) -> list[int]:
         counter = Counter(sample.label for sample in self.splits[split])
@@ -110,7 +111,8 @@ def scan(
 
     `progress(total)` may return a callback that is called once per checked file. `keep_splits` (content
     hash → split, from a parent run: train/lineage.py) keeps those photos in their split; the others are split
-    as usual. A pre-split folder's own split always decides.
+    as usual, or keep the pre-split folder's split. Where a pre-split folder disagrees with the parent, the
+    parent's split wins: its test photos must never be trained on (`moved_to_parent_split` counts them).
     """
     root = root.expanduser().resolve()
     if not root.is_dir():
@@ -135,13 +137,15 @@ def scan(
                     "Add images to it or remove the folder.",
                 )
 
+    digests = {path: digest for by_label in grouped.values() for items in by_label.values() for digest, path in items}
+    moved = 0
     if presplit:
         splits = _presplit_samples(grouped, classes, val_fraction, test_fraction, seed)
+        splits, moved = _follow_parent(splits, digests, keep_splits or {})
     else:
         splits = _split_keeping(grouped["all"], classes, keep_splits or {}, (val_fraction, test_fraction), seed)
 
-    digests = {path: digest for by_label in grouped.values() for items in by_label.values() for digest, path in items}
-    index = DatasetIndex(root, classes, splits, presplit, skipped, digests=digests)
+    index = DatasetIndex(root, classes, splits, presplit, skipped, digests=digests, moved_to_parent_split=moved)
     _report_duplicates(index, by_digest, classes)
     _warn_about_balance(index)
     if skipped:
@@ -280,6 +284,21 @@ def _split_keeping(
                 new[label].append((digest, path))
     carved = _stratified_split(new, classes, *fractions, seed)
     return {name: sorted(kept[name] + carved[name], key=lambda s: str(s.path)) for name in SPLITS}
+
+
+def _follow_parent(
+    splits: dict[str, list[Sample]], digests: dict[Path, str], keep: dict[str, str]
+) -> tuple[dict[str, list[Sample]], int]:
+    """A pre-split folder's samples, each photo the parent knew put in the parent's split; (splits, moved)."""
+    followed: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    moved = 0
+    for name, samples in splits.items():
+        for sample in samples:
+            target = keep.get(digests[sample.path], name)
+            target = target if target in followed else name
+            moved += target != name
+            followed[target].append(sample)
+    return {name: sorted(samples, key=lambda s: str(s.path)) for name, samples in followed.items()}, moved
 
 
 def _presplit_samples(

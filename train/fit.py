@@ -61,6 +61,7 @@ class TrainState:
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0  # wall seconds of every session of this run, up to the last save
+    finetuned_layers: int = 0  # how many backbone layers phase 2 trained (the model card says it)
 
     def __post_init__(self) -> None:
         self._session = (time.perf_counter(), self.elapsed)  # this session's start, and the time before it
@@ -151,6 +152,13 @@ def restore(clf: Classifier, work: Path) -> None:
         clf.model.load_weights(work / CHECKPOINT)
     elif (work / HEAD_CHECKPOINT).exists():
         clf.head.load_weights(work / HEAD_CHECKPOINT)
+
+
+def save_final_weights(clf: Classifier, work: Path) -> None:
+    """The whole model as training left it, so that a run stopped while it is evaluated resumes from here."""
+    tmp = work / f".tmp.{CHECKPOINT}"
+    clf.model.save_weights(tmp)
+    os.replace(tmp, work / CHECKPOINT)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -23,6 +23,7 @@ from rich.progress import Progress
 import edgetl
 from edgetl import interrupt
 from edgetl.backbones import backbone_spec
+from edgetl.digests import write_digests
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.open_world_card import OpenWorldCard
@@ -58,6 +59,7 @@ from edgetl.train.fit import (
     fine_tune,
     remove_training_files,
     restore,
+    save_final_weights,
     train_head,
     use_mixed_precision,
     write_history_csv,
@@ -101,11 +103,27 @@ def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> Da
         keep = parent.split_of if parent else None
         index = scan(data, **fractions, seed=config.seed, progress=start, keep_splits=keep)
     if parent:
-        index.since_parent = lineage.changes(parent, index.root, index.classes, index.splits, index.digests)
-        moved = index.since_parent["relabelled"]
-        if moved:
-            index.warnings.append(f"{len(moved)} photo(s) changed class since {parent.directory} (data_report.json).")
+        _compare_with_parent(index, parent)
     return index
+
+
+def _compare_with_parent(index: DatasetIndex, parent: lineage.Parent) -> None:
+    """--from: what changed since the parent, in data_report.json, and a warning for what a person should know."""
+    since = lineage.changes(parent, index.root, index.classes, index.splits, index.digests)
+    index.since_parent = since | {"moved_to_parent_split": index.moved_to_parent_split}
+    if not since["in_common"]:
+        index.warnings.append(
+            f"{parent.directory} has no photo in common with this data: its split constrains nothing."
+        )
+    if index.moved_to_parent_split:
+        index.warnings.append(
+            f"{index.moved_to_parent_split} photo(s) of this pre-split folder were put in the split "
+            f"{parent.directory} gave them (by content), so its test photos stay out of training."
+        )
+    if since["relabelled"]:
+        index.warnings.append(
+            f"{len(since['relabelled'])} photo(s) changed class since {parent.directory} (data_report.json)."
+        )
 
 
 def _print_data_summary(index: DatasetIndex, console: Console, report: Path) -> None:
@@ -207,7 +225,7 @@ def _start(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()  # same seed, data and machine → same weights
     write_split_files(index, work / SPLIT_DIR)
-    lineage.write_digests(work / SPLIT_DIR, index.root, index.classes, index.splits, index.digests)
+    write_digests(work / SPLIT_DIR, index.root, index.classes, index.splits, index.digests)
     write_json(work / "data_report.json", index.report())
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
@@ -253,14 +271,16 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
         if state.phase == "head":
             state.phase, state.epoch = "finetune", 0
             state.save(work)
-        trainable = 0
-        if config.finetune_epochs > state.epoch:
+        trainable = state.finetuned_layers
+        if state.phase == "finetune" and config.finetune_epochs > state.epoch:
             how = f"on cached activations below {cut.cut.boundary}" if cut.phase_2_on_cache else "end to end"
             console.print(f"Phase 2, fine-tuning ({how}):")
             extra = [BatchProgress(progress, "fine-tuning", train_steps)]
             trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
-        state.phase = "done"
-        state.save(work)
+        if state.phase != "done":  # the weights training ended with (early stopping's best), for --resume
+            save_final_weights(clf, work)
+            state.phase, state.finetuned_layers = "done", trainable
+            state.save(work)
         console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
         # Every worker computes the features: building the cut's top model under the strategy creates
         # variables, whose initial values the chief broadcasts to the other workers (a collective).
