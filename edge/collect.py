@@ -19,19 +19,10 @@ import numpy as np
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame, SourceSpec
-from edgetl.edge.photos import (
-    COLLECT_LOG,
-    MIN_FREE_MB,
-    QUALITY,
-    append_line,
-    check_class_name,
-    encode_jpeg,
-    photos_per_class,
-    save_new,
-    time_name,
-)
+from edgetl.edge.photos import MIN_FREE_MB, QUALITY, append_line, encode_jpeg, save_new, time_name
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
+from edgetl.layout import COLLECT_LOG, check_class_name, class_folder, photos_per_class
 from edgetl.options import setting
 
 RECENT = 8  # thumbnails of the last photos the page shows
@@ -42,7 +33,9 @@ class CollectOptions:
     """What `edgetl collect` can be told, each default stated once (the CLI shows them)."""
 
     source: str = setting("0", "Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2.")
-    label: str | None = setting(None, "Headless: the class to photograph (a folder in DATA, made if new).")
+    label: str | None = setting(
+        None, "Headless: the class to photograph (a folder in DATA, or DATA/train when pre-split; made if new)."
+    )
     count: int = setting(10, "Shots per burst.")
     interval: float = setting(1.0, "Seconds between the shots of a burst.")
     serve: str | None = setting(None, "Serve the collecting page on HOST:PORT (e.g. 127.0.0.1:8080).")
@@ -85,7 +78,8 @@ class Collector:
 
     def take(self, image: np.ndarray, label: str, frame: int) -> Shot:
         """Write the frame as a photo of `label`, unless it nearly repeats the previous photo of that class."""
-        label = check_class_name(label)
+        folder = class_folder(self.data, label)  # checked; a class that reads the same is that class
+        label = folder.name
         with self._lock:  # the page may ask for two bursts at once: one shot at a time
             if label != self._label:
                 self._novelty, self._label = NoveltyFilter(), label  # a new class starts afresh
@@ -94,14 +88,20 @@ class Collector:
                 return Shot(label, None)
             now = time.time()
             jpeg = encode_jpeg(image, self.options.quality, self.options.max_side)
-            path = save_new(self.data / label, time_name(now), ".jpg", jpeg, self.options.min_free)
+            path = save_new(folder, time_name(now), ".jpg", jpeg, self.options.min_free)
             record = {
-                "file": f"{label}/{path.name}",
+                "file": path.relative_to(self.data).as_posix(),
                 "class": label,
                 "time": round(now, 3),
                 "source": self.options.source,
             }
-            append_line(self.data / COLLECT_LOG, record | _resolution(image, self.options.max_side) | {"frame": frame})
+            try:  # a photo is never left without its line: it goes when the line cannot be written
+                append_line(
+                    self.data / COLLECT_LOG, record | _resolution(image, self.options.max_side) | {"frame": frame}
+                )
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
             self.written += 1
             small = encode_jpeg(image, 80, 160)
             self.recent.appendleft((label, path.name, small))
@@ -116,8 +116,9 @@ def _resolution(image: np.ndarray, max_side: int | None) -> dict[str, int]:
 
 def burst(collector: Collector, next_frame: Callable[[], Frame | None], label: str, count: int, interval: float,
           stop: threading.Event, on_shot: Callable[[Shot], None] | None = None) -> int:  # fmt: skip
-    """`count` shots of `label`, one every `interval` seconds from the newest frame; the number written."""
-    written, due = 0, time.monotonic()
+    """`count` shots of `label`, one every `interval` seconds from the newest frame; returns how many were
+    taken (fewer when the source ends; a near-duplicate is taken but not written)."""
+    taken, due = 0, time.monotonic()
     for _ in range(count):
         while not stop.is_set() and time.monotonic() < due:
             time.sleep(min(0.05, max(due - time.monotonic(), 0)))
@@ -126,10 +127,10 @@ def burst(collector: Collector, next_frame: Callable[[], Frame | None], label: s
             break
         due = time.monotonic() + interval
         shot = collector.take(frame.image, label, frame.number)
-        written += shot.path is not None
+        taken += 1
         if on_shot is not None:
             on_shot(shot)
-    return written
+    return taken
 
 
 def newest_frames(capture: Capture, stop: threading.Event) -> Callable[[], Frame | None]:
@@ -153,6 +154,7 @@ def run_collect(data: Path, options: CollectOptions, console, auth: Credentials 
     collector = Collector(data, options)
     capture = Capture(SourceSpec(options.source), realtime=True)  # a file plays like a camera
     stop = StopFlag()
+    shots = options.count
     try:
         with stop:
             if options.serve:
@@ -166,7 +168,7 @@ def run_collect(data: Path, options: CollectOptions, console, auth: Credentials 
                     console.print(f"{for_console(shot.label)}: {what}")
 
                 frames = newest_frames(capture, stop.event)
-                burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
+                shots = burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
     finally:
         capture.close()
     held = ", ".join(f"{for_console(name)} {n}" for name, n in photos_per_class(collector.data).items())
@@ -177,4 +179,11 @@ def run_collect(data: Path, options: CollectOptions, console, auth: Credentials 
         console.print(f"[bold red]error:[/] {for_console(capture.error)}")
     if stop.signum is not None:
         return 128 + stop.signum
-    return (2 if capture.stats.captured == 0 else 1) if capture.error else 0
+    if capture.error:
+        return 2 if capture.stats.captured == 0 else 1
+    if shots < options.count:
+        console.print(f"[yellow]warning:[/] the source ended after {shots} of {options.count} shots.")
+        return 1
+    if options.serve:
+        console.print("[yellow]warning:[/] the source ended, so the page closed.")
+    return 0

@@ -8,6 +8,7 @@ browser asking first (a CORS preflight), which this server never grants.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from http import HTTPStatus
@@ -15,9 +16,9 @@ from http import HTTPStatus
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.collect import Collector, burst
-from edgetl.edge.photos import check_class_name, photos_per_class
 from edgetl.edge.serve import LiveHandler, LiveState, announce, start_server
 from edgetl.errors import EdgetlError
+from edgetl.layout import class_folder, photos_per_class
 from edgetl.text import for_console
 
 MAX_BODY = 4096  # bytes of a POST: a class name and two numbers
@@ -139,6 +140,8 @@ class Bursts:
             burst(self.collector, self.next_frame, label, count, interval, self.stop)
         except EdgetlError as error:  # a full disk: the page says so, the video goes on
             self.error = str(error)
+        except Exception as error:  # anything else stops this burst, not the page: and the page says why
+            self.error = f"the burst stopped: {type(error).__name__}: {error}"
         finally:
             self.busy = None
 
@@ -169,24 +172,32 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
             if request is None:
                 return
             try:
-                label = check_class_name(str(request.get("label", "")))
+                folder = class_folder(collector.data, request.get("label"))  # checked: text, a name, not reserved
+                label = folder.name
                 if self.path == "/class":
-                    (collector.data / label).mkdir(exist_ok=True)
+                    folder.mkdir(parents=True, exist_ok=True)
                     self.send_json({"message": f"class {label} added"})
                 elif self.path == "/take":
-                    count, interval = int(request.get("count", 10)), float(request.get("interval", 1.0))
+                    count, interval = request.get("count", 10), request.get("interval", 1.0)
+                    if not _number(count) or not _number(interval) or count != int(count):
+                        raise EdgetlError("count and interval must be numbers.")
                     if not 1 <= count <= MAX_BURST or not 0 <= interval <= 3600:
                         raise EdgetlError(f"A burst is 1 to {MAX_BURST} photos, 0 to 3600 s apart.")
+                    count, interval = int(count), float(interval)
                     if not bursts.start(label, count, interval):
                         self.send_json({"message": f"still taking {bursts.busy}"}, HTTPStatus.CONFLICT)
                         return
                     self.send_json({"message": f"taking {count} of {label}"}, HTTPStatus.ACCEPTED)
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
-            except (EdgetlError, ValueError, TypeError) as error:
+            except EdgetlError as error:
                 self.send_json({"message": str(error)}, HTTPStatus.BAD_REQUEST)
 
     return Handler
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def serve_collect(

@@ -1,6 +1,7 @@
 """`edgetl label DIR --data DATA`: a person files the frames `camera --keep` kept (or any folder of photos).
 
-Labelling moves a photo into DATA/<class>/ and appends its line to DATA/collect.jsonl; discarding moves it
+Labelling moves a photo into DATA/<class>/ (DATA/train/<class>/ when DATA is pre-split: edgetl/layout.py)
+and appends its line to DATA/collect.jsonl; discarding moves it
 into DIR/discarded/ (nothing is deleted); undo moves it back. A move is a hard link under the new name (which
 fails rather than replace a file there) and then the removal of the old name, so a process killed at any
 moment leaves the photo under one name or, between the two steps, under both names of one file — which the
@@ -11,20 +12,36 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetl.edge.keep import SIDECAR
-from edgetl.edge.photos import COLLECT_LOG, append_line, check_class_name
+from edgetl.edge.photos import append_line
 from edgetl.errors import EdgetlError
 from edgetl.images import IMAGE_SUFFIXES, class_folders
+from edgetl.layout import COLLECT_LOG, class_folder, class_root
+from edgetl.text import printable
 
 DISCARDED = "discarded"
 MAX_ITEMS = 200  # frames the page lists at once: the rest come as these are filed
+MAX_SIDECAR = 16 * 1024  # bytes: what `camera --keep` writes is under 1 KB; a larger one is not its
+SIDECAR_TYPES: dict[str, tuple[type, ...]] = {  # what the page reads of a sidecar, and the JSON types it takes
+    "decision": (str,),
+    "labels": (list,),
+    "scores": (list,),
+    "ood_score": (int, float),
+    "kept_because": (str,),
+    "margin": (int, float),
+    "time": (int, float),
+    "model": (str,),
+    "source": (str,),
+}
 
 
 @dataclass(frozen=True)
@@ -59,44 +76,60 @@ class Move:
 class Labeller:
     """The photos of DIR, their moves into DATA or DIR/discarded, and the undo stack."""
 
-    def __init__(self, folder: Path, data: Path) -> None:
+    def __init__(self, folder: Path, data: Path, warn: Callable[[str], None] | None = None) -> None:
         if not folder.is_dir():
             raise EdgetlError(f"{folder} is not a folder.", "Pass the folder `camera --keep` wrote, or any photos.")
+        check_apart(folder, data)
         self.folder, self.data = folder, data
         self.data.mkdir(parents=True, exist_ok=True)
         self.history: list[Move] = []
+        self.filed = 0  # photos labelled or discarded, less those undone
         self.lock = threading.Lock()  # one move at a time, whatever the page sends
-        finish_moves(folder, [folder / DISCARDED, *class_folders(data)])
+        self.warn = warn or (lambda line: None)
+        self._warned: set[str] = set()
+        finish_moves(folder, [folder / DISCARDED, *class_folders(class_root(data))])
 
     def items(self) -> list[Item]:
         photos = [p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        items = [Item(p.name, _sidecar(p)) for p in photos if not p.name.startswith(".")]
+        items = [Item(p.name, self._sidecar(p)) for p in photos if not p.name.startswith(".") and self._text(p)]
         return sorted(items, key=lambda item: item.doubt)
 
     def photo(self, name: str) -> Path:
         """The photo of that name in DIR; EdgetlError for any other name (no paths, no hidden files)."""
+        if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name.startswith("."):
+            raise EdgetlError(f"{printable(str(name))!r} is not a photo name.")
         path = self.folder / name
-        if "/" in name or "\\" in name or name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise EdgetlError(f"{name!r} is not a photo name.")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise EdgetlError(f"{printable(name)!r} is not a photo name.")
         if not path.is_file():
-            raise EdgetlError(f"{name} is no longer waiting (filed already?).")
+            raise EdgetlError(f"{printable(name)} is no longer waiting (filed already?).")
         return path
 
     def label(self, names: list[str], label: str) -> list[Path]:
-        label = check_class_name(label)
+        """File every named photo under `label`, or (a name or the class refused) none of them."""
+        folder = class_folder(self.data, label)
         with self.lock:
+            photos = [self.photo(name) for name in dict.fromkeys(names)]  # all checked before any moves
             moved = []
-            for name in names:
-                target = move_new(self.photo(name), self.data / label)
-                self.history.append(Move(self.folder / name, target, label))
-                append_line(self.data / COLLECT_LOG, _record(target, self.data, label, _sidecar(self.folder / name)))
+            for photo in photos:
+                kept = self._sidecar(photo)
+                target = move_new(photo, folder)
+                try:  # a photo is never filed without its line: it goes back when the line cannot be written
+                    append_line(self.data / COLLECT_LOG, _record(target, self.data, folder.name, kept))
+                except BaseException:
+                    move_new(target, photo.parent, photo.name)
+                    raise
+                self.history.append(Move(photo, target, folder.name))
+                self.filed += 1
                 moved.append(target)
             return moved
 
     def discard(self, names: list[str]) -> None:
         with self.lock:
-            for name in names:
-                self.history.append(Move(self.folder / name, move_new(self.photo(name), self.folder / DISCARDED), None))
+            photos = [self.photo(name) for name in dict.fromkeys(names)]
+            for photo in photos:
+                self.history.append(Move(photo, move_new(photo, self.folder / DISCARDED), None))
+                self.filed += 1
 
     def undo(self) -> Move | None:
         """Move the last filed photo back into DIR (its collect.jsonl line gets a line saying so)."""
@@ -105,18 +138,68 @@ class Labeller:
                 return None
             move = self.history.pop()
             back = move_new(move.target, move.source.parent, move.source.name)
+            self.filed -= 1
             if move.label is not None:
                 entry = {"file": move.target.relative_to(self.data).as_posix(), "class": move.label, "undone": True}
                 append_line(self.data / COLLECT_LOG, entry | {"time": round(time.time(), 3)})
             return Move(move.target, back, move.label)
 
+    def _text(self, photo: Path) -> bool:
+        """Whether the file's name is text (a name of other bytes cannot be shown or sent back: said once)."""
+        try:
+            photo.name.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            self._once(photo.name, f"skipped {printable(photo.name)!r}: its name is not UTF-8 text; rename it")
+            return False
 
-def _sidecar(photo: Path) -> dict:
-    try:
-        value = json.loads(photo.with_suffix(SIDECAR).read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}  # a photo without a sidecar (or a damaged one) is still a photo to label
+    def _sidecar(self, photo: Path) -> dict:
+        """What the model said when it kept the photo, checked: a damaged one is ignored with one line."""
+        path = photo.with_suffix(SIDECAR)
+        try:
+            if path.stat().st_size > MAX_SIDECAR:
+                raise ValueError(f"over {MAX_SIDECAR // 1024} KB")
+            return check_sidecar(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            return {}  # a photo without a sidecar is still a photo to label
+        except (OSError, ValueError, RecursionError) as error:
+            self._once(path.name, f"ignored {printable(path.name)}: {printable(str(error))[:200]}")
+            return {}
+
+    def _once(self, key: str, line: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(line)
+
+
+def check_sidecar(value: object) -> dict:
+    """A keep sidecar's fields as the page reads them, or ValueError naming what is wrong."""
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    for key, types in SIDECAR_TYPES.items():
+        item = value.get(key)
+        if item is not None and (not isinstance(item, types) or isinstance(item, bool)):
+            raise ValueError(f"'{key}' is {type(item).__name__}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"'{key}' is not a finite number")
+    labels, scores = value.get("labels") or [], value.get("scores") or []
+    if len(labels) != len(scores) or not all(isinstance(x, str) for x in labels) or not all(map(_number, scores)):
+        raise ValueError("'labels' and 'scores' are not lists of names and numbers of one length")
+    return value
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_apart(folder: Path, data: Path) -> None:
+    """DIR inside DATA (or DATA inside DIR) would make labelling move photos within the data it reads."""
+    inner, outer = folder.resolve(), data.resolve()
+    if inner == outer or outer in inner.parents or inner in outer.parents:
+        raise EdgetlError(
+            f"{folder} and {data} are inside one another: labelling would move photos within the dataset.",
+            "Keep the photos to label in a folder outside DATA (e.g. the folder `camera --keep` wrote).",
+        )
 
 
 def _record(target: Path, data: Path, label: str, kept: dict) -> dict:

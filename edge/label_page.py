@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.label import MAX_ITEMS, Labeller
-from edgetl.edge.photos import photos_per_class
 from edgetl.edge.serve import LiveHandler, announce, start_server
 from edgetl.errors import EdgetlError
+from edgetl.layout import photos_per_class
 from edgetl.text import for_console
 
 MAX_BODY = 64 * 1024  # a label request: a class name and up to MAX_ITEMS file names
@@ -116,8 +116,6 @@ load();
 
 
 def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
-    filed = [0]
-
     class Handler(LiveHandler):
         page, script = PAGE, ("/label.js", SCRIPT)
 
@@ -134,7 +132,7 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
                         "items": listed,
                         "waiting": len(items),
                         "classes": photos_per_class(labeller.data),
-                        "filed": filed[0],
+                        "filed": labeller.filed,
                         "undo": undo,
                     }
                 )
@@ -157,14 +155,12 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
                 if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or len(files) > MAX_ITEMS:
                     raise EdgetlError(f"files must be a list of at most {MAX_ITEMS} names")
                 if self.path == "/label":
-                    filed[0] += len(labeller.label(files, str(request.get("label", ""))))
+                    labeller.label(files, request.get("label"))
                 elif self.path == "/discard":
                     labeller.discard(files)
-                    filed[0] += len(files)
                 elif self.path == "/undo":
                     if labeller.undo() is None:
                         raise EdgetlError("nothing to undo")
-                    filed[0] -= 1
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
                     return
@@ -185,7 +181,7 @@ def run_label(folder, data, address: str, console, auth: Credentials | None = No
     """Serve the page until SIGINT or SIGTERM; every filing is already on disk, so stopping loses nothing."""
     from edgetl.edge.camera import StopFlag
 
-    labeller = Labeller(folder, data)
+    labeller = Labeller(folder, data, warn=lambda line: console.print(f"[yellow]warning:[/] {for_console(line)}"))
     server = serve_label(labeller, address, console, auth)
     stop = StopFlag()
     with stop:

@@ -13,54 +13,19 @@ import json
 import os
 import shutil
 import time
-import unicodedata
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.images import IMAGE_SUFFIXES, class_folders
-from edgetl.text import printable
 
-COLLECT_LOG = "collect.jsonl"  # in the dataset folder: one line per photo collected or labelled
-MAX_CLASS_NAME = 64  # characters
 MIN_FREE_MB = 256  # the free-space guard's default: the system needs room too (logs, the model's updates)
 QUALITY = 90  # JPEG quality: what training reads back is close to what the camera saw
 
 
 class DiskFull(EdgetlError):
     """The free-space guard, or the disk itself, refused a photo."""
-
-
-def photos_per_class(data: Path) -> dict[str, int]:
-    """Photos in each class folder of a dataset (what `collect` and `label` show beside each class)."""
-    if not data.is_dir():
-        return {}
-    return {f.name: sum(1 for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for f in class_folders(data)}
-
-
-def check_class_name(name: str) -> str:
-    """The class name, normalised (NFC, trimmed), or EdgetlError: it names a folder, so no separators, no
-    `..`, no leading dot, no control characters, at most MAX_CLASS_NAME characters; any letters."""
-    clean = unicodedata.normalize("NFC", name.strip())
-    problem = None
-    if not clean:
-        problem = "is empty"
-    elif len(clean) > MAX_CLASS_NAME:
-        problem = f"is longer than {MAX_CLASS_NAME} characters"
-    elif "/" in clean or "\\" in clean or "\x00" in clean:
-        problem = "contains a path separator"
-    elif clean.startswith("."):
-        problem = "starts with a dot (hidden, or a path like ..)"
-    elif printable(clean) != clean:
-        problem = "contains control characters"
-    if problem:
-        raise EdgetlError(
-            f"The class name {printable(name)!r} {problem}.",
-            "Use a plain name such as 'healthy' or 'bean_rust' (any letters, digits, spaces, _ and -).",
-        )
-    return clean
 
 
 def check_free_space(folder: Path, min_free_mb: float) -> None:
@@ -133,9 +98,22 @@ def _link_new(temporary: Path, path: Path) -> bool:
 
 
 def append_line(path: Path, record: dict) -> None:
-    """One JSON line appended in a single write (a reader never sees half of it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    """One JSON line appended in a single write (a reader never sees half of it). A write the disk cuts short
+    is taken back, so the log stays whole lines (DiskFull then); a line cut by a crash earlier is ended first,
+    so this one starts on its own line."""
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
     try:
-        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError as error:
+            os.ftruncate(fd, size)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise DiskFull(f"The disk that holds {path} is full.", "Free some space.") from None
+            raise EdgetlError(f"Cannot write {path} ({error.strerror or error}).", "Check the folder.") from None
     finally:
         os.close(fd)

@@ -7,6 +7,7 @@ fixed rate, so viewers never slow inference down; at most MAX_VIEWERS watch at o
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -108,6 +109,9 @@ def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.nda
 
 STREAM_FPS = 15.0  # JPEGs a second sent to the viewers: smooth to watch, and a fixed cost however many watch
 MAX_VIEWERS = 20  # stream clients at once; one more gets 503
+MAX_CONNECTIONS = 64  # open connections of any kind at once; one more gets 503 and is closed
+IDLE_SECONDS = 15  # a connection that sends or takes nothing for this long is closed
+REQUEST_SECONDS = 20  # a request (line, headers and body) must arrive within this, however slowly it trickles
 
 
 class LiveState:
@@ -192,8 +196,29 @@ class LiveHandler(BaseHTTPRequestHandler):
     page = ""  # the HTML served at /
     script: tuple[str, str] = ("", "")  # (path, JavaScript) the page loads: its only script
 
+    timeout = IDLE_SECONDS  # socketserver sets it on the connection: reads and writes that stall end it
+
     def log_message(self, *args) -> None:  # keep the terminal for results
         pass
+
+    def handle_one_request(self) -> None:
+        """One request, which must arrive whole within REQUEST_SECONDS (a client that trickles a byte now and
+        then never trips the idle timeout): past it the connection is shut, and the read ends."""
+        self._deadline = threading.Timer(REQUEST_SECONDS, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.cancel()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def send_response(self, code, message=None) -> None:
+        self._deadline.cancel()  # the request is in: answering (an MJPEG stream, too) may take as long as it needs
+        super().send_response(code, message)
 
     def parse_request(self) -> bool:
         """http.server's parsing, then the credentials: a request without them gets 401 and nothing else."""
@@ -233,8 +258,10 @@ class LiveHandler(BaseHTTPRequestHandler):
     def json_body(self, limit: int) -> dict | None:
         """A POST's JSON object, or None after answering why not. JSON only: no other site's page can send
         that here without a CORS preflight, which no edgetl page grants."""
-        length = int(self.headers.get("Content-Length") or 0)
+        given = (self.headers.get("Content-Length") or "").strip()
+        length = int(given) if given.isascii() and given.isdigit() else -1
         if self.headers.get_content_type() != "application/json" or not 0 < length <= limit:
+            self.close_connection = True  # a body we did not read must not be taken for the next request
             self.send_json({"message": f"send a JSON object of at most {limit} bytes"}, HTTPStatus.BAD_REQUEST)
             return None
         try:
@@ -334,11 +361,35 @@ def is_loopback(host: str) -> bool:
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once."""
+
     daemon_threads = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
         """A viewer that closes its tab mid-response is normal, not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ConnectionAborted
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a viewer gone, or stalled past IDLE
             super().handle_error(request, client_address)
 
 

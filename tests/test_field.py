@@ -13,7 +13,8 @@ import pytest
 from test_edge import edge_cli
 
 from conftest import shared_path
-from edgetl.edge.photos import check_class_name, save_new
+from edgetl.edge.photos import save_new
+from edgetl.layout import check_class_name
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
 

@@ -18,13 +18,9 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.images import class_folders, load_rgb
+from edgetl.layout import split_folders
 from edgetl.rundir import SPLITS, Sample, write_split_file
 
-SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
-    "train": ("train",),
-    "validation": ("validation", "val"),
-    "test": ("test",),
-}
 MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
 IMBALANCE_FOR_WEIGHTS = 1.5  # largest/smallest class ratio from which class weights are used
 IMBALANCE_WARNING = 3.0
@@ -117,7 +113,7 @@ def scan(
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise EdgetlError(f"Dataset folder {root} does not exist.", "Pass a folder with one sub-folder per class.")
-    layout = _find_split_folders(root)
+    layout = split_folders(root)
     presplit = bool(layout)
     if not presplit:
         layout = {"all": root}
@@ -201,19 +197,6 @@ def _checked_images(
         grouped[split_name][label].append((digest, path))
         by_digest[digest].append((split_name, label, path))
     return grouped, by_digest
-
-
-def _find_split_folders(root: Path) -> dict[str, Path]:
-    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    if "train" not in children:
-        return {}
-    found = {}
-    for split_name, aliases in SPLIT_ALIASES.items():
-        for alias in aliases:
-            if alias in children:
-                found[split_name] = children[alias]
-                break
-    return found
 
 
 def _check_classes(root: Path, per_split: dict[str, dict[str, Path]], classes: list[str]) -> None:
