@@ -14,9 +14,9 @@ from test_edge import edge_cli
 
 from conftest import shared_path
 from edgetl.edge.photos import save_new
-from edgetl.layout import check_class_name
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
+from edgetl.layout import check_class_name
 
 FRAME = (320, 240)
 
