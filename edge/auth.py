@@ -58,7 +58,7 @@ def credentials(options: AuthOptions) -> Credentials | None:
         if ":" in options.auth or not options.auth.strip():
             raise EdgetlError(f"--auth {options.auth!r} is not a user name.", "Use a name without ':'.")
         if options.auth_password_file is not None:
-            password = _secret(options.auth_password_file, "--auth-password-file")
+            password = read_secret(options.auth_password_file, "--auth-password-file")
         else:
             password = os.environ.get(PASSWORD_VARIABLE, "")
         if not password:
@@ -67,15 +67,19 @@ def credentials(options: AuthOptions) -> Credentials | None:
                 f"Set ${PASSWORD_VARIABLE}, or pass --auth-password-file FILE (never the password itself).",
             )
         basic = f"{options.auth}:{password}".encode()
-    token = _secret(options.auth_token_file, "--auth-token-file").encode() if options.auth_token_file else None
+    token = read_secret(options.auth_token_file, "--auth-token-file").encode() if options.auth_token_file else None
     return Credentials(basic, token)
 
 
-def _secret(path: Path, option: str) -> str:
+def read_secret(path: Path, option: str) -> str:
+    """A secret from a file: its first line, without the line end and surrounding blanks (what every hint says),
+    so a trailing comment or a second line never becomes part of it. A missing, unreadable or empty first line
+    is one clear error. The one reader of secret files (pages and MQTT alike)."""
     try:
-        text = path.read_text().strip()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise EdgetlError(f"{option} {path} cannot be read ({error}).", "Pass a readable text file.") from None
-    if not text:
-        raise EdgetlError(f"{option} {path} is empty.", "Put the secret on its first line.")
-    return text
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise EdgetlError(f"{option} {path} has nothing on its first line.", "Put the secret on its first line.")
+    return secret

@@ -278,8 +278,15 @@ def print_summary(summary: dict, console, *, stopped_by: str | None = None, erro
     if "mqtt" in summary:
         mqtt = summary["mqtt"]
         rows.append(
-            ("mqtt", f"{mqtt['published']} states published, {mqtt['dropped']} dropped while the broker was away")
+            (
+                "mqtt",
+                f"{mqtt['published']} states published, {mqtt['dropped']} dropped (the broker away or unreachable)",
+            )
         )
+    if "model_update" in summary:
+        update = summary["model_update"]
+        refused = f"; last refused: {update['refused']}" if update["refused"] else ""
+        rows.append(("model updates", f"{update['updates']} taken{refused}"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

@@ -46,6 +46,7 @@ class ModelSlot:
         self.status = UpdateStatus()
         self.latest_image: np.ndarray | None = None  # set by the loop: the frame the check runs on
         self._seen = self._stamp()
+        self._missing, self._missing_said = 0, False  # polls the file has been missing for; said so
         self._wake, self._stop = threading.Event(), threading.Event()
         self._previous_handler = None
         if threading.current_thread() is threading.main_thread():
@@ -65,8 +66,12 @@ class ModelSlot:
             asked = self._wake.wait(POLL_S)
             self._wake.clear()
             stamp = self._stamp()
-            if self._stop.is_set() or stamp is None or (stamp == self._seen and not asked):
+            if stamp is None and not self._stop.is_set():
+                self._gone(asked)
                 continue
+            if self._stop.is_set() or (stamp == self._seen and not asked):
+                continue
+            self._missing, self._missing_said = 0, False
             time.sleep(0.2)  # a file still being written changes again: wait for it to settle
             if self._stamp() != stamp:
                 continue
@@ -83,12 +88,21 @@ class ModelSlot:
             self.status.refused, self.status.refused_at = problem, time.time()
             self.log(f"model update refused, the running model stays: {problem}")
             return
-        if candidate.sha256 == self.current.sha256 and asked:
-            self.log("SIGHUP: the model file is the one running")
+        if candidate.sha256 == self.current.sha256:
+            self.log(f"{'SIGHUP: ' if asked else ''}{self.path.name} is the model already running: nothing to update")
             return
         self.current = candidate  # the loop takes it at its next frame
         self.status.updates += 1
         self.log(f"model updated: {self.path.name} sha256 {candidate.sha256[:12]}, {len(candidate.labels)} classes")
+
+    def _gone(self, asked: bool) -> None:
+        """The file is missing: a replacement between its removal and its rename, or deleted. Said once it has
+        stayed missing for a second poll (or at once on SIGHUP); the running model stays."""
+        self._missing += 1
+        if (asked or self._missing == 2) and not self._missing_said:
+            self._missing_said = True
+            self.log(f"model file {self.path} is gone: the running model stays; put a model there to update it")
+        self._seen = None
 
     def _incompatible(self, candidate: Classifier) -> str | None:
         running = self.current

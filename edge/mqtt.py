@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import edgetl
+from edgetl.edge.auth import read_secret
 from edgetl.edge.camera import Result
 from edgetl.errors import EdgetlError
 from edgetl.options import setting
@@ -32,6 +33,7 @@ PASSWORD_VARIABLE = "EDGETL_MQTT_PASSWORD"
 QUEUE = 100  # states waiting while the broker is away; older ones are dropped
 HEARTBEAT_S = 60.0  # --mqtt-publish change: a state at least this often, so a quiet scene still shows alive
 KEEPALIVE_S = 30
+MAX_TOPIC_BYTES = 1024  # far below MQTT's 65,535; with room for the discovery suffixes
 
 
 @dataclass
@@ -54,6 +56,17 @@ class MqttOptions:
             raise EdgetlError(f"--mqtt {self.mqtt} is not mqtt://host[:port].", "Example: --mqtt mqtt://192.168.1.5")
         if url.password:
             raise EdgetlError("A password in --mqtt would show in `ps`.", f"Use ${PASSWORD_VARIABLE} or a file.")
+        try:
+            url.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            raise EdgetlError(
+                f"--mqtt {self.mqtt}: the port is not a number from 1 to 65535.", "Example: :1883"
+            ) from None
+        if self.mqtt_topic is not None:
+            check_topic(self.mqtt_topic.rstrip("/"), "--mqtt-topic")
+            if not self.mqtt_topic.strip("/"):
+                raise EdgetlError("--mqtt-topic is empty.", "Example: --mqtt-topic edgetl/garage")
+        check_topic(self.mqtt_discovery.strip("/"), "--mqtt-discovery")
         _rate(self.mqtt_publish)
 
 
@@ -99,23 +112,36 @@ class Publisher:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
+        self.client.on_connect_fail = self._unreachable
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.broker, self.reachable = f"{url.hostname}:{port}", None  # None: not tried yet
         self.client.connect_async(url.hostname, port, keepalive=KEEPALIVE_S)
         self.client.loop_start()
         threading.Thread(target=self._send, name="edgetl-mqtt", daemon=True).start()
 
+    def _unreachable(self, *args) -> None:
+        """paho could not connect (no such host, nothing listening, no route): said once, then on each change."""
+        if self.reachable is not False:
+            self.log(f"MQTT: cannot reach the broker at {self.broker}; states are dropped until it answers")
+        self.reachable = False
+
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.log(f"MQTT: the broker refused the connection ({reason_code})")
+            self.reachable = False
             return
+        if self.reachable is False:
+            self.log(f"MQTT: connected to {self.broker}")
+        self.reachable = True
         client.publish(f"{self.topic}/availability", "online", qos=1, retain=True)
         for topic, config in discovery_configs(self.discovery, self.topic, self.device, self.model_name):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._wake.set()
 
     def _disconnected(self, *args) -> None:
-        if not self._stop.is_set():  # not the goodbye of close()
+        if not self._stop.is_set() and self.reachable:  # not the goodbye of close(), nor a failed connect
             self.log("MQTT: the broker went away; reconnecting")
+            self.reachable = False
 
     def offer(self, result: Result) -> None:
         """Called by the inference loop for every result: a decision of the policy and an append, nothing more."""
@@ -147,6 +173,8 @@ class Publisher:
         """`offline` on purpose (the last will covers a crash), then disconnect."""
         self._stop.set()
         self._wake.set()
+        self.dropped += len(self.queue)  # never sent: the broker was away or never reached
+        self.queue.clear()
         if self.client.is_connected():
             self.client.publish(f"{self.topic}/availability", "offline", qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
@@ -155,14 +183,27 @@ class Publisher:
 
 def _password(path: Path | None) -> str:
     if path is not None:
-        try:
-            return path.read_text().strip()
-        except OSError as error:
-            raise EdgetlError(f"--mqtt-password-file {path} cannot be read ({error.strerror}).") from None
+        return read_secret(path, "--mqtt-password-file")
     password = os.environ.get(PASSWORD_VARIABLE, "")
     if not password:
         raise EdgetlError("The broker user needs a password.", f"Set ${PASSWORD_VARIABLE} or --mqtt-password-file.")
     return password
+
+
+def check_topic(topic: str, option: str) -> None:
+    """A topic (prefix) MQTT lets a client publish to: text of at most MAX_TOPIC_BYTES UTF-8 bytes, without
+    the wildcards # and +, NUL or control characters, not a `$` topic (the broker's own, e.g. $SYS)."""
+    problem = None
+    if "#" in topic or "+" in topic:
+        problem = "holds a wildcard (# or +), which no one can publish to"
+    elif any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in topic):
+        problem = "holds a control character"
+    elif topic.startswith("$"):
+        problem = "starts with $, which brokers keep for themselves"
+    elif len(topic.encode()) > MAX_TOPIC_BYTES:
+        problem = f"is longer than {MAX_TOPIC_BYTES} bytes"
+    if problem:
+        raise EdgetlError(f"{option} {topic!r} {problem}.", "Use letters, digits, _ - and / (e.g. edgetl/garage).")
 
 
 def state(result: Result) -> dict:

@@ -73,4 +73,4 @@ def test_a_missing_secret_is_one_line(tmp_path: Path, monkeypatch) -> None:
     assert done.returncode == 2 and "needs a password" in done.stderr and "Traceback" not in done.stderr
     (tmp_path / "empty").write_text("")
     done = edge_cli("label", str(tmp_path), "--data", str(tmp_path / "d"), "--auth-token-file", str(tmp_path / "empty"))
-    assert done.returncode == 2 and "is empty" in done.stderr
+    assert done.returncode == 2 and "nothing on its first line" in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import time
@@ -194,3 +195,131 @@ def test_servers_bound_connections_idle_time_and_slow_requests(tmp_path: Path, m
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_secret_file_gives_its_first_line_to_pages_and_mqtt_alike(tmp_path: Path) -> None:
+    from edgetl.edge.auth import AuthOptions, credentials, read_secret
+    from edgetl.edge.mqtt import _password
+
+    secret = tmp_path / "token"
+    secret.write_text("tok123\n# rotate monthly\n")
+    assert read_secret(secret, "--auth-token-file") == _password(secret) == "tok123"
+    assert credentials(AuthOptions(auth_token_file=secret)).allow("Bearer tok123")
+    secret.write_text("\nsecret on line two\n")
+    for read in (lambda: read_secret(secret, "--auth-token-file"), lambda: _password(secret)):
+        with pytest.raises(EdgetlError, match="nothing on its first line"):
+            read()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--mqtt-topic", "edgetl/#", "wildcard"),
+        ("--mqtt-topic", "edgetl/+/x", "wildcard"),
+        ("--mqtt-topic", "$SYS/x", r"starts with \$"),
+        ("--mqtt-topic", "a\x01b", "control character"),
+        ("--mqtt-discovery", "home#", "wildcard"),
+        ("--mqtt", "mqtt://127.0.0.1:99999", "port is not a number"),
+        ("--mqtt", "mqtt://127.0.0.1:abc", "port is not a number"),
+    ],
+)
+def test_mqtt_topics_and_ports_mqtt_forbids_are_one_line(option: str, value: str, message: str) -> None:
+    from edgetl.edge.mqtt import MqttOptions
+
+    settings = {"mqtt": "mqtt://127.0.0.1", option.lstrip("-").replace("-", "_"): value}
+    with pytest.raises(EdgetlError, match=message):
+        MqttOptions(**settings)
+
+
+def test_an_unreachable_broker_is_said_once_and_its_states_counted_as_dropped(converted, tmp_path: Path) -> None:
+    from test_edge import edge_cli, write_video
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    video = write_video(tmp_path / "clip.avi", 30)
+    model = str(converted[0] / "model_int8.tflite")
+    args = ["--source", str(video), "--loop", "--realtime", "--no-window", "--duration", "4", "--mqtt-publish", "every"]
+    done = edge_cli("camera", model, *args, "--mqtt", f"mqtt://127.0.0.1:{port}")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and output.count("cannot reach the broker at 127.0.0.1") == 1, output[-2000:]
+    published, dropped = (int(n) for n in re.search(r"(\d+) states published, (\d+) dropped", output).groups())
+    assert published == 0 and dropped > 0
+    assert "model updates" in output and "0 taken" in output
+
+
+def test_a_deleted_model_file_is_said_and_the_same_model_again_is_no_update(
+    converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgetl.edge import hot_swap
+    from edgetl.edge.classifier import Classifier
+
+    monkeypatch.setattr(hot_swap, "POLL_S", 0.1)
+    model = tmp_path / "model.tflite"
+    model.write_bytes((converted[0] / "model_int8.tflite").read_bytes())
+    (tmp_path / "labels.txt").write_text((converted[0] / "labels.txt").read_text())
+    said: list[str] = []
+    slot = hot_swap.ModelSlot(Classifier(model), Classifier, said.append)
+    try:
+        incoming = tmp_path / ".incoming"
+        incoming.write_bytes(model.read_bytes())
+        os.replace(incoming, model)  # a new file, the same model
+        wait_for(lambda: any("already running" in line for line in said), "the same model noticed")
+        assert slot.status.updates == 0 and not any("model updated" in line for line in said)
+        model.unlink()
+        wait_for(lambda: any("is gone" in line for line in said), "the deletion said")
+        time.sleep(0.5)
+        assert sum("is gone" in line for line in said) == 1  # once, not every poll
+    finally:
+        slot.close()
+
+
+def wait_for(condition, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_collect_says_when_the_source_ends_before_the_burst(tmp_path: Path) -> None:
+    from test_edge import edge_cli, write_video
+
+    video = write_video(tmp_path / "one.avi", 1)
+    done = edge_cli("collect", str(tmp_path / "data"), "--source", str(video), "--label", "a", "--count", "5")
+    assert done.returncode == 1 and "the source ended after 1 of 5 shots" in done.stdout + done.stderr
+    assert len(list((tmp_path / "data" / "a").glob("*.jpg"))) == 1
+
+
+COLLECT_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from edgetl.edge.collect import CollectOptions, Collector
+from edgetl.errors import EdgetlError
+data = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails (EFBIG) instead of killing us
+log = data / "collect.jsonl"
+limit = log.stat().st_size + 40  # room for part of one more line, not all of it
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+collector = Collector(data, CollectOptions(label="a", min_free=0))
+try:
+    collector.take(np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8), "a", 1)
+except EdgetlError as error:
+    print("refused:", error)
+"""
+
+
+def test_a_full_disk_while_logging_leaves_whole_lines_and_no_photo_without_its_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "collect.jsonl").write_text('{"file": "a/old.jpg", "class": "a"}\n' * 50)
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECT_UNDER_A_FILE_SIZE_LIMIT, str(data)], capture_output=True, text=True, timeout=60
+    )
+    assert "refused: The disk that holds" in done.stdout, done.stdout + done.stderr
+    lines = (data / "collect.jsonl").read_text().splitlines()
+    assert len(lines) == 50 and all(json.loads(line)["class"] == "a" for line in lines)  # whole lines only
+    assert list((data / "a").iterdir()) == []  # the photo went with its line
