@@ -160,7 +160,12 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
                 self.send_json(
                     {"classes": photos_per_class(collector.data), **fields, "busy": bursts.busy, "error": bursts.error}
                 )
-            elif path.startswith("/thumb/") and path[7:].isdigit() and int(path[7:]) < len(collector.recent):
+            elif (
+                path.startswith("/thumb/")
+                and path[7:].isascii()
+                and path[7:].isdigit()
+                and int(path[7:]) < len(collector.recent)
+            ):
                 self.send_body(list(collector.recent)[int(path[7:])][2], "image/jpeg")
             elif path == "/stream.mjpg":
                 self.stream()

@@ -98,6 +98,8 @@ class Labeller:
         """The photo of that name in DIR; EdgetlError for any other name (no paths, no hidden files)."""
         if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name.startswith("."):
             raise EdgetlError(f"{printable(str(name))!r} is not a photo name.")
+        if not _utf8(name) or len(name.encode()) > 255:  # a name no file here has (items() lists only text)
+            raise EdgetlError(f"{printable(name)[:80]!r} is not a photo name.")
         path = self.folder / name
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise EdgetlError(f"{printable(name)!r} is not a photo name.")
@@ -146,12 +148,10 @@ class Labeller:
 
     def _text(self, photo: Path) -> bool:
         """Whether the file's name is text (a name of other bytes cannot be shown or sent back: said once)."""
-        try:
-            photo.name.encode("utf-8")
+        if _utf8(photo.name):
             return True
-        except UnicodeEncodeError:
-            self._once(photo.name, f"skipped {printable(photo.name)!r}: its name is not UTF-8 text; rename it")
-            return False
+        self._once(photo.name, f"skipped {printable(photo.name)!r}: its name is not UTF-8 text; rename it")
+        return False
 
     def _sidecar(self, photo: Path) -> dict:
         """What the model said when it kept the photo, checked: a damaged one is ignored with one line."""
@@ -186,6 +186,14 @@ def check_sidecar(value: object) -> dict:
     if len(labels) != len(scores) or not all(isinstance(x, str) for x in labels) or not all(map(_number, scores)):
         raise ValueError("'labels' and 'scores' are not lists of names and numbers of one length")
     return value
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _number(value: object) -> bool:

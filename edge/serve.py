@@ -111,6 +111,7 @@ STREAM_FPS = 15.0  # JPEGs a second sent to the viewers: smooth to watch, and a 
 MAX_VIEWERS = 20  # stream clients at once; one more gets 503
 MAX_CONNECTIONS = 64  # open connections of any kind at once; one more gets 503 and is closed
 IDLE_SECONDS = 15  # a connection that sends or takes nothing for this long is closed
+MAX_DRAIN = 1 << 20  # bytes of a refused body read and dropped before the answer; a larger one is cut off
 REQUEST_SECONDS = 20  # a request (line, headers and body) must arrive within this, however slowly it trickles
 
 
@@ -261,6 +262,8 @@ class LiveHandler(BaseHTTPRequestHandler):
         given = (self.headers.get("Content-Length") or "").strip()
         length = int(given) if given.isascii() and given.isdigit() else -1
         if self.headers.get_content_type() != "application/json" or not 0 < length <= limit:
+            if 0 < length <= MAX_DRAIN:  # read and dropped, so the client sees the answer, not a reset
+                self.rfile.read(length)
             self.close_connection = True  # a body we did not read must not be taken for the next request
             self.send_json({"message": f"send a JSON object of at most {limit} bytes"}, HTTPStatus.BAD_REQUEST)
             return None
