@@ -323,3 +323,34 @@ def test_a_full_disk_while_logging_leaves_whole_lines_and_no_photo_without_its_l
     lines = (data / "collect.jsonl").read_text().splitlines()
     assert len(lines) == 50 and all(json.loads(line)["class"] == "a" for line in lines)  # whole lines only
     assert list((data / "a").iterdir()) == []  # the photo went with its line
+
+
+def test_a_burst_that_fails_tells_the_page_why(tmp_path: Path) -> None:
+    import threading
+
+    from edgetl.edge.capture import Frame
+    from edgetl.edge.collect import CollectOptions, Collector
+    from edgetl.edge.collect_page import Bursts
+
+    collector = Collector(tmp_path / "data", CollectOptions(label="a"))
+
+    def broken(*args) -> None:
+        raise IsADirectoryError("[Errno 21] Is a directory: 'collect.jsonl'")
+
+    collector.take = broken
+    stop = threading.Event()
+    bursts = Bursts(collector, stop)
+    bursts.show(Frame(np.zeros((8, 8, 3), np.uint8), 1, time.monotonic()))
+    assert bursts.start("a", 3, 0.0)
+    bursts.show(Frame(np.zeros((8, 8, 3), np.uint8), 2, time.monotonic()))
+    wait_for(lambda: bursts.busy is None, "the burst to end")
+    stop.set()
+    assert bursts.error and "Is a directory" in bursts.error
+
+
+def test_collect_serve_says_when_its_source_ends(tmp_path: Path) -> None:
+    from test_edge import edge_cli, write_video
+
+    video = write_video(tmp_path / "clip.avi", 10)
+    done = edge_cli("collect", str(tmp_path / "data"), "--source", str(video), "--serve", "127.0.0.1:0")
+    assert done.returncode == 0 and "the source ended, so the page closed" in done.stdout + done.stderr
