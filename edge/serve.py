@@ -227,6 +227,8 @@ class LiveHandler(BaseHTTPRequestHandler):
             return False
         if self.credentials is None or self.credentials.allow(self.headers.get("Authorization")):
             return True
+        self._drain()
+        self.close_connection = True
         self.send_response(HTTPStatus.UNAUTHORIZED)
         self.send_header("WWW-Authenticate", 'Basic realm="edgetl", charset="UTF-8"')
         self.send_header("Content-Length", "0")
@@ -259,11 +261,9 @@ class LiveHandler(BaseHTTPRequestHandler):
     def json_body(self, limit: int) -> dict | None:
         """A POST's JSON object, or None after answering why not. JSON only: no other site's page can send
         that here without a CORS preflight, which no edgetl page grants."""
-        given = (self.headers.get("Content-Length") or "").strip()
-        length = int(given) if given.isascii() and given.isdigit() else -1
+        length = self._content_length()
         if self.headers.get_content_type() != "application/json" or not 0 < length <= limit:
-            if 0 < length <= MAX_DRAIN:  # read and dropped, so the client sees the answer, not a reset
-                self.rfile.read(length)
+            self._drain()
             self.close_connection = True  # a body we did not read must not be taken for the next request
             self.send_json({"message": f"send a JSON object of at most {limit} bytes"}, HTTPStatus.BAD_REQUEST)
             return None
@@ -275,6 +275,17 @@ class LiveHandler(BaseHTTPRequestHandler):
             self.send_json({"message": "the body is not a JSON object"}, HTTPStatus.BAD_REQUEST)
             return None
         return value
+
+    def _content_length(self) -> int:
+        """The request's Content-Length as a number, -1 when it is missing or not digits (e.g. "abc", "-5")."""
+        given = (self.headers.get("Content-Length") or "").strip()
+        return int(given) if given.isascii() and given.isdigit() else -1
+
+    def _drain(self) -> None:
+        """Read and drop a refused request's body (up to MAX_DRAIN), so the client reads the answer rather than
+        a connection reset by the unread bytes."""
+        if 0 < (length := self._content_length()) <= MAX_DRAIN:
+            self.rfile.read(length)
 
     def stream(self) -> None:
         state = self.state
