@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from typing import Annotated, Any
 
@@ -12,8 +13,20 @@ import edgetl
 from edgetl.images import max_pixels
 from edgetl.options import help_of
 
-console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
-err_console = Console(stderr=True)
+LOG_WIDTH = 250  # columns when the output is not a terminal (a pipe, tee, the journal, CI) and $COLUMNS is unset
+
+
+def _console(**kwargs: Any) -> Console:
+    """A console as wide as the terminal; in a log, wide enough that tables keep their headers and names whole
+    (Rich would take 80 columns and cut them to `medi…`). A table is only as wide as its content needs."""
+    probe = Console(**kwargs)
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(width=LOG_WIDTH, **kwargs)
+
+
+console = _console(soft_wrap=True)  # long lines stay whole in logs and pipes
+err_console = _console(stderr=True)
 
 app = typer.Typer(
     name="edgetl",

@@ -182,3 +182,31 @@ def test_ood_folders_that_are_empty_or_look_in_class_are_flagged(converted: tupl
     assert "accepts 80% of the --ood images" in _ood_warnings([row])[0]
     row.ood = {"score": "model", "rejected_ood": 0.9}
     assert _ood_warnings([row]) == []
+
+
+def test_tables_written_to_a_pipe_keep_every_header_and_name_whole(
+    converted: tuple[Path, dict], sample_data: Path, tmp_path: Path
+) -> None:
+    """Rich takes 80 columns when stdout is not a terminal; a log (a pipe, tee, the journal) must still read."""
+    import os
+    import subprocess
+    import sys
+
+    from test_edge import BLOCK_TF
+
+    from edgetl.edge.bench_report import _table
+
+    long_name = tmp_path / "a_model_with_a_long_descriptive_file_name_int8.tflite"
+    shutil.copy(converted[0] / "model_int8.tflite", long_name)
+    shutil.copy(converted[0] / "labels.txt", tmp_path / "labels.txt")
+    code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    args = [str(long_name), "--data", str(sample_data), "--runs", "3", "--limit", "8", "--out", str(tmp_path / "b")]
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, "bench", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    columns, rows = _table(json.loads((tmp_path / "b" / "bench.json").read_text()))
+    assert "…" not in done.stdout
+    for text in [*columns, long_name.stem, *rows[0]]:
+        assert text in done.stdout, text
