@@ -42,9 +42,9 @@ def make_video(path: Path, frames: int = 300, size: tuple[int, int] = (640, 480)
 
 
 def interpreter_only(model: Path, video: Path, threads: int, count: int = 200) -> dict:
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
 
-    classifier = Classifier(model, threads=threads)
+    classifier = Classifier(model, ClassifierOptions(threads=threads))
     capture = cv2.VideoCapture(str(video))
     frames = []
     while len(frames) < 50:
@@ -117,7 +117,7 @@ def main() -> None:
 
         run = camera_run(args.model, video, args.threads, ["--loop", "--max-frames", "1000"])
         results = run["results"][50:]
-        span = results[-1]["timestamp"] - results[0]["timestamp"]
+        span = results[-1]["time"] - results[0]["time"]
         rate = (len(results) - 1) / span
         ratio = rate * alone["invoke_ms"] / 1000
         rows.append(

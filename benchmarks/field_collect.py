@@ -60,16 +60,16 @@ def camera_run(model: Path, video: Path, seconds: float | None, keep: dict | Non
     """(results/s, kept records) of one in-process camera run: `seconds` of the looping video, or one pass."""
     from edgetl.edge.camera import CameraOptions, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.keep import Keeper, KeepOptions
 
-    classifier = Classifier(model, threads=1)
+    classifier = Classifier(model, ClassifierOptions(threads=1))
     capture = Capture(SourceSpec(str(video)), loop=seconds is not None, prepare=classifier.prepare_bgr)
     keeper = None
     if keep is not None:
         keeper = Keeper(KeepOptions(keep=folder, keep_max=100_000, **keep), str(video), log=print)
     try:
-        on_result = (lambda result, frame: keeper.offer(result, frame.image)) if keeper else None
+        on_result = keeper.on_result if keeper else None
         stats = run_camera(classifier, capture, CameraOptions(duration=seconds), on_result=on_result)
     finally:
         capture.close()
@@ -96,7 +96,7 @@ def keep_cost(model: Path, video: Path, rounds: int, seconds: float, work: Path,
 
 
 def enrichment(model: Path, video: Path, truth: list[int | None], work: Path, console: Console) -> None:
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
 
     labels = Classifier(model).labels
     frames = len(truth)
@@ -107,12 +107,15 @@ def enrichment(model: Path, video: Path, truth: list[int | None], work: Path, co
     from edgetl.edge.camera import CameraOptions, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
 
-    classifier = Classifier(model, threads=1)
+    classifier = Classifier(model, ClassifierOptions(threads=1))
     seen: dict[int, str] = {}
     capture = Capture(SourceSpec(str(video)), prepare=classifier.prepare_bgr)
     try:
         run_camera(
-            classifier, capture, CameraOptions(), on_result=lambda r, f: seen.update({f.number: r.prediction.labels[0]})
+            classifier,
+            capture,
+            CameraOptions(),
+            on_result=lambda r, f: seen.update({f.number: r.prediction.best.label}),
         )
     finally:
         capture.close()

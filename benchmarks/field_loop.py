@@ -50,14 +50,14 @@ def build(work: Path, per_class: int) -> tuple[Path, list[tuple[Path, str]]]:
 def keep(model: Path, clip: Path, folder: Path) -> None:
     from edgetl.edge.camera import CameraOptions, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.keep import Keeper, KeepOptions
 
-    classifier = Classifier(model, threads=2)
+    classifier = Classifier(model, ClassifierOptions(threads=2))
     keeper = Keeper(KeepOptions(keep=folder, keep_interval=0.0, keep_max=100_000), str(clip), print)
     capture = Capture(SourceSpec(str(clip)), prepare=classifier.prepare_bgr)
     try:
-        run_camera(classifier, capture, CameraOptions(), on_result=lambda r, f: keeper.offer(r, f.image))
+        run_camera(classifier, capture, CameraOptions(), on_result=lambda r, f: keeper.on_result(r, f))
     finally:
         capture.close()
         keeper.close()

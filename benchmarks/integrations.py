@@ -6,7 +6,7 @@ Over an unpaced 640×480 MJPEG video, one interpreter thread (int8 MobileNetV2 @
 1. The interpreter alone: 1 / median invoke on the same frames.
 2. `edgetl camera` plain, and with everything this release adds switched on — `--serve` with `/metrics`
    scraped 10 times a second, `--mqtt … --mqtt-publish every` to a local mosquitto (started here when
-   installed), `--keep` — in alternating runs. Results/s from the JSON lines' timestamps.
+   installed), `--keep` — in alternating runs. Results/s from the JSON lines' times.
 Targets: plain camera ≥ 0.95 × the interpreter alone; with integrations ≥ 0.98 × plain (medians of `--runs`).
 """
 
@@ -57,7 +57,7 @@ def camera_rate(model: Path, video: Path, frames: int, extra: list[str], scrape:
     process.communicate(timeout=600)
     stop.set()
     results = [json.loads(line) for line in out.read_text().splitlines()][100:]  # warm-up discarded
-    return (len(results) - 1) / (results[-1]["timestamp"] - results[0]["timestamp"])
+    return (len(results) - 1) / (results[-1]["time"] - results[0]["time"])
 
 
 def main() -> None:

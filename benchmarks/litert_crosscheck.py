@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgetl.bench_record import LatencyStats
-from edgetl.edge.classifier import Classifier
+from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.timing import time_single_inferences
 
 
@@ -43,7 +43,7 @@ def litert_tool(model: Path, threads: int, runs: int, warmup: int) -> dict:
 
 
 def edgetl_median(model: Path, threads: int, runs: int, warmup: int) -> float:
-    classifier = Classifier(model, threads=threads)
+    classifier = Classifier(model, ClassifierOptions(threads=threads))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, classifier.size, classifier.size, 3), dtype=np.uint8)
     _, times = time_single_inferences(classifier.scores, images, runs, warmup)

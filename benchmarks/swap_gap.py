@@ -38,13 +38,13 @@ def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> Swap:
 
     from edgetl.edge.camera import CameraOptions, Result, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.hot_swap import ModelSlot
 
     deployed = work / "deploy" / "model.tflite"
     deployed.parent.mkdir()
     shutil.copy(v1, deployed)
-    classifier = Classifier(deployed, threads=2)
+    classifier = Classifier(deployed, ClassifierOptions(threads=2))
     slot = ModelSlot(classifier, partial(Classifier, threads=2), print)
     results: list[Result] = []
     capture = Capture(SourceSpec(str(clip)), loop=True, prepare=classifier.prepare_bgr)  # unpaced: back to back

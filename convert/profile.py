@@ -16,9 +16,8 @@ import numpy as np
 
 from edgetl.convert.calibration import representative_dataset
 from edgetl.convert.tflite import calibrate, quantize, saved_model
-from edgetl.errors import EdgetlError
 from edgetl.latency import PROFILE_FILE, Candidate, manifest
-from edgetl.rundir import write_atomic, write_json
+from edgetl.rundir import refuse_existing, write_atomic, write_json
 
 CALIBRATION_IMAGES = 4  # random images: enough to set ranges; the values do not matter for timing
 
@@ -32,10 +31,7 @@ def write_profile(
     progress: Callable[[Candidate], None] = lambda candidate: None,
 ) -> Path:
     """Convert every candidate `build` makes into `out`; the manifest is written last (it marks completion)."""
-    if (out / PROFILE_FILE).exists() and not force:
-        raise EdgetlError(
-            f"{out / PROFILE_FILE} already exists.", "Pass --force to replace it, or --out another folder."
-        )
+    refuse_existing(out / PROFILE_FILE, "--out another folder", force=force)
     (out / PROFILE_FILE).unlink(missing_ok=True)
     rng = np.random.default_rng(0)
     for candidate in candidates:

@@ -47,7 +47,7 @@ from edgetl.metrics import (
 )
 from edgetl.open_world_card import OpenWorldCard
 from edgetl.outputs import OutputSet
-from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json
+from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json, refuse_existing
 
 REPORT_FILE = "conversion.json"
 REPORT_VERSION = 1
@@ -64,9 +64,8 @@ def convert(
     console = console or Console()
     source = load_source(source_path, bare, options.out)
     targets = {fmt: source.out / model_file(fmt) for fmt in options.formats}
-    existing = [str(path) for path in targets.values() if path.exists()]
-    if existing and not options.force:
-        raise EdgetlError(f"{existing[0]} already exists.", "Pass --force to replace it, or --out another folder.")
+    for path in targets.values():
+        refuse_existing(path, "--out another folder", force=options.force)
     for note in source.notes:
         console.print(f"[yellow]note:[/] {note}")
     with OutputSet(source.out, "convert") as outputs:  # a read-only or missing folder fails here, before work

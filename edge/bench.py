@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.bench_record import BenchRow, LatencyStats
-from edgetl.edge.classifier import Classifier
+from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
@@ -42,7 +42,7 @@ from edgetl.metrics import (
     reliability,
 )
 from edgetl.options import setting
-from edgetl.rundir import METADATA_FILE, RunInfo
+from edgetl.rundir import METADATA_FILE, RunInfo, refuse_existing
 from edgetl.tf_loader import load_tensorflow
 
 SCHEMA_VERSION = 1
@@ -85,10 +85,7 @@ def parse_threads(text: str | None) -> list[int] | None:
 def report_folder(sources: list[Path], out: Path | None, force: bool) -> Path:
     """Where the report goes (RUN/bench, or ./bench for files), refusing to replace one unless forced."""
     folder = out or (sources[0] / "bench" if sources[0].is_dir() else Path("bench"))
-    if (folder / "bench.json").exists() and not force:
-        raise EdgetlError(
-            f"{folder / 'bench.json'} already exists.", "Pass --force to replace it, or --out another folder."
-        )
+    refuse_existing(folder / "bench.json", "--out another folder", force=force)
     return folder
 
 
@@ -189,7 +186,7 @@ def load_dataset(data: Path | None, run: RunInfo | None, labels: list[str], limi
 
 def delegation(model: ImageClassifierModel) -> tuple[dict[str, int], bool, dict[str, int]]:
     """Ops in the model, and the ones that run outside the accelerated (XNNPACK) delegate."""
-    ops = model.interpreter._get_ops_details()  # noqa: SLF001 - the only way LiteRT exposes the plan
+    ops = model.ops_details()
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     plain = [op for op in ops if op["op_name"] != "DELEGATE"]
     counts = Counter(op["op_name"] for op in plain)
@@ -262,7 +259,9 @@ def bench_tflite(
     outputs = None
     for threads in options.threads:
         started = time.perf_counter()
-        classifier = Classifier(candidate.path, threads=threads, backend=options.backend, resize=resize)
+        classifier = Classifier(
+            candidate.path, ClassifierOptions(threads=threads, backend=options.backend, resize=resize)
+        )
         load = time.perf_counter() - started
         images = dataset.images(classifier.size, classifier.resize)
         first, times = time_single_inferences(classifier.scores, images, options.runs, options.warmup)
@@ -336,7 +335,7 @@ def _batch_latency(classifier: Classifier, images: np.ndarray, batch: int = 8) -
     try:
         interpreter.resize_tensor_input(details["index"], [batch, *details["shape"][1:]])
         interpreter.allocate_tensors()
-        stack = np.stack([classifier.model._prepare(image)[0] for image in images[:batch]])  # noqa: SLF001
+        stack = np.stack([classifier.model.input_tensor(image)[0] for image in images[:batch]])
         times = []
         for _ in range(10):
             started = time.perf_counter()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,9 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.edge.capture import Capture, Frame
-from edgetl.edge.classifier import TOP_K, Classifier, Prediction
+from edgetl.edge.classifier import TOP_K, Classifier
 from edgetl.edge.hot_swap import ModelSlot
+from edgetl.edge.result import Result
 from edgetl.errors import EdgetlError
+from edgetl.interrupt import StopFlag
 from edgetl.options import setting
 
 WINDOW = 2_000  # results the summary's medians are taken over
@@ -51,28 +51,6 @@ class CameraOptions:
     def __post_init__(self) -> None:
         if self.smooth < 1 or self.top_k < 1:
             raise EdgetlError("--smooth and --top-k must be at least 1.")
-
-
-@dataclass
-class Result:
-    frame: int
-    time: float  # wall clock (time.time())
-    prediction: Prediction
-    latency_ms: dict[str, float]
-    age_ms: float  # capture → result
-    model: str = ""  # the first 16 hex digits of the model file's SHA-256: which model said this
-    model_version: str = ""  # the run it came from (its model card), "" when the card does not say
-
-    def as_dict(self) -> dict:
-        return {
-            "timestamp": round(self.time, 3),
-            "frame": self.frame,
-            "model": self.model,
-            "model_version": self.model_version,
-            **self.prediction.as_dict(),
-            "latency_ms": {key: round(value, 2) for key, value in self.latency_ms.items()},
-            "age_ms": round(self.age_ms, 2),
-        }
 
 
 @dataclass
@@ -118,34 +96,6 @@ class RunStats:
             "model_sha256": classifier.sha256,
             "model_version": classifier.version,
         }
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM so the loop ends cleanly: camera released, stats printed, JSON complete."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum: int | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame) -> None:
-        self.signum = signum
-        self.event.set()
-
-    @property
-    def signal(self) -> str | None:
-        """The stopping signal's name (SIGINT, SIGTERM), for the summary."""
-        return signal.Signals(self.signum).name if self.signum is not None else None
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class ResultLines:

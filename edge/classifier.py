@@ -16,6 +16,7 @@ import numpy as np
 
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
+from edgetl.edge.result import UNKNOWN, UNSURE, ClassScore, Prediction
 from edgetl.errors import EdgetlError
 from edgetl.images import check_resize, resize_rgb
 from edgetl.open_world_card import OpenWorldCard
@@ -27,59 +28,38 @@ DEFAULT_FLOAT_MEAN = 127.5
 DEFAULT_FLOAT_STD = 127.5
 
 
-UNKNOWN = "unknown"  # the scene is none of the classes: the OOD score is over its threshold
-UNSURE = "unsure"  # one of the classes, but the top-1 probability is under that class's threshold
 TOP_K = 3  # labels per result, in classify and camera
 
 
-@dataclass
-class Prediction:
-    """The top-k classes with their probabilities, and what the device decides from them."""
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """How a model file becomes a classifier on the device; every default stated once."""
 
-    labels: list[str]
-    """The k most probable classes, most probable first: never replaced, whatever the decision."""
-    scores: list[float]
-    decision: str
-    """labels[0], UNKNOWN or UNSURE."""
-    ood_score: float | None = None
-    """Higher = less like the training data; None for models without one."""
-    under_threshold: bool = False
-    """The top-1 probability is under its class's threshold (whether or not "unsure" is the decision)."""
-    margin: float = 1.0
-    """Top-1 minus top-2 probability: small when the model hesitates between two classes."""
-
-    @property
-    def unknown(self) -> bool:
-        return self.decision == UNKNOWN
-
-    def as_dict(self) -> dict:
-        return {
-            "decision": self.decision,
-            "labels": self.labels,
-            "scores": [round(score, 5) for score in self.scores],
-            "unknown": self.unknown,
-            "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
-        }
+    labels: Path | None = None
+    """A labels file (one class per line); default: the model's metadata, else a labels.txt beside it."""
+    threads: int | None = None
+    """Interpreter threads; None: the runtime's default."""
+    backend: str = "auto"
+    """auto | litert | tflite-runtime | tensorflow (edge/interpreter.py)."""
+    input_mean: float | None = None
+    """Float models without metadata: (pixel - mean) / std; default 127.5 and 127.5."""
+    input_std: float | None = None
+    resize: str | None = None
+    """stretch | crop; default: the model card's, else stretch."""
+    threshold: float | None = None
+    """One top-1 probability threshold for every class (implies `unsure`)."""
+    ood_threshold: float | None = None
+    """OOD score above it → "unknown" (replaces the model's own)."""
+    unsure: bool = False
+    """Top-1 probability under its class's threshold (fitted in training) → "unsure"."""
 
 
 class Classifier:
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        labels: Path | None = None,
-        threads: int | None = None,
-        backend: str = "auto",
-        input_mean: float | None = None,
-        input_std: float | None = None,
-        resize: str | None = None,
-        threshold: float | None = None,
-        ood_threshold: float | None = None,
-        unsure: bool = False,
-    ) -> None:
-        """`ood_threshold`: OOD score above it → "unknown" (replaces the model's own). `unsure`: top-1 probability
-        under its class's threshold (fitted in training) → "unsure"; `threshold`: the same, one threshold for
-        every class (implies `unsure`)."""
+    def __init__(self, model_path: Path, options: ClassifierOptions = ClassifierOptions()) -> None:  # noqa: B008
+        """The model, checked, with its labels, input contract and decision rule."""
+        labels, threads, backend = options.labels, options.threads, options.backend
+        input_mean, input_std, resize = options.input_mean, options.input_std, options.resize
+        threshold, ood_threshold, unsure = options.threshold, options.ood_threshold, options.unsure
         require_file(model_path, "Model", "Pass a .tflite file from `edgetl convert`.")
         if threads is not None and threads < 1:
             raise EdgetlError(f"--threads {threads} is not a thread count.", "Use 1 or more (a Pi 4/5 has 4 cores).")
@@ -178,5 +158,5 @@ class Classifier:
         else:
             decision = UNSURE if self.unsure and under else self.labels[top]
         margin = float(scores[top] - scores[order[1]]) if len(order) > 1 else 1.0
-        labels, kept = [self.labels[i] for i in order[:k]], [float(scores[i]) for i in order[:k]]
-        return Prediction(labels, kept, decision, ood_score, bool(under), margin)
+        top_k = tuple(ClassScore(self.labels[i], float(scores[i])) for i in order[:k])
+        return Prediction(top_k, decision, ood_score, bool(under), margin)

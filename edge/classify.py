@@ -17,7 +17,7 @@ from rich.table import Table
 from edgetl.edge.classifier import Classifier
 from edgetl.errors import EdgetlError
 from edgetl.images import list_images, load_rgb
-from edgetl.rundir import check_results_file, write_atomic
+from edgetl.rundir import check_results_file, refuse_existing, write_atomic
 from edgetl.text import for_console
 
 
@@ -84,8 +84,7 @@ def check_target(json_out: str | None, csv_out: str | None) -> str | None:
         raise EdgetlError("--json and --csv cannot be combined.", "Pick one output format.")
     target = json_out or csv_out
     if target not in (None, "-"):
-        if Path(target).exists():
-            raise EdgetlError(f"{target} already exists.", "Choose another file, or remove it first.")
+        refuse_existing(Path(target), "choose another file")
         check_results_file(Path(target), "--json" if json_out else "--csv")
     return target
 

@@ -2,7 +2,8 @@
 
 Its lens, its light, its angle, its background: the photos that make a camera classifier good. Headless
 (`--label CLASS --count N --interval S`) it takes a burst and exits; with `--serve` a page shows the live
-video, one button per class, and takes bursts on request (edge/collect_page.py). A shot that nearly repeats
+video, one button per class, and takes bursts on request (edge/collect_page.py); edge/run_collect.py wires
+the command. A shot that nearly repeats
 the previous photo is skipped (edge/similar.py), so a burst of a still scene gives one photo, not fifty.
 """
 
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.edge.auth import Credentials
-from edgetl.edge.capture import Capture, Frame, SourceSpec
+from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.photos import MIN_FREE_MB, QUALITY, append_line, encode_jpeg, save_new, time_name
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
-from edgetl.layout import COLLECT_LOG, check_class_name, class_folder, photos_per_class
+from edgetl.layout import COLLECT_LOG, check_class_name, class_folder
 from edgetl.options import setting
 
 RECENT = 8  # thumbnails of the last photos the page shows
@@ -143,47 +143,3 @@ def newest_frames(capture: Capture, stop: threading.Event) -> Callable[[], Frame
         return None
 
     return next_frame
-
-
-def run_collect(data: Path, options: CollectOptions, console, auth: Credentials | None = None) -> int:
-    """Collect until the burst is done (headless) or a signal stops the page; returns the exit code."""
-    from edgetl.edge.camera import StopFlag
-    from edgetl.text import for_console
-
-    data.mkdir(parents=True, exist_ok=True)
-    collector = Collector(data, options)
-    capture = Capture(SourceSpec(options.source), realtime=True)  # a file plays like a camera
-    stop = StopFlag()
-    shots = options.count
-    try:
-        with stop:
-            if options.serve:
-                from edgetl.edge.collect_page import serve_collect
-
-                serve_collect(collector, capture, options.serve, stop.event, console, auth)
-            else:
-
-                def said(shot: Shot) -> None:
-                    what = shot.path.name if shot.path else "skipped: nearly the same as the previous photo"
-                    console.print(f"{for_console(shot.label)}: {what}")
-
-                frames = newest_frames(capture, stop.event)
-                shots = burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
-    finally:
-        capture.close()
-    held = ", ".join(f"{for_console(name)} {n}" for name, n in photos_per_class(collector.data).items())
-    console.print(
-        f"{collector.written} photo(s) written, {collector.skipped} near-duplicate(s) skipped; {data} holds: {held}."
-    )
-    if capture.error:
-        console.print(f"[bold red]error:[/] {for_console(capture.error)}")
-    if stop.signum is not None:
-        return 128 + stop.signum
-    if capture.error:
-        return 2 if capture.stats.captured == 0 else 1
-    if shots < options.count:
-        console.print(f"[yellow]warning:[/] the source ended after {shots} of {options.count} shots.")
-        return 1
-    if options.serve:
-        console.print("[yellow]warning:[/] the source ended, so the page closed.")
-    return 0

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.digests import content_digest, run_photos
-from edgetl.edge.classifier import Classifier
+from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
 from edgetl.images import labelled_samples, load_for_model
 from edgetl.metrics import DROP_SIGNIFICANCE, drop_p_value
-from edgetl.rundir import METADATA_FILE, RunInfo, check_results_file, json_text, write_atomic
+from edgetl.rundir import METADATA_FILE, RunInfo, check_results_file, json_text, refuse_existing, write_atomic
 
 MIN_PHOTOS = 6  # below this even a clean sweep (p = 2 · 0.5^n) cannot reach p < 0.05: no verdict possible
 MAX_TIMED_IMAGES = 50  # latency: single inferences over this many images, one thread, after a warm-up
@@ -130,7 +130,7 @@ def answers(classifier: Classifier, items: list[Photo]) -> tuple[list[str], list
         prediction = classifier.decide(
             *classifier.scores(load_for_model(item.path, classifier.size, classifier.resize)), 1
         )
-        top.append(prediction.labels[0])
+        top.append(prediction.best.label)
         unknown.append(prediction.unknown)
     return top, unknown
 
@@ -159,10 +159,9 @@ def verdict(gained: int, lost: int, images: int) -> tuple[str, float, bool]:
 def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, json_out: str | None = None) -> Comparison:
     """Both models on the same held-out photos. `json_out` (a file that must not exist yet) is checked first."""
     if json_out not in (None, "-"):
-        if Path(json_out).exists():
-            raise EdgetlError(f"{json_out} already exists.", "Choose another --json file, or remove it first.")
+        refuse_existing(Path(json_out), "choose another --json file")
         check_results_file(Path(json_out), "--json")
-    models = [Classifier(model_file(source), threads=1) for source in (a, b)]
+    models = [Classifier(model_file(source), ClassifierOptions(threads=1)) for source in (a, b)]
     known = [set(model.labels) for model in models]
     if not known[0] & known[1]:
         raise EdgetlError("The two models share no class to compare on.", "Check their labels.")

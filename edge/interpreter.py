@@ -157,7 +157,7 @@ class ImageClassifierModel:
             return None
         return scale.astype(np.float32), shift.astype(np.float32)
 
-    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+    def input_tensor(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 pixels → the input tensor: a no-op for edgetl uint8 models, else one affine map."""
         if self._transform is None:
             return rgb[None]
@@ -170,9 +170,16 @@ class ImageClassifierModel:
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         """Class scores (float32) for one HxWx3 uint8 RGB image already at the model's size."""
-        self.interpreter.set_tensor(self._input["index"], self._prepare(rgb))
+        self.interpreter.set_tensor(self._input["index"], self.input_tensor(rgb))
         self.interpreter.invoke()
         return self._read(self._output)
+
+    def ops_details(self) -> list[dict]:
+        """The ops of the model's execution plan (name, inputs, outputs), delegate nodes included.
+
+        LiteRT exposes the plan only through a private method; this module is the one place that may touch
+        the interpreter's internals, so that a LiteRT upgrade that renames it breaks here and nowhere else."""
+        return self.interpreter._get_ops_details()  # noqa: SLF001
 
     @property
     def has_ood_score(self) -> bool:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.edge.camera import Result
-from edgetl.edge.classifier import Prediction
+from edgetl.edge.capture import Frame
 from edgetl.edge.photos import MIN_FREE_MB, QUALITY, DiskFull, append_line, encode_jpeg, save_new, time_name
+from edgetl.edge.result import Prediction, Result
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
 from edgetl.options import setting
@@ -91,7 +91,7 @@ class Keeper:
         self.thread = threading.Thread(target=self._run, name="edgetl-keep", daemon=True)
         self.thread.start()
 
-    def offer(self, result: Result, frame_image: np.ndarray) -> None:
+    def on_result(self, result: Result, frame: Frame) -> None:
         """Called by the inference loop for every result: cheap checks, then a hand-over that never waits. The
         result says which model produced it (after a hot update, the new one)."""
         now = time.monotonic()
@@ -101,7 +101,7 @@ class Keeper:
         if why is None:
             return
         try:
-            self.queue.put_nowait((why, result, frame_image, time.time()))
+            self.queue.put_nowait((why, result, frame.image, time.time()))
         except queue.Full:
             self.stats.busy += 1
 
@@ -123,18 +123,13 @@ class Keeper:
             self._stop(f"{self.folder} holds {self.held} frames (--keep-max): label or move them to keep more")
             return
         photo = save_new(self.folder, time_name(when), ".jpg", encode_jpeg(image, QUALITY), self.options.min_free)
-        record = {
+        record = result.as_dict() | {  # the one result shape (edge/result.py), and what keeping adds to it
             "file": photo.name,
             "kept_because": why,
-            **result.prediction.as_dict(),
             "margin": round(result.prediction.margin, 5),
-            "time": round(when, 3),
-            "frame": result.frame,
             "source": self.source,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
-            "model": result.model,  # as in the JSON lines: the first 16 hex digits of the model file's SHA-256
-            "model_version": result.model_version,
         }
         save_new(self.folder, photo.stem, SIDECAR, json_text(record).encode(), 0)
         append_line(self.folder / KEPT_LOG, record)

@@ -30,6 +30,7 @@ from edgetl.text import printable
 
 DISCARDED = "discarded"
 MAX_ITEMS = 200  # frames the page lists at once: the rest come as these are filed
+RESULT_KEYS = ("time", "frame", "model", "model_version", "decision", "labels", "scores", "unknown", "ood_score")
 MAX_SIDECAR = 16 * 1024  # bytes: what `camera --keep` writes is under 1 KB; a larger one is not its
 SIDECAR_TYPES: dict[str, tuple[type, ...]] = {  # what the page reads of a sidecar, and the JSON types it takes
     "decision": (str,),
@@ -211,9 +212,11 @@ def check_apart(folder: Path, data: Path) -> None:
 
 
 def _record(target: Path, data: Path, label: str, kept: dict) -> dict:
+    """collect.jsonl's line: the person's class, and what the model said when it kept the photo (`result`, the
+    one result shape, as the sidecar has it)."""
     record = {"file": target.relative_to(data).as_posix(), "class": label, "time": round(time.time(), 3)}
-    guess = {"model_decision": kept.get("decision"), "model": kept.get("model")} if kept else {}
-    return record | {"source": kept.get("source", "label")} | {k: v for k, v in guess.items() if v is not None}
+    said = {key: kept[key] for key in RESULT_KEYS if key in kept}
+    return record | {"source": kept.get("source", "label")} | ({"result": said} if said else {})
 
 
 def move_new(source: Path, folder: Path, name: str | None = None) -> Path:

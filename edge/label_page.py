@@ -175,17 +175,3 @@ def serve_label(labeller: Labeller, address: str, console, auth: Credentials | N
     server = start_server(address, None, _handler(labeller), auth)
     announce(server, console, f"labelling {for_console(str(labeller.folder))}", "can file or discard these photos")
     return server
-
-
-def run_label(folder, data, address: str, console, auth: Credentials | None = None) -> int:
-    """Serve the page until SIGINT or SIGTERM; every filing is already on disk, so stopping loses nothing."""
-    from edgetl.edge.camera import StopFlag
-
-    labeller = Labeller(folder, data, warn=lambda line: console.print(f"[yellow]warning:[/] {for_console(line)}"))
-    server = serve_label(labeller, address, console, auth)
-    stop = StopFlag()
-    with stop:
-        stop.event.wait()
-    server.shutdown()
-    console.print(f"{len(labeller.items())} photo(s) still waiting in {for_console(str(folder))}.")
-    return 128 + stop.signum if stop.signum else 0

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 import edgetl
 from edgetl.edge.auth import read_secret
-from edgetl.edge.camera import Result
+from edgetl.edge.capture import Frame
+from edgetl.edge.result import Result
 from edgetl.errors import EdgetlError
 from edgetl.options import setting
 
@@ -143,7 +144,7 @@ class Publisher:
             self.log("MQTT: the broker went away; reconnecting")
             self.reachable = False
 
-    def offer(self, result: Result) -> None:
+    def on_result(self, result: Result, frame: Frame | None = None) -> None:
         """Called by the inference loop for every result: a decision of the policy and an append, nothing more."""
         now, decision = time.monotonic(), result.prediction.decision
         if self.rate is not None:
@@ -207,17 +208,8 @@ def check_topic(topic: str, option: str) -> None:
 
 
 def state(result: Result) -> dict:
-    prediction = result.prediction
-    return {
-        "decision": prediction.decision,
-        "labels": prediction.labels,
-        "scores": [round(score, 4) for score in prediction.scores],
-        "ood_score": None if prediction.ood_score is None else round(prediction.ood_score, 4),
-        "model": result.model,
-        "model_version": result.model_version,
-        "time": round(result.time, 3),
-        "frame": result.frame,
-    }
+    """The MQTT state: the one result shape (edge/result.py), as JSON lines carry it."""
+    return result.as_dict()
 
 
 def discovery_configs(prefix: str, topic: str, device_id: str, model_name: str) -> list[tuple[str, dict]]:

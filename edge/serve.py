@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from edgetl.edge.auth import Credentials
-from edgetl.edge.camera import Result
 from edgetl.edge.capture import Frame
+from edgetl.edge.result import Result
 from edgetl.errors import EdgetlError
 
 PAGE = """<!doctype html>
@@ -95,8 +95,8 @@ def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.nda
         return canvas
     scale = max(canvas.shape[1] / 640, 0.5)
     prediction = result.prediction
-    lines = [f"{label} {score:.0%}" for label, score in zip(prediction.labels, prediction.scores)]
-    if prediction.decision != prediction.labels[0]:  # "unknown" or "unsure" above the model's own guesses
+    lines = [f"{entry.label} {entry.score:.0%}" for entry in prediction.top]
+    if prediction.decision != prediction.best.label:  # "unknown" or "unsure" above the model's own guesses
         lines.insert(0, prediction.decision)
     run = f" ({result.model_version.split()[0]})" if result.model_version.strip() else ""  # the run's folder name
     lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms  model {result.model[:8]}{run}")

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgetl.edge.camera import Result
+from edgetl.edge.capture import Frame
+from edgetl.edge.result import Result
 
 STAGE_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 AGE_BUCKETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -183,5 +184,9 @@ class SystemdNotifier:
             self.last_ping = time.monotonic()
             self.send("WATCHDOG=1")
 
-    def stopping(self) -> None:
+    def on_result(self, result: Result, frame: Frame | None = None) -> None:
+        self.result()
+
+    def close(self) -> None:
+        """STOPPING=1: systemd knows the camera is ending on purpose."""
         self.send("STOPPING=1")

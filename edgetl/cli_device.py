@@ -97,7 +97,7 @@ def _loader(values: dict[str, Any]):
     """Path → Classifier with the command's options: the first model, and any hot update (camera)."""
     from functools import partial
 
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
 
     names = (
         "labels",
@@ -110,7 +110,7 @@ def _loader(values: dict[str, Any]):
         "ood_threshold",
         "unsure",
     )
-    return partial(Classifier, **{name: values[name] for name in names})
+    return partial(Classifier, options=ClassifierOptions(**{name: values[name] for name in names}))
 
 
 K, KO, M = CameraOptions, KeepOptions, MqttOptions
@@ -163,7 +163,7 @@ def camera(
 
     Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
     """
-    from edgetl.edge.live import default_threads, run_live
+    from edgetl.edge.run_camera import default_threads, run_live
 
     options, keeping = CameraOptions(**pick(CameraOptions, locals())), KeepOptions(**pick(KeepOptions, locals()))
     threads = threads or default_threads()
@@ -199,7 +199,7 @@ def collect(
     Example: [bold]edgetl collect beans --source 0 --label healthy --count 20 --interval 0.5[/], or
     [bold]edgetl collect beans --serve 127.0.0.1:8080[/] for a page with one button per class.
     """
-    from edgetl.edge.collect import run_collect
+    from edgetl.edge.run_collect import run_collect
 
     access = credentials(AuthOptions(**pick(AuthOptions, locals())))
     code = run_collect(data, CollectOptions(**pick(CollectOptions, locals())), console, access)
@@ -220,7 +220,7 @@ def label(
 
     Example: [bold]edgetl label kept/ --data beans[/], then open http://127.0.0.1:8080/ (keys 1–9, x, u, s).
     """
-    from edgetl.edge.label_page import run_label
+    from edgetl.edge.run_label import run_label
 
     code = run_label(folder, data, serve, console, credentials(AuthOptions(**pick(AuthOptions, locals()))))
     if code:

@@ -107,7 +107,7 @@ def _camera(run_dir: Path, console: Console) -> None:
 
     from edgetl.edge.camera import CameraOptions, print_summary, run_camera
     from edgetl.edge.capture import Capture, SourceSpec
-    from edgetl.edge.classifier import Classifier
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.images import load_rgb
     from edgetl.rundir import RunInfo
 
@@ -119,7 +119,7 @@ def _camera(run_dir: Path, console: Console) -> None:
         for _ in range(5):  # each image held for 5 frames, like an object in front of a camera
             writer.write(cv2.resize(frame, (320, 240)))
     writer.release()
-    classifier = Classifier(run_dir / "model_int8.tflite", threads=2)
+    classifier = Classifier(run_dir / "model_int8.tflite", ClassifierOptions(threads=2))
     capture = Capture(SourceSpec(str(video)), realtime=True, prepare=classifier.prepare_bgr)
     try:
         stats = run_camera(classifier, capture, CameraOptions(smooth=3), on_result=None)

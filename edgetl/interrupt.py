@@ -37,7 +37,7 @@ class Interrupted(BaseException):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
+        return signal_exit_code(self.signum)
 
 
 def message() -> str:
@@ -123,13 +123,13 @@ def _watch(reader: socket.socket, writer: socket.socket) -> None:
 def _hard_exit(signum: int) -> None:
     sys.stderr.flush()
     os.write(2, f"\n{message()}\n".encode())
-    os._exit(128 + signum)
+    os._exit(signal_exit_code(signum))
 
 
 def exit_with_hint(signum: int, console) -> NoReturn:
     """End the command for a signal: the command's hint, and exit 128 + the signal number (shells' convention)."""
     console.print(f"[yellow]{escape(message())}[/]", highlight=False, soft_wrap=True)
-    exit_now(128 + signum)
+    exit_now(signal_exit_code(signum))
 
 
 def exit_now(code: int) -> NoReturn:
@@ -140,3 +140,43 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def signal_exit_code(signum: int) -> int:
+    """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, as shells report them."""
+    return 128 + signum
+
+
+class StopFlag:
+    """For the device's commands (camera, collect, label), which stop themselves: SIGINT/SIGTERM set `event`,
+    so the loop ends cleanly (camera released, stats printed, JSON complete) and the command exits with
+    `exit_code` (the training commands raise `Interrupted` instead)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.signum = signum
+        self.event.set()
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal's number when one stopped the command, else None."""
+        return signal_exit_code(self.signum) if self.signum is not None else None
+
+    @property
+    def signal(self) -> str | None:
+        """The stopping signal's name (SIGINT, SIGTERM), for the summary."""
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

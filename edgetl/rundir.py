@@ -79,11 +79,18 @@ def partial_dir(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + ".partial")
 
 
+def refuse_existing(path: Path, other: str, *, force: bool | None = None) -> None:
+    """The one rule for an output that exists: replaced only with --force, for commands that have it (`force`
+    None: the command has no --force); `other` is the alternative the hint offers ("--out another folder")."""
+    if path.exists() and not force:
+        how = "Pass --force to replace it, or" if force is not None else "Remove it first, or"
+        raise EdgetlError(f"{path} already exists.", f"{how} {other}.")
+
+
 def check_output(run_dir: Path, *, force: bool, resume: bool) -> None:
     """Refuse, before any work, to clobber a run or to resume one that is not there."""
     work = partial_dir(run_dir)
-    if run_dir.exists() and not force:
-        raise EdgetlError(f"{run_dir} already exists.", "Choose another --out, or pass --force to replace it.")
+    refuse_existing(run_dir, "choose another --out", force=force)
     if resume and not (work / "state.json").exists():
         raise EdgetlError(f"There is no interrupted run at {work} to resume.", "Drop --resume to start a new run.")
     if not resume and work.exists() and not force:

@@ -19,12 +19,13 @@ import pytest
 from test_cli import BLOCK_TF
 
 from conftest import REPO
-from edgetl.edge.camera import CameraOptions, StopFlag, run_camera
+from edgetl.edge.camera import CameraOptions, run_camera
 from edgetl.edge.capture import Capture, SourceSpec
-from edgetl.edge.classifier import Classifier
+from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
 from edgetl.errors import EdgetlError
+from edgetl.interrupt import StopFlag
 from edgetl.rundir import RunInfo
 
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
@@ -173,7 +174,7 @@ def third_party(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_third_party_float_model_gets_minus_one_to_one_and_background_label_is_dropped(third_party: dict) -> None:
     folder = third_party["folder"]
-    classifier = Classifier(folder / "float.tflite", labels=folder / "labels.txt")
+    classifier = Classifier(folder / "float.tflite", ClassifierOptions(labels=folder / "labels.txt"))
     assert classifier.labels == ["red", "green", "blue"]
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     expected = third_party["model"].predict(pixels[None].astype(np.float32) / 127.5 - 1, verbose=0)[0]
@@ -182,7 +183,7 @@ def test_third_party_float_model_gets_minus_one_to_one_and_background_label_is_d
 
 def test_third_party_uint8_model_is_fed_from_its_own_quantization(third_party: dict) -> None:
     folder = third_party["folder"]
-    classifier = Classifier(folder / "uint8.tflite", labels=folder / "labels.txt")
+    classifier = Classifier(folder / "uint8.tflite", ClassifierOptions(labels=folder / "labels.txt"))
     model = classifier.model
     assert model.input_dtype == np.uint8 and model.output_dtype == np.uint8
     pixels = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
@@ -194,7 +195,7 @@ def test_third_party_uint8_model_is_fed_from_its_own_quantization(third_party: d
 def test_labels_that_do_not_fit_the_model_are_refused(third_party: dict, tmp_path: Path) -> None:
     (tmp_path / "two.txt").write_text("a\nb\n")
     with pytest.raises(EdgetlError, match="names 2 classes but the model scores 3"):
-        Classifier(third_party["folder"] / "float.tflite", labels=tmp_path / "two.txt")
+        Classifier(third_party["folder"] / "float.tflite", ClassifierOptions(labels=tmp_path / "two.txt"))
 
 
 def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path: Path) -> None:
@@ -316,7 +317,7 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     frames = [line["frame"] for line in lines]
     assert frames == sorted(set(frames))  # each frame at most once, in order
     for line in lines:
-        keys = {"timestamp", "frame", "model", "decision", "labels", "scores", "unknown", "ood_score", "latency_ms"}
+        keys = {"time", "frame", "model", "decision", "labels", "scores", "unknown", "ood_score", "latency_ms"}
         keys |= {"age_ms", "model_version"}
         assert set(line) == keys
         assert isinstance(line["unknown"], bool) and isinstance(line["ood_score"], float)  # an edgetl model has one
@@ -357,7 +358,8 @@ def test_sigterm_releases_the_camera_prints_stats_and_leaves_complete_json(
 
 
 def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
-    classifier = Classifier(int8_model, threshold=1.0)  # int8 probabilities top out at 255/256: all rejected
+    # int8 probabilities top out at 255/256: all rejected
+    classifier = Classifier(int8_model, ClassifierOptions(threshold=1.0))
     capture = Capture(SourceSpec(str(video)), realtime=True)
     seen: list = []
     try:
@@ -367,8 +369,8 @@ def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
         capture.close()
     assert stats.results == 8 and all(result.prediction.decision == "unsure" for result in seen)
     assert all(not result.prediction.unknown and result.as_dict()["decision"] == "unsure" for result in seen)
-    assert all(result.prediction.labels[0] in classifier.labels for result in seen)  # the guess is kept
-    assert all(len(result.prediction.labels) == 2 for result in seen)
+    assert all(result.prediction.best.label in classifier.labels for result in seen)  # the guess is kept
+    assert all(len(result.prediction.top) == 2 for result in seen)
 
 
 def test_result_age_stays_under_one_inference_plus_one_frame_interval(int8_model: Path, tmp_path: Path) -> None:

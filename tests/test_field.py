@@ -13,6 +13,7 @@ import pytest
 from test_edge import edge_cli
 
 from conftest import shared_path
+from edgetl.edge.capture import Frame
 from edgetl.edge.photos import save_new
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
@@ -328,7 +329,7 @@ def test_label_page_in_headless_chromium_files_discards_and_undoes(tmp_path: Pat
     assert [(line["class"], line.get("undone", False)) for line in log] == [
         ("healthy", False), ("bean_rust", False), ("bean_rust", False), ("bean_rust", True)
     ]  # fmt: skip
-    assert log[0]["model_decision"] == "unknown"
+    assert log[0]["result"]["decision"] == "unknown" and log[0]["result"]["labels"] == ["healthy", "bean_rust"]
 
 
 def test_a_killed_label_server_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -407,13 +408,12 @@ def test_pages_on_a_network_address_warn_that_anyone_can_use_them() -> None:
 def test_keeping_resumes_once_frames_are_labelled_away(tmp_path: Path) -> None:
     import time
 
-    from edgetl.edge.camera import Result
-    from edgetl.edge.classifier import Prediction
     from edgetl.edge.keep import Keeper, KeepOptions
+    from edgetl.edge.result import ClassScore, Prediction, Result
 
     said: list[str] = []
     keeper = Keeper(KeepOptions(keep=tmp_path / "kept", keep_interval=0, keep_max=1), "test", said.append)
-    prediction = Prediction(["a", "b"], [0.5, 0.45], "a", 0.1, margin=0.05)
+    prediction = Prediction((ClassScore("a", 0.5), ClassScore("b", 0.45)), "a", 0.1, margin=0.05)
     doubt = Result(1, time.time(), prediction, {}, 0.0, model="0123456789abcdef", model_version="v2 2026-12-02")
     rng = np.random.default_rng(0)
 
@@ -421,7 +421,7 @@ def test_keeping_resumes_once_frames_are_labelled_away(tmp_path: Path) -> None:
         for _ in range(200):
             if condition():
                 return
-            keeper.offer(doubt, rng.integers(0, 256, (48, 64, 3), np.uint8))  # a new view each time
+            keeper.on_result(doubt, Frame(rng.integers(0, 256, (48, 64, 3), np.uint8), 1, 0.0))  # a new view each time
             time.sleep(0.01)
         raise AssertionError(said)
 

@@ -78,3 +78,38 @@ def test_the_cli_is_wiring_and_takes_its_defaults_from_the_options() -> None:
             assert params[field.name].help == field.metadata["help"], field.name
             checked += 1
     assert checked >= 60
+
+
+def test_no_import_cycle_in_edge() -> None:
+    """Each module of edge/ can be understood from the ones it imports: no two reach each other (lazy imports
+    inside functions count too)."""
+    graph = {
+        path.stem: {name.rsplit(".", 1)[1] for name in _imports(path) if name.startswith("edgetl.edge.")}
+        for path in sorted((REPO / "edge").glob("*.py"))
+    }
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        for imported in sorted(graph.get(module, ())):
+            if imported in path:
+                cycles.append(" → ".join([*path[path.index(imported) :], imported]))
+            else:
+                visit(imported, [*path, imported])
+
+    for module in graph:
+        visit(module, [module])
+    assert not cycles, sorted(set(cycles))
+
+
+def test_no_module_of_edge_reaches_into_another_objects_private_parts() -> None:
+    """Only edge/interpreter.py touches LiteRT's internals; elsewhere `x._name` is only `self._name`."""
+    broken = []
+    for path in sorted((REPO / "edge").glob("*.py")):
+        if path.name == "interpreter.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                    broken.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not broken, broken
