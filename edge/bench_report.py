@@ -7,12 +7,14 @@ import html
 import importlib.util
 import io
 import json
+import string
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from edgetl.bench_record import BenchRow
+from edgetl.edge.pages import static_file
 from edgetl.outputs import OutputSet
 from edgetl.rundir import json_text, read_json, write_atomic
 
@@ -228,18 +230,17 @@ def html_page(report: dict, images: dict[str, bytes]) -> str:
         )
         or "<p>(plots need matplotlib: pip install matplotlib)</p>"
     )
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>edgetl bench</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem}}table{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}
-figure{{display:inline-block;margin:1rem 1rem 0 0}}img{{max-width:34rem}}</style></head><body>
-<h1>edgetl bench</h1><p><strong>{html.escape(report["recommendation"])}</strong></p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p>{html.escape(environment_line(report))}</p>
-<p>Reference for drop and agreement: {html.escape(str(report["reference"]))}.</p>
-{figures}
-<details><summary>bench.json</summary><pre>{html.escape(json.dumps(report, indent=1)[:200000])}</pre></details>
-</body></html>
-"""
+    page = string.Template(static_file("bench.html").decode())  # every value below is escaped: data, not markup
+    return page.substitute(
+        style=static_file("bench.css").decode(),
+        recommendation=html.escape(report["recommendation"]),
+        head=head,
+        body=body,
+        environment=html.escape(environment_line(report)),
+        reference=html.escape(str(report["reference"])),
+        figures=figures,
+        report=html.escape(json.dumps(report, indent=1)[:200000]),
+    )
 
 
 def write_reports(report: dict, outputs: OutputSet) -> Path:

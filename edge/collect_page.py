@@ -24,86 +24,6 @@ from edgetl.text import for_console
 MAX_BODY = 4096  # bytes of a POST: a class name and two numbers
 MAX_BURST = 500  # shots one request may ask for
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgetl collect</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #111; color: #eee; }
-img { max-width: 100%; border: 1px solid #444; } #recent img { width: 120px; margin: 0 .3rem .3rem 0; }
-button { font-size: 1.1rem; margin: 0 .4rem .4rem 0; padding: .3rem .8rem; }
-input { width: 5rem; } #new-class { width: 12rem; } .error { color: #f66; }
-</style></head>
-<body>
-<h1>edgetl collect</h1>
-<img id="video" alt="live video">
-<p>Burst: <input id="count" type="number" min="1" max="500" value="10"> photos, one every
-<input id="interval" type="number" min="0" step="0.1" value="1"> s. Keys 1–9: that class; space: the last one.</p>
-<div id="classes"></div>
-<p><input id="new-class" placeholder="new class" maxlength="64"> <button id="add">Add class</button></p>
-<p id="status"></p>
-<div id="recent"></div>
-<script src="/collect.js"></script>
-</body></html>
-"""
-
-SCRIPT = """window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
-let classes = [], last = null, shown = -1;
-async function post(path, body) {
-  const response = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
-                                      body: JSON.stringify(body)});
-  const answer = await response.json();
-  const status = document.getElementById("status");
-  status.className = response.ok ? "" : "error";
-  status.textContent = answer.message;
-  return response.ok;
-}
-function take(label) {
-  last = label;
-  post("/take", {label, count: Number(document.getElementById("count").value),
-                 interval: Number(document.getElementById("interval").value)});
-}
-document.getElementById("add").addEventListener("click", async () => {
-  const field = document.getElementById("new-class");
-  if (await post("/class", {label: field.value})) { field.value = ""; refresh(); }
-});
-document.addEventListener("keydown", (event) => {
-  if (event.target.tagName === "INPUT") return;
-  if (event.key >= "1" && event.key <= "9" && classes[Number(event.key) - 1]) take(classes[Number(event.key) - 1]);
-  if (event.key === " " && last !== null) { event.preventDefault(); take(last); }
-});
-function show(state) {
-  classes = Object.keys(state.classes);
-  const buttons = classes.map((name, i) => {
-    const button = document.createElement("button");
-    button.textContent = `${i < 9 ? (i + 1) + " · " : ""}${name} (${state.classes[name]})`;
-    button.dataset.label = name;
-    button.addEventListener("click", () => take(name));
-    return button;
-  });
-  document.getElementById("classes").replaceChildren(...buttons);
-  const busy = state.busy ? `taking ${state.busy}… · ` : "";
-  const error = state.error ? ` · ${state.error}` : "";
-  if (!document.getElementById("status").className)
-    document.getElementById("status").textContent =
-      `${busy}${state.written} written · ${state.skipped} skipped as near-duplicates${error}`;
-  if (state.written !== shown) {
-    shown = state.written;
-    document.getElementById("recent").replaceChildren(...state.recent.map((photo, i) => {
-      const image = document.createElement("img");
-      image.src = `/thumb/${i}?v=${state.written}`;
-      image.alt = image.title = `${photo.label}/${photo.file}`;
-      return image;
-    }));
-  }
-}
-async function refresh() {
-  try { show(await (await fetch("/state", {cache: "no-store"})).json()); }
-  catch (e) { document.getElementById("status").textContent = "connection lost, retrying…"; }
-}
-setInterval(refresh, 500);
-refresh();
-"""
-
 
 class Bursts:
     """One burst at a time, in its own thread, from the newest frame the page's loop has seen."""
@@ -148,7 +68,7 @@ class Bursts:
 
 def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[LiveHandler]:
     class Handler(LiveHandler):
-        state, page, script = live, PAGE, ("/collect.js", SCRIPT)
+        state, page = live, "collect"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?")[0]

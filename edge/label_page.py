@@ -20,104 +20,10 @@ from edgetl.text import for_console
 
 MAX_BODY = 64 * 1024  # a label request: a class name and up to MAX_ITEMS file names
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgetl label</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #111; color: #eee; }
-#current { max-width: 100%; max-height: 60vh; border: 1px solid #444; }
-#next img { width: 96px; margin: 0 .3rem .3rem 0; border: 3px solid transparent; cursor: pointer; }
-#next img.selected { border-color: #4af; }
-button { font-size: 1.1rem; margin: 0 .4rem .4rem 0; padding: .3rem .8rem; } .error { color: #f66; }
-td { padding: .1rem .8rem .1rem 0; }
-</style></head>
-<body>
-<h1>edgetl label</h1>
-<p id="status">loading…</p>
-<img id="current" alt="the frame to label">
-<p id="why"></p>
-<table id="guesses"></table>
-<div id="classes"></div>
-<p><input id="new-class" placeholder="new class" maxlength="64"> <button id="add">Label as new class</button>
-<button id="discard">x · discard</button> <button id="undo">u · undo</button> <button id="skip">s · skip</button></p>
-<div id="next"></div>
-<script src="/label.js"></script>
-</body></html>
-"""
-
-SCRIPT = """let items = [], classes = [], position = 0, selected = new Set();
-function text(tag, value) { const node = document.createElement(tag); node.textContent = value; return node; }
-async function post(path, body) {
-  const response = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
-                                      body: JSON.stringify(body)});
-  const answer = await response.json();
-  document.getElementById("status").className = response.ok ? "" : "error";
-  if (!response.ok) document.getElementById("status").textContent = answer.message;
-  return response.ok;
-}
-function chosen() { return [items[position].name, ...selected]; }
-async function file(label) {
-  if (!items[position]) return;
-  if (await post("/label", {label, files: chosen()})) load();
-}
-async function act(path, body) { if (await post(path, body)) load(); }
-function show() {
-  const item = items[position];
-  const buttons = classes.map((name, i) => {
-    const button = text("button", `${i < 9 ? (i + 1) + " · " : ""}${name}`);
-    button.dataset.label = name;
-    button.addEventListener("click", () => file(name));
-    return button;
-  });
-  document.getElementById("classes").replaceChildren(...buttons);
-  document.getElementById("current").src = item ? `/image/${encodeURIComponent(item.name)}` : "";
-  const decided = item && item.decision ? ` · decided ${item.decision}` : "";
-  const ood = item && item.ood_score != null ? ` · OOD score ${item.ood_score.toFixed(2)}` : "";
-  document.getElementById("why").textContent = item ?
-    `${item.name} · ${item.kept_because ?? "not kept by a model"}${decided}${ood}` : "nothing left to label";
-  document.getElementById("guesses").replaceChildren(...(item && item.labels ? item.labels.map((label, i) => {
-    const row = document.createElement("tr");
-    row.append(text("td", label), text("td", `${(100 * item.scores[i]).toFixed(1)}%`));
-    return row;
-  }) : []));
-  document.getElementById("next").replaceChildren(...items.slice(position + 1, position + 13).map((next) => {
-    const image = document.createElement("img");
-    image.src = `/image/${encodeURIComponent(next.name)}`;
-    image.alt = image.title = next.name;
-    image.className = selected.has(next.name) ? "selected" : "";
-    image.addEventListener("click", () => {
-      selected.has(next.name) ? selected.delete(next.name) : selected.add(next.name);
-      show();
-    });
-    return image;
-  }));
-}
-async function load() {
-  const state = await (await fetch("/state", {cache: "no-store"})).json();
-  items = state.items; classes = Object.keys(state.classes); position = 0; selected.clear();
-  document.getElementById("status").className = "";
-  document.getElementById("status").textContent =
-    `${state.waiting} waiting · ${state.filed} filed · undo ${state.undo}`;
-  show();
-}
-document.getElementById("add").addEventListener("click", () => file(document.getElementById("new-class").value));
-document.getElementById("discard").addEventListener("click", () => act("/discard", {files: chosen()}));
-document.getElementById("undo").addEventListener("click", () => act("/undo", {}));
-document.getElementById("skip").addEventListener("click", () => { position += 1; selected.clear(); show(); });
-document.addEventListener("keydown", (event) => {
-  if (event.target.tagName === "INPUT") return;
-  if (event.key >= "1" && event.key <= "9" && classes[Number(event.key) - 1]) file(classes[Number(event.key) - 1]);
-  else if (event.key === "x" && items[position]) act("/discard", {files: chosen()});
-  else if (event.key === "u") act("/undo", {});
-  else if (event.key === "s" && items[position]) { position += 1; selected.clear(); show(); }
-});
-load();
-"""
-
 
 def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
     class Handler(LiveHandler):
-        page, script = PAGE, ("/label.js", SCRIPT)
+        page = "label"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?")[0]

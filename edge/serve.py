@@ -17,72 +17,20 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Frame
+from edgetl.edge.pages import CONTENT_TYPES, static_file
 from edgetl.edge.result import Result
 from edgetl.errors import EdgetlError
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgetl camera</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #111; color: #eee; }
-img { max-width: 100%; border: 1px solid #444; }
-table { border-collapse: collapse; margin-top: .5rem; } td { padding: .15rem .8rem .15rem 0; }
-.label { font-size: 1.6rem; font-weight: bold; }
-</style></head>
-<body>
-<h1>edgetl camera</h1>
-<img id="video" alt="live video">
-<p class="label" id="top1">waiting for the first result…</p>
-<table id="predictions"></table>
-<p id="stats"></p>
-<script src="/app.js"></script>
-</body></html>
-"""
-
-# Labels come from the model file or a labels file: they are data, so they enter the page as text nodes
-# (textContent), never as markup, and the Content-Security-Policy runs no script but this file.
-SCRIPT = """// The stream is attached after load: an endless MJPEG response would otherwise hold the load event.
-window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
-function row(label, score) {
-  const tr = document.createElement("tr");
-  for (const text of [label, `${(100 * score).toFixed(1)}%`]) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    tr.appendChild(td);
-  }
-  return tr;
-}
-async function refresh() {
-  try {
-    const state = await (await fetch("/stats", {cache: "no-store"})).json();
-    if (state.result) {
-      const r = state.result;
-      const ood = r.ood_score === null || r.ood_score === undefined ? "" : ` · OOD score ${r.ood_score.toFixed(2)}`;
-      const guess = r.decision === r.labels[0] ? "" : ` (${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%)`;
-      const shown = r.decision === r.labels[0] ? `${r.labels[0]} ${(100 * r.scores[0]).toFixed(1)}%` : r.decision;
-      document.getElementById("top1").textContent = `${shown}${guess}${ood}`;
-      document.getElementById("predictions").replaceChildren(...r.labels.map((label, i) => row(label, r.scores[i])));
-      const l = r.latency_ms;
-      document.getElementById("stats").textContent =
-        `${state.fps.toFixed(1)} FPS · inference ${l.inference} ms · preprocess ${l.preprocess} ms · ` +
-        `frame age ${r.age_ms} ms · frame ${r.frame} · dropped ${state.frames_dropped} · ` +
-        `reconnects ${state.reconnects} · ${state.threads ?? "default"} threads · ${state.backend} · ` +
-        `model ${r.model.slice(0, 8)}${r.model_version ? ` (${r.model_version})` : ""}`;
-    }
-  } catch (e) { document.getElementById("stats").textContent = "connection lost, retrying…"; }
-  setTimeout(refresh, 500);
-}
-refresh();
-"""
-SECURITY_HEADERS = {
+SECURITY_HEADERS = {  # no inline script or style at all: the pages are files (edge/static/)
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
-    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -194,8 +142,7 @@ class LiveHandler(BaseHTTPRequestHandler):
 
     state: LiveState  # set by the subclass a page makes
     credentials: Credentials | None = None  # set by start_server: every route then needs them
-    page = ""  # the HTML served at /
-    script: tuple[str, str] = ("", "")  # (path, JavaScript) the page loads: its only script
+    page = ""  # its files in edge/static/: NAME.html at /, NAME.js, and the shared common.css and common.js
 
     timeout = IDLE_SECONDS  # socketserver sets it on the connection: reads and writes that stall end it
 
@@ -236,13 +183,12 @@ class LiveHandler(BaseHTTPRequestHandler):
         return False
 
     def send_static(self, path: str) -> bool:
-        """Serve the page or its script when `path` names one; False otherwise."""
-        if path in ("/", "/index.html"):
-            self.send_body(self.page.encode(), "text/html; charset=utf-8")
-        elif path == self.script[0]:
-            self.send_body(self.script[1].encode(), "text/javascript; charset=utf-8")
-        else:
+        """Serve the page, its script or the shared files when `path` names one; False otherwise."""
+        name = {"/": f"{self.page}.html", "/index.html": f"{self.page}.html", f"/{self.page}.js": f"{self.page}.js",
+                "/common.css": "common.css", "/common.js": "common.js"}.get(path)  # fmt: skip
+        if name is None:
             return False
+        self.send_body(static_file(name), CONTENT_TYPES[Path(name).suffix])
         return True
 
     def send_body(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
@@ -310,14 +256,12 @@ class LiveHandler(BaseHTTPRequestHandler):
 
 def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
     class Handler(LiveHandler):
-        state = live
+        state, page = live, "camera"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path in ("/", "/index.html"):
-                self.send_body(PAGE.encode(), "text/html; charset=utf-8")
-            elif self.path == "/app.js":
-                self.send_body(SCRIPT.encode(), "text/javascript; charset=utf-8")
-            elif self.path.startswith("/stats"):
+            if self.send_static(self.path.split("?")[0]):
+                return
+            if self.path.startswith("/stats"):
                 summary = live.summary() if live.summary else {}  # outside the lock: inference never waits on it
                 with live.condition:
                     body = {**summary, **live.stats, "result": live.result.as_dict() if live.result else None}

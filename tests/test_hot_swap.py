@@ -69,7 +69,7 @@ def test_the_camera_swaps_in_a_new_model_and_refuses_a_broken_one(
         swapped = time.monotonic()
         _wait_for(lambda: viewed[-1] > swapped + 1, "the viewer's frames after the swap")  # still connected
         camera.proc.send_signal(signal.SIGHUP)  # asks for a check now: the file is the running one
-        camera.wait_for("SIGHUP: the model file is the one running", timeout=20)
+        camera.wait_for("SIGHUP: model.tflite is the model already running", timeout=20)
         _replace(model, b"not a model at all")
         _wait_for(lambda: camera.output.count("model update refused") == 1, "the first refusal")
         _replace(model, (beans_int8 / "model_int8.tflite").read_bytes())  # another input size (96 px)

@@ -113,3 +113,15 @@ def test_no_module_of_edge_reaches_into_another_objects_private_parts() -> None:
                 if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
                     broken.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert not broken, broken
+
+
+def test_pages_are_files_not_python_strings() -> None:
+    """HTML, CSS and JavaScript live in edge/static/ (shipped as package data), where they can be read as such."""
+    markers = ("<script", "<style", "<html", "addEventListener(")
+    found = [
+        f"edge/{path.name}: {marker}"
+        for path in sorted((REPO / "edge").glob("*.py"))
+        for marker in markers
+        if marker in path.read_text()
+    ]
+    assert not found, found
