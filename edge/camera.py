@@ -23,6 +23,7 @@ from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.classifier import TOP_K, Classifier
 from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.result import Result
+from edgetl.edge.roi import Region
 from edgetl.errors import EdgetlError
 from edgetl.interrupt import StopFlag
 from edgetl.options import setting
@@ -47,10 +48,18 @@ class CameraOptions:
     max_reconnects: int | None = setting(None, "Give up on a dropped stream after N tries (default: never).")
     force: bool = setting(False, "Replace an existing --json file.")
     stall: float = setting(10.0, "With --serve: /healthz answers 503 when no result came for this many seconds.")
+    roi: str | None = setting(None, "Classify only this region: X,Y,W,H as fractions of the frame (0–1).")
 
     def __post_init__(self) -> None:
         if self.smooth < 1 or self.top_k < 1:
             raise EdgetlError("--smooth and --top-k must be at least 1.")
+        if self.roi is not None:
+            Region.parse(self.roi)
+
+    @property
+    def region(self) -> Region | None:
+        """The region of interest, None for the whole frame."""
+        return Region.parse(self.roi) if self.roi is not None else None
 
 
 @dataclass
@@ -150,6 +159,7 @@ def run_camera(
     ood_history: deque[float] = deque(maxlen=max(options.smooth, 1))
     deadline = stats.started + options.duration if options.duration else None
     stop = stop or StopFlag()
+    region, checked = options.region, None  # the frame size the region was checked at
     while not stop.event.is_set():
         if options.max_frames is not None and stats.results >= options.max_frames:
             break
@@ -161,14 +171,20 @@ def run_camera(
             if capture.finished:
                 break
             continue
+        image = frame.image
+        if region is not None:
+            if frame.image.shape[:2] != checked:  # a source may change resolution (a reconnect)
+                checked = frame.image.shape[:2]
+                region.check_size(checked[1], checked[0])
+            image = region.crop(frame.image)
         if slot is not None:
-            slot.latest_image = frame.image
+            slot.latest_image = image
             if slot.current is not classifier:  # a checked new model: scores of the old one are not averaged in
                 classifier = slot.current
                 history.clear()
                 ood_history.clear()
         t0 = time.perf_counter()
-        prepared = frame.prepared if frame.prepared is not None else classifier.prepare_bgr(frame.image)
+        prepared = frame.prepared if frame.prepared is not None else classifier.prepare_bgr(image)
         t1 = time.perf_counter()
         scores, ood = classifier.scores(prepared)
         t2 = time.perf_counter()

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgetl.edge.capture import Capture, Frame
 from edgetl.edge.photos import MIN_FREE_MB, QUALITY, append_line, encode_jpeg, save_new, time_name
+from edgetl.edge.roi import Region
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
 from edgetl.layout import COLLECT_LOG, check_class_name, class_folder
@@ -42,6 +43,7 @@ class CollectOptions:
     quality: int = setting(QUALITY, "JPEG quality (1–100).")
     max_side: int | None = setting(None, "Scale photos down to this many pixels on their longer side (default: full).")
     min_free: float = setting(MIN_FREE_MB, "Write no photo when the disk has less than this many MB free.")
+    roi: str | None = setting(None, "Write only this region: X,Y,W,H as fractions of the frame (0–1), as camera --roi.")
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.interval < 0 or not 1 <= self.quality <= 100 or self.min_free < 0:
@@ -55,6 +57,12 @@ class CollectOptions:
             raise EdgetlError("Pass --label CLASS (headless) or --serve HOST:PORT (a page).", "One of the two.")
         if self.label is not None:
             self.label = check_class_name(self.label)
+        if self.roi is not None:
+            Region.parse(self.roi)
+
+    @property
+    def region(self) -> Region | None:
+        return Region.parse(self.roi) if self.roi is not None else None
 
 
 @dataclass
@@ -80,6 +88,10 @@ class Collector:
         """Write the frame as a photo of `label`, unless it nearly repeats the previous photo of that class."""
         folder = class_folder(self.data, label)  # checked; a class that reads the same is that class
         label = folder.name
+        region = self.options.region
+        if region is not None:  # the photo is what the camera will classify: the region's pixels
+            region.check_size(image.shape[1], image.shape[0])
+            image = np.ascontiguousarray(region.crop(image))
         with self._lock:  # the page may ask for two bursts at once: one shot at a time
             if label != self._label:
                 self._novelty, self._label = NoveltyFilter(), label  # a new class starts afresh
@@ -96,9 +108,9 @@ class Collector:
                 "source": self.options.source,
             }
             try:  # a photo is never left without its line: it goes when the line cannot be written
-                append_line(
-                    self.data / COLLECT_LOG, record | _resolution(image, self.options.max_side) | {"frame": frame}
-                )
+                extra = _resolution(image, self.options.max_side) | {"frame": frame}
+                extra |= {"roi": region.as_list()} if region else {}
+                append_line(self.data / COLLECT_LOG, record | extra)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise

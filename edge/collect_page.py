@@ -130,6 +130,7 @@ def serve_collect(
 ) -> None:
     """Serve the page and feed it frames until the source ends or `stop` is set."""
     live, bursts = LiveState(), Bursts(collector, stop)
+    live.region = collector.options.region  # drawn on the stream: what the photos will hold
     server = start_server(address, live, _handler(live, collector, bursts), auth)
     announce(server, console, f"collecting into {for_console(str(collector.data))}", "sees the camera and takes photos")
     shown, started = 0, time.monotonic()

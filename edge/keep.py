@@ -22,6 +22,7 @@ import numpy as np
 from edgetl.edge.capture import Frame
 from edgetl.edge.photos import MIN_FREE_MB, QUALITY, DiskFull, append_line, encode_jpeg, save_new, time_name
 from edgetl.edge.result import Prediction, Result
+from edgetl.edge.roi import Region
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
 from edgetl.options import setting
@@ -77,8 +78,8 @@ def reason_to_keep(prediction: Prediction, options: KeepOptions, draw: float) ->
 class Keeper:
     """Takes frames offered by the inference loop; writes the worthwhile ones from its own thread."""
 
-    def __init__(self, options: KeepOptions, source: str, log=print) -> None:
-        self.options, self.source, self.log = options, source, log
+    def __init__(self, options: KeepOptions, source: str, log=print, region: Region | None = None) -> None:
+        self.options, self.source, self.log, self.region = options, source, log, region
         self.folder = options.keep
         self.folder.mkdir(parents=True, exist_ok=True)
         self.held = len(list(self.folder.glob("*.jpg")))  # frames waiting to be labelled count toward the max
@@ -100,8 +101,9 @@ class Keeper:
         why = reason_to_keep(result.prediction, self.options, self.random.random())
         if why is None:
             return
+        image = self.region.crop(frame.image) if self.region else frame.image  # what the model saw
         try:
-            self.queue.put_nowait((why, result, frame.image, time.time()))
+            self.queue.put_nowait((why, result, image, time.time()))
         except queue.Full:
             self.stats.busy += 1
 
@@ -123,14 +125,18 @@ class Keeper:
             self._stop(f"{self.folder} holds {self.held} frames (--keep-max): label or move them to keep more")
             return
         photo = save_new(self.folder, time_name(when), ".jpg", encode_jpeg(image, QUALITY), self.options.min_free)
-        record = result.as_dict() | {  # the one result shape (edge/result.py), and what keeping adds to it
-            "file": photo.name,
-            "kept_because": why,
-            "margin": round(result.prediction.margin, 5),
-            "source": self.source,
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-        }
+        record = (
+            result.as_dict()
+            | {  # the one result shape (edge/result.py), and what keeping adds to it
+                "file": photo.name,
+                "kept_because": why,
+                "margin": round(result.prediction.margin, 5),
+                "source": self.source,
+                "width": int(image.shape[1]),
+                "height": int(image.shape[0]),
+            }
+            | ({"roi": self.region.as_list()} if self.region else {})
+        )
         save_new(self.folder, photo.stem, SIDECAR, json_text(record).encode(), 0)
         append_line(self.folder / KEPT_LOG, record)
         self.held += 1

@@ -24,6 +24,7 @@ from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.keep import Keeper, KeepOptions
 from edgetl.edge.mqtt import MqttOptions
 from edgetl.edge.result import Result, ResultConsumer
+from edgetl.edge.roi import Region
 from edgetl.edge.telemetry import SystemdNotifier, Telemetry
 from edgetl.interrupt import StopFlag
 from edgetl.latency import camera_threads
@@ -66,7 +67,7 @@ def run_live(
             loop=options.loop,
             realtime=options.realtime,
             max_reconnects=options.max_reconnects,
-            prepare=classifier.prepare_bgr,  # in the capture thread: overlaps the previous inference
+            prepare=_preparation(classifier, options.region),  # in the capture thread: overlaps the previous inference
         )
         consumers: list[ResultConsumer] = [stack.enter_context(closing(SystemdNotifier()))]
         stack.callback(capture.close)  # closed before the consumers below: no frame comes after this
@@ -74,7 +75,7 @@ def run_live(
         slot = stack.enter_context(closing(ModelSlot(classifier, reload, log=status.print))) if reload else None
         keeper = None
         if keep and keep.keep:
-            keeper = stack.enter_context(closing(Keeper(keep, options.source, log=status.print)))
+            keeper = stack.enter_context(closing(Keeper(keep, options.source, status.print, options.region)))
             consumers.append(keeper)
         publisher = None
         if mqtt is not None and mqtt.mqtt:
@@ -95,7 +96,7 @@ def run_live(
                 stack.enter_context(closing(PageFeed(options.serve, auth, summary, stats, options, status, err)))
             )
         if _window_wanted(options):
-            consumers.append(stack.enter_context(closing(Window(stats, stop))))
+            consumers.append(stack.enter_context(closing(Window(stats, stop, options.region))))
         consumers.append(StatusLine(status, stats))
 
         def on_result(result: Result, frame: Frame) -> None:
@@ -117,6 +118,13 @@ def run_live(
     return 1 if error else 0
 
 
+def _preparation(classifier: Classifier, region: Region | None) -> Callable:
+    """Frame → model input, run in the capture thread: the region's pixels (a view), resized and converted."""
+    if region is None:
+        return classifier.prepare_bgr
+    return lambda frame: classifier.prepare_bgr(region.crop(frame))
+
+
 def _window_wanted(options: CameraOptions) -> bool:
     """--[no-]window, else a window when a display is there."""
     if options.window is not None:
@@ -131,6 +139,7 @@ class PageFeed:
         from edgetl.edge.serve import LiveState, announce, start_server
 
         self.state, self.stats = LiveState(), stats
+        self.state.region = options.region
         self.server = start_server(address, self.state, credentials=auth)
         announce(self.server, status, "", "sees the camera", warn_to=err)
         self.state.summary, self.state.telemetry = summary, Telemetry(summary, options.stall)  # per request
@@ -147,15 +156,15 @@ class PageFeed:
 class Window:
     """The on-screen overlay; q or Esc stops the camera."""
 
-    def __init__(self, stats: RunStats, stop: StopFlag) -> None:
-        self.stats, self.stop = stats, stop
+    def __init__(self, stats: RunStats, stop: StopFlag, region: Region | None) -> None:
+        self.stats, self.stop, self.region = stats, stop, region
 
     def on_result(self, result: Result, frame: Frame) -> None:
         import cv2
 
         from edgetl.edge.serve import draw_overlay
 
-        cv2.imshow("edgetl", draw_overlay(frame.image, result, self.stats.fps))
+        cv2.imshow("edgetl", draw_overlay(frame.image, result, self.stats.fps, self.region))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stop.event.set()
 

@@ -26,6 +26,7 @@ from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Frame
 from edgetl.edge.pages import CONTENT_TYPES, static_file
 from edgetl.edge.result import Result
+from edgetl.edge.roi import Region
 from edgetl.errors import EdgetlError
 
 SECURITY_HEADERS = {  # no inline script or style at all: the pages are files (edge/static/)
@@ -36,9 +37,11 @@ SECURITY_HEADERS = {  # no inline script or style at all: the pages are files (e
 }
 
 
-def draw_overlay(image: np.ndarray, result: Result | None, fps: float) -> np.ndarray:
-    """A copy of the BGR frame with the top predictions and FPS written on it."""
+def draw_overlay(image: np.ndarray, result: Result | None, fps: float, region: Region | None = None) -> np.ndarray:
+    """A copy of the BGR frame with the region of interest drawn and the top predictions and FPS written on it."""
     canvas = image.copy()
+    if region is not None:
+        region.draw(canvas)
     if result is None:
         return canvas
     scale = max(canvas.shape[1] / 640, 0.5)
@@ -85,6 +88,7 @@ class LiveState:
         self.viewers, self.max_viewers = 0, max_viewers
         self.telemetry = None  # edge/telemetry.py's Telemetry: /metrics and /healthz (the camera sets it)
         self.summary: Callable[[], dict] | None = None  # the run's stats for /stats, computed only when asked
+        self.region: Region | None = None  # drawn on the stream: the part of the frame the model is asked about
         threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
 
     def update(self, result: Result, frame: Frame, stats: dict) -> None:
@@ -128,7 +132,9 @@ class LiveState:
                 if self.closed:
                     return
                 frame, result, fps = self.frame, self.result, self.stats.get("fps", 0.0)
-            ok, data = cv2.imencode(".jpg", draw_overlay(frame.image, result, fps), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            ok, data = cv2.imencode(
+                ".jpg", draw_overlay(frame.image, result, fps, self.region), [cv2.IMWRITE_JPEG_QUALITY, 80]
+            )
             encoded = frame.number
             if ok:
                 with self.jpeg_ready:
