@@ -92,17 +92,16 @@ def test_compare_judges_only_photos_neither_model_trained_on_each_once(beans_int
     flat = tmp_path / "flat"
     b_test = _copy(a_train[::2], flat) + _copy(fresh, flat) + _copy(fresh, flat, "-copy")
     b = _run_on(beans_int8, tmp_path / "b", flat, {"train": _copy(a_test, flat), "validation": [], "test": b_test})
-    done = edge_cli("compare", str(beans_int8), str(b), "--json", "-", "--no-timing")
+    done = edge_cli("compare", str(beans_int8), str(b), "--json", str(tmp_path / "verdict.json"), "--no-timing")
     assert done.returncode == 1, done.stderr
-    record = json.loads(done.stdout)
+    record = json.loads((tmp_path / "verdict.json").read_text())
     assert record["images"] == len(fresh) == 18
     assert record["excluded"] == {
         "trained or validated on by B": len(a_test),
         "trained or validated on by A": len(a_train[::2]),
         "copies of a photo already counted": len(fresh),
     }
-    table = edge_cli("compare", str(beans_int8), str(b), "--no-timing")
-    assert "18 held-out images" in table.stdout and "36 trained or validated on by B" in table.stdout
+    assert "18 held-out images" in done.stdout and "36 trained or validated on by B" in done.stdout
 
     nothing_left = _run_on(beans_int8, tmp_path / "c", flat, {"train": b_test, "validation": [], "test": []})
     done = edge_cli("compare", str(b), str(nothing_left), "--data", str(flat), "--no-timing")

@@ -239,7 +239,7 @@ def test_an_unreachable_broker_is_said_once_and_its_states_counted_as_dropped(co
         port = sock.getsockname()[1]
     video = write_video(tmp_path / "clip.avi", 30)
     model = str(converted[0] / "model_int8.tflite")
-    args = ["--source", str(video), "--loop", "--realtime", "--no-window", "--duration", "4", "--mqtt-publish", "every"]
+    args = ["--source", str(video), "--loop", "--realtime", "--no-window", "--duration", "2", "--mqtt-publish", "every"]
     done = edge_cli("camera", model, *args, "--mqtt", f"mqtt://127.0.0.1:{port}")
     output = done.stdout + done.stderr
     assert done.returncode == 0 and output.count("cannot reach the broker at 127.0.0.1") == 1, output[-2000:]
