@@ -37,7 +37,7 @@ COLUMNS = (
 OPTIONAL = ("top-5", "OOD AUROC", "OOD rejected", "in rejected")  # shown only when some model has them
 
 
-def _table(report: dict) -> tuple[list[str], list[list[str]]]:
+def table_cells(report: dict) -> tuple[list[str], list[list[str]]]:
     """Columns and rows, without optional columns no model fills (top-5: five classes or fewer; OOD: no --ood)."""
     rows = _rows(report)
     keep = [i for i, column in enumerate(COLUMNS) if column not in OPTIONAL or any(r[i] not in ("", "–") for r in rows)]
@@ -84,7 +84,7 @@ def environment_line(report: dict) -> str:
 
 
 def print_table(report: dict, console: Console) -> None:
-    columns, rows = _table(report)
+    columns, rows = table_cells(report)
     table = Table(title="edgetl bench", caption=environment_line(report), caption_justify="left")
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -115,7 +115,7 @@ def budget_line(report: dict) -> str | None:
 
 
 def markdown(report: dict) -> str:
-    columns, rows = _table(report)
+    columns, rows = table_cells(report)
     lines = [
         "# edgetl bench",
         "",
@@ -219,7 +219,7 @@ def _png(fig) -> bytes:
 
 
 def html_page(report: dict, images: dict[str, bytes]) -> str:
-    columns, rows = _table(report)
+    columns, rows = table_cells(report)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in rows)
     figures = (

@@ -31,14 +31,16 @@ from edgetl.rundir import RunInfo
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 
 
-def edge_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """The real entry point with TensorFlow and Keras made unimportable, as on a Raspberry Pi."""
+def edge_cli(*args: str, columns: str | None = "200", **kwargs) -> subprocess.CompletedProcess:
+    """The real entry point with TensorFlow and Keras made unimportable, as on a Raspberry Pi; its output is a
+    pipe, `columns` wide (None: $COLUMNS unset, as in a log or a systemd journal)."""
     code = BLOCK_TF + "import sys\nfrom edgetl.cli import run\nsys.argv = ['edgetl', *sys.argv[1:]]\nrun()\n"
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env=env | ({"COLUMNS": columns} if columns else {}),
         timeout=120,
         **kwargs,
     )

@@ -18,7 +18,7 @@ from edgetl.errors import EdgetlError
 from edgetl.rundir import RunInfo, read_json
 from edgetl.train import fit
 from edgetl.train.config import TrainConfig
-from edgetl.train.run import train
+from edgetl.train.run import index_data, train
 
 
 def _config(weights: str, **changes) -> TrainConfig:
@@ -241,15 +241,15 @@ def test_from_on_a_presplit_copy_follows_the_parent_split_by_content(
             target = data / folder / parent.labels[sample.label] / sample.path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(sample.path, target)
-    config = TrainConfig(**{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run))
-    child = RunInfo.load(train(data, tmp_path / "v2", config, console=Console(quiet=True)))
+    config = TrainConfig(**TINY, weights=tiny_weights, parent=str(tiny_run))
+    index = index_data(data, config, Console(quiet=True))  # what training splits and reports, no training
 
-    def contents(run: RunInfo, split: str) -> set[bytes]:
-        return {sample.path.read_bytes() for sample in run.samples(split)}
+    def contents(samples: list) -> set[bytes]:
+        return {sample.path.read_bytes() for sample in samples}
 
     for split in ("train", "validation", "test"):
-        assert contents(child, split) == contents(parent, split)
-    report = read_json(tmp_path / "v2" / "data_report.json")
+        assert contents(index.splits[split]) == contents(parent.samples(split))
+    report = index.report()
     moved = len(parent.samples("test")) + len(parent.samples("train"))
     assert report["since_parent"]["kept_in_test"] == len(parent.samples("test"))
     assert report["since_parent"]["parent_test_not_in_test"] == 0
@@ -264,8 +264,7 @@ def test_from_a_parent_with_no_photo_in_common_or_damaged_records_is_one_line(
 
     other = make_sample_dataset(tmp_path / "other", per_class=12, size=96, seed=7)
     config = TrainConfig(**{**TINY, "head_epochs": 0, "finetune_epochs": 0}, weights=tiny_weights, parent=str(tiny_run))
-    train(other, tmp_path / "v2", config, console=Console(quiet=True))
-    warnings = read_json(tmp_path / "v2" / "data_report.json")["warnings"]
+    warnings = index_data(other, config, Console(quiet=True)).warnings
     assert sum("has no photo in common" in w for w in warnings) == 1
 
     damaged = shutil.copytree(tiny_run, tmp_path / "damaged")

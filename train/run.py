@@ -90,7 +90,7 @@ class BatchProgress(keras.callbacks.Callback):
         self.progress.remove_task(self.task)
 
 
-def _scan_with_progress(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
+def index_data(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
     """The dataset, checked and split; with --from, the parent's photos keep their splits."""
     parent = lineage.read_parent(Path(config.parent)) if config.parent else None
     with progress_bar(console) as progress:
@@ -186,7 +186,7 @@ def train(
         config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
     if config.parent and config.warm_start:
         warm_start.check_architecture(RunInfo.load(Path(config.parent)), config)
-    index = _scan_with_progress(data, config, console)  # bad data fails here, before anything is written
+    index = index_data(data, config, console)  # bad data fails here, before anything is written
     _print_data_summary(index, console, report=out / "data_report.json")
     searched = None
     if config.max_latency is not None and not resume:  # a resumed run already holds the chosen config
