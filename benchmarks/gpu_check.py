@@ -93,8 +93,10 @@ def check(data: Path, out: Path, args: argparse.Namespace) -> int:
             peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
             print(f"run {number}: peak GPU memory {peak / 2**20:.0f} MiB")
             tf.config.experimental.reset_memory_stats("GPU:0")
-    same = identical_weights(runs[0], runs[1], np)
-    print(f"determinism: {'held (the two runs are bit-identical)' if same else 'BROKEN: the two runs differ'}")
+    same = identical_weights(runs[0], runs[1], np) and read_json(runs[0] / "metrics.json") == read_json(
+        runs[1] / "metrics.json"
+    )
+    print(f"determinism: {'held (weights and metrics identical)' if same else 'BROKEN: the two runs differ'}")
     if not same:
         problems.append("two runs with the same seed differ")
     started = time.perf_counter()

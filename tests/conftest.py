@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="edgetl-test-cache-")  # the scan cache: not the user's
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGETL_SHARED", REPO.parent / "shared")).resolve()

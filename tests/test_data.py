@@ -11,6 +11,7 @@ from PIL import Image
 from edgetl.errors import EdgetlError
 from edgetl.rundir import read_split_file
 from edgetl.train.data import scan, write_split_files
+from edgetl.train.sample import make_sample_dataset
 
 
 def _image(path: Path, value: int, size: int = 32, fmt: str | None = None) -> Path:
@@ -139,3 +140,49 @@ def test_imbalance_warns_and_turns_on_class_weights(tmp_path: Path) -> None:
     assert weights is not None and weights[1] > 5 * weights[0]
     assert any("imbalanced" in w for w in uneven.warnings)
     assert any("Very small class" in w for w in uneven.warnings)
+
+
+def test_a_second_scan_reads_no_unchanged_photo_and_finds_the_same(tmp_path: Path, monkeypatch) -> None:
+    """The scan cache (train/scan_cache.py): keyed by path, size and modification time, and by the rules."""
+    import os
+
+    from edgetl.train import data as data_module
+
+    root = make_sample_dataset(tmp_path / "d", per_class=6, size=48)
+    (root / "circle" / "broken.jpg").write_bytes(b"not an image")
+    checked: list[Path] = []
+    original = data_module._check_image
+
+    def counting(path: Path):
+        checked.append(path)
+        return original(path)
+
+    monkeypatch.setattr(data_module, "_check_image", counting)
+    first = scan(root)
+    assert len(checked) == 25
+    checked.clear()
+    second = scan(root)
+    assert checked == []  # every verdict remembered, the broken file's too
+    assert second.splits == first.splits and second.skipped == first.skipped and second.digests == first.digests
+
+    changed = next((root / "star").iterdir())
+    changed.write_bytes((root / "square" / next((root / "square").iterdir()).name).read_bytes())  # new content
+    os.utime(changed, ns=(1, 1))
+    third = scan(root)
+    assert checked == [changed] and third.digests[changed] != first.digests[changed]
+    checked.clear()
+    monkeypatch.setenv("EDGETL_MAX_MEGAPIXELS", "10")  # other rules: every verdict is checked again
+    scan(root)
+    assert len(checked) == 25
+
+
+def test_the_process_pool_finds_what_threads_find(tmp_path: Path, monkeypatch) -> None:
+    from edgetl.train import data as data_module
+
+    root = make_sample_dataset(tmp_path / "d", per_class=6, size=48)
+    (root / "circle" / "broken.jpg").write_bytes(b"not an image")
+    threads = scan(root, cache=False)
+    monkeypatch.setattr(data_module, "PROCESS_POOL_FROM", 1)  # a spawned pool, as for a large dataset
+    processes = scan(root, cache=False, workers=2)
+    assert processes.splits == threads.splits and processes.digests == threads.digests
+    assert processes.skipped == threads.skipped == [("circle/broken.jpg", "not an image")]

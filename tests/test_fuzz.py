@@ -22,7 +22,7 @@ from edgetl.edge.collect_page import serve_collect
 from edgetl.edge.label import Labeller
 from edgetl.edge.label_page import serve_label
 
-SECONDS = 6  # per page: a few hundred requests
+SECONDS = 4  # per page: a few hundred requests
 NASTY = ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\\b", "\x00", "collect.jsonl", "train", "Val", "\ud800",
          "\udcff.jpg", "é" * 200, "x" * 70_000, "0.jpg", "1.jpg", "healthy", "Healthy", "ok class", "<b>x</b>",
          "${x}", "\u202egnp.jpg", "CON", "discarded", " ", "\t", "\n"]  # fmt: skip

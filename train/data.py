@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
+import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
-from edgetl.images import class_folders, load_rgb
+from edgetl.images import class_folders, load_rgb, max_pixels
 from edgetl.layout import split_folders
 from edgetl.rundir import SPLITS, Sample, write_split_file
+from edgetl.train.scan_cache import ScanCache, Stamp
 
 MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
 IMBALANCE_FOR_WEIGHTS = 1.5  # largest/smallest class ratio from which class weights are used
 IMBALANCE_WARNING = 3.0
 MIN_SIDE = 8  # pixels; smaller "images" are icons or broken files
+PROCESS_POOL_FROM = 500  # files to check from which a process pool's start-up (about a second) pays
 
 Progress = Callable[[int], None]
 
@@ -102,6 +106,7 @@ def scan(
     workers: int = 8,
     progress: Callable[[int], Progress] | None = None,
     keep_splits: dict[str, str] | None = None,
+    cache: bool = True,
 ) -> DatasetIndex:
     """Index a dataset folder: `root/<class>/...` or `root/{train,validation|val,test}/<class>/...`.
 
@@ -109,6 +114,8 @@ def scan(
     hash → split, from a parent run: train/lineage.py) keeps those photos in their split; the others are split
     as usual, or keep the pre-split folder's split. Where a pre-split folder disagrees with the parent, the
     parent's split wins: its test photos must never be trained on (`moved_to_parent_split` counts them).
+    `cache`: remember each file's verdict between runs (train/scan_cache.py), so that a second scan of
+    unchanged photos reads none of them.
     """
     root = root.expanduser().resolve()
     if not root.is_dir():
@@ -123,7 +130,7 @@ def scan(
     _check_classes(root, per_split_classes, classes)
 
     files, skipped = _candidate_files(root, per_split_classes, classes)
-    grouped, by_digest = _checked_images(root, files, skipped, workers, progress)
+    grouped, by_digest = _checked_images(root, files, skipped, workers, progress, cache)
     for label, name in enumerate(classes):
         for split_name in per_split_classes:
             if not grouped[split_name][label]:
@@ -175,28 +182,55 @@ def _checked_images(
     skipped: list[tuple[str, str]],
     workers: int,
     progress: Callable[[int], Progress] | None,
+    cache: bool = True,
 ) -> tuple[dict, dict]:
-    """Each file opened and hashed in `workers` threads: readable images grouped by split and label (with
-    their digest), and by digest for duplicates; unreadable ones appended to `skipped` with why."""
-    tick = progress(len(files)) if progress else None
-
-    def check(item: tuple[str, int, Path]) -> tuple[str | None, str]:
-        result = _check_image(item[2])
-        if tick:
+    """Each file opened, hashed and decoded (`_verdicts`), unless the scan cache knows it unchanged
+    (train/scan_cache.py): readable images grouped by split and label (with their digest), and by digest for
+    duplicates; unreadable ones appended to `skipped` with why."""
+    tick = progress(len(files)) if progress else (lambda n: None)
+    remembered = ScanCache(root, f"min_side={MIN_SIDE};max_pixels={max_pixels()}") if cache else None
+    paths = [path for _, _, path in files]
+    results: dict[Path, tuple[str | None, str]] = {}
+    for path in paths:
+        if remembered and (known := remembered.get(path)) is not None:
+            results[path] = known
             tick(1)
-        return result
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(check, files))
+    unknown = [path for path in paths if path not in results]
+    stamps = {path: Stamp.maybe(path) for path in unknown}  # before the reads: a file changed meanwhile is new
+    for path, verdict in zip(unknown, _verdicts(unknown, workers, tick)):
+        results[path] = verdict
+        if remembered:
+            remembered.put(path, stamps[path], verdict)
+    if remembered:
+        remembered.save(paths)
     grouped: dict[str, dict[int, list[tuple[str, Path]]]] = defaultdict(lambda: defaultdict(list))
     by_digest: dict[str, list[tuple[str, int, Path]]] = defaultdict(list)
-    for (split_name, label, path), (digest, reason) in zip(files, results):
+    for split_name, label, path in files:
+        digest, reason = results[path]
         if digest is None:
             skipped.append((str(path.relative_to(root)), reason))
             continue
         grouped[split_name][label].append((digest, path))
         by_digest[digest].append((split_name, label, path))
     return grouped, by_digest
+
+
+def _verdicts(paths: list[Path], workers: int, tick: Progress) -> Iterator[tuple[str | None, str]]:
+    """`_check_image` of each path, in order. Many files: a bounded pool of processes, one per core up to
+    `workers` (on flowers, 2 cores: threads scan 1.2× as fast as one worker, processes 1.7×;
+    benchmarks/scan_speed.py); spawned, since training has TensorFlow loaded, which must not be forked. A few
+    files: threads, which start at once."""
+    cores = min(workers, os.cpu_count() or 1)
+    if len(paths) < PROCESS_POOL_FROM or cores < 2:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for verdict in pool.map(_check_image, paths):
+                tick(1)
+                yield verdict
+        return
+    with ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for verdict in pool.map(_check_image, paths, chunksize=32):
+            tick(1)
+            yield verdict
 
 
 def _check_classes(root: Path, per_split: dict[str, dict[str, Path]], classes: list[str]) -> None:
