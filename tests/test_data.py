@@ -186,3 +186,20 @@ def test_the_process_pool_finds_what_threads_find(tmp_path: Path, monkeypatch) -
     processes = scan(root, cache=False, workers=2)
     assert processes.splits == threads.splits and processes.digests == threads.digests
     assert processes.skipped == threads.skipped == [("circle/broken.jpg", "not an image")]
+
+
+def test_names_that_are_not_text_are_skipped_or_refused_with_one_line(tmp_path: Path) -> None:
+    import os
+
+    root = make_sample_dataset(tmp_path / "d", per_class=6, size=48)
+    odd = os.fsencode(str(root / "circle")) + b"/caf\xe9.jpg"  # Latin-1, as old cameras name files
+    with open(odd, "wb") as handle:
+        handle.write(next((root / "circle").iterdir()).read_bytes())
+    index = scan(root, cache=False)
+    assert [(path, why) for path, why in index.skipped if "UTF-8" in why] == [
+        (os.fsdecode(b"circle/caf\xe9.jpg"), "its name is not UTF-8 text: rename it")
+    ]
+    write_split_files(index, tmp_path / "split")  # every listed photo can be named
+    os.mkdir(os.fsencode(str(root)) + b"/\xe9toile")
+    with pytest.raises(EdgetlError, match="not named in UTF-8 text"):
+        scan(root, cache=False)

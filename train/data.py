@@ -12,6 +12,7 @@ import io
 import multiprocessing
 import os
 import random
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -172,6 +173,9 @@ def _candidate_files(
                 if _is_hidden(path, root):
                     skipped.append((str(path.relative_to(root)), "hidden file"))
                     continue
+                if not _is_text(str(path.relative_to(root))):  # split files and reports could not name it
+                    skipped.append((str(path.relative_to(root)), "its name is not UTF-8 text: rename it"))
+                    continue
                 files.append((split_name, label, path))
     return files, skipped
 
@@ -227,13 +231,36 @@ def _verdicts(paths: list[Path], workers: int, tick: Progress) -> Iterator[tuple
                 tick(1)
                 yield verdict
         return
-    with ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cores, mp_context=spawn, initializer=_leave_signals_to_the_parent) as pool:
         for verdict in pool.map(_check_image, paths, chunksize=32):
             tick(1)
             yield verdict
 
 
+def _leave_signals_to_the_parent() -> None:
+    """In a scan worker: Ctrl-C reaches the whole process group, and the parent (edgetl/interrupt.py) decides;
+    a worker that also raised would print a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _is_text(name: str) -> bool:
+    """Whether a name read from the file system is text (a name of other bytes holds lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _check_classes(root: Path, per_split: dict[str, dict[str, Path]], classes: list[str]) -> None:
+    for name in classes:
+        if not _is_text(name):
+            raise EdgetlError(
+                f"The class folder {name.encode('utf-8', 'surrogateescape')!r} in {root} is not named in UTF-8 text.",
+                "Rename it (its name becomes the class label in the model).",
+            )
     if len(classes) < 2:
         found = ", ".join(classes) or "none"
         raise EdgetlError(
