@@ -26,7 +26,7 @@ from edgetl.edge.photos import append_line
 from edgetl.errors import EdgetlError
 from edgetl.images import IMAGE_SUFFIXES, class_folders
 from edgetl.layout import COLLECT_LOG, class_folder, class_root
-from edgetl.text import printable
+from edgetl.text import is_text, printable
 
 DISCARDED = "discarded"
 MAX_ITEMS = 200  # frames the page lists at once: the rest come as these are filed
@@ -99,7 +99,7 @@ class Labeller:
         """The photo of that name in DIR; EdgetlError for any other name (no paths, no hidden files)."""
         if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name.startswith("."):
             raise EdgetlError(f"{printable(str(name))!r} is not a photo name.")
-        if not _utf8(name) or len(name.encode()) > 255:  # a name no file here has (items() lists only text)
+        if not is_text(name) or len(name.encode()) > 255:  # a name no file here has (items() lists only text)
             raise EdgetlError(f"{printable(name)[:80]!r} is not a photo name.")
         path = self.folder / name
         if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -149,7 +149,7 @@ class Labeller:
 
     def _text(self, photo: Path) -> bool:
         """Whether the file's name is text (a name of other bytes cannot be shown or sent back: said once)."""
-        if _utf8(photo.name):
+        if is_text(photo.name):
             return True
         self._once(photo.name, f"skipped {printable(photo.name)!r}: its name is not UTF-8 text; rename it")
         return False
@@ -187,14 +187,6 @@ def check_sidecar(value: object) -> dict:
     if len(labels) != len(scores) or not all(isinstance(x, str) for x in labels) or not all(map(_number, scores)):
         raise ValueError("'labels' and 'scores' are not lists of names and numbers of one length")
     return value
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _number(value: object) -> bool:

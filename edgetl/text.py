@@ -20,3 +20,13 @@ def printable(text: str) -> str:
 def for_console(text: str) -> str:
     """`text` for a Rich console: control characters shown, and brackets not read as Rich markup."""
     return escape(printable(text))
+
+
+def is_text(name: str) -> bool:
+    """Whether a name read from the file system is text: a name of other bytes holds lone surrogates, which no
+    file, JSON page or report can carry back."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

@@ -23,6 +23,7 @@ from edgetl.errors import EdgetlError
 from edgetl.images import class_folders, load_rgb, max_pixels
 from edgetl.layout import split_folders
 from edgetl.rundir import SPLITS, Sample, write_split_file
+from edgetl.text import is_text
 from edgetl.train.scan_cache import ScanCache, Stamp
 
 MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
@@ -173,7 +174,7 @@ def _candidate_files(
                 if _is_hidden(path, root):
                     skipped.append((str(path.relative_to(root)), "hidden file"))
                     continue
-                if not _is_text(str(path.relative_to(root))):  # split files and reports could not name it
+                if not is_text(str(path.relative_to(root))):  # split files and reports could not name it
                     skipped.append((str(path.relative_to(root)), "its name is not UTF-8 text: rename it"))
                     continue
                 files.append((split_name, label, path))
@@ -245,18 +246,9 @@ def _leave_signals_to_the_parent() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _is_text(name: str) -> bool:
-    """Whether a name read from the file system is text (a name of other bytes holds lone surrogates)."""
-    try:
-        name.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def _check_classes(root: Path, per_split: dict[str, dict[str, Path]], classes: list[str]) -> None:
     for name in classes:
-        if not _is_text(name):
+        if not is_text(name):
             raise EdgetlError(
                 f"The class folder {name.encode('utf-8', 'surrogateescape')!r} in {root} is not named in UTF-8 text.",
                 "Rename it (its name becomes the class label in the model).",
