@@ -58,13 +58,14 @@ def field_video(path: Path, labels: list[str], every: int = 2) -> list[int | Non
 
 def camera_run(model: Path, video: Path, seconds: float | None, keep: dict | None, folder: Path) -> tuple[float, list]:
     """(results/s, kept records) of one in-process camera run: `seconds` of the looping video, or one pass."""
-    from edgetl.edge.camera import CameraOptions, run_camera
+    from edgetl.edge.camera import CameraOptions
     from edgetl.edge.capture import Capture, SourceSpec
     from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.keep import Keeper, KeepOptions
+    from edgetl.edge.runtime import run_camera
 
     classifier = Classifier(model, ClassifierOptions(threads=1))
-    capture = Capture(SourceSpec(str(video)), loop=seconds is not None, prepare=classifier.prepare_bgr)
+    capture = Capture(SourceSpec(str(video)), loop=seconds is not None)
     keeper = None
     if keep is not None:
         keeper = Keeper(KeepOptions(keep=folder, keep_max=100_000, **keep), str(video), log=print)
@@ -75,6 +76,7 @@ def camera_run(model: Path, video: Path, seconds: float | None, keep: dict | Non
         capture.close()
         if keeper:
             keeper.close()
+    stats = stats.regions[0].stats
     elapsed = time.monotonic() - stats.started
     kept = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if keep is not None else []
     return stats.results / elapsed, kept
@@ -104,12 +106,13 @@ def enrichment(model: Path, video: Path, truth: list[int | None], work: Path, co
     worth = [truth[k["frame"] - 1] is None or labels[truth[k["frame"] - 1]] != k["labels"][0] for k in first]
     console.print(f"--keep-interval 0, one pass: kept {len(first)} of {frames} frames")
     # the base rate: out-of-class frames plus in-class frames the model gets wrong, from a plain pass
-    from edgetl.edge.camera import CameraOptions, run_camera
+    from edgetl.edge.camera import CameraOptions
     from edgetl.edge.capture import Capture, SourceSpec
+    from edgetl.edge.runtime import run_camera
 
     classifier = Classifier(model, ClassifierOptions(threads=1))
     seen: dict[int, str] = {}
-    capture = Capture(SourceSpec(str(video)), prepare=classifier.prepare_bgr)
+    capture = Capture(SourceSpec(str(video)))
     try:
         run_camera(
             classifier,

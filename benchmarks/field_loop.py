@@ -48,14 +48,15 @@ def build(work: Path, per_class: int) -> tuple[Path, list[tuple[Path, str]]]:
 
 
 def keep(model: Path, clip: Path, folder: Path) -> None:
-    from edgetl.edge.camera import CameraOptions, run_camera
+    from edgetl.edge.camera import CameraOptions
     from edgetl.edge.capture import Capture, SourceSpec
     from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.keep import Keeper, KeepOptions
+    from edgetl.edge.runtime import run_camera
 
     classifier = Classifier(model, ClassifierOptions(threads=2))
     keeper = Keeper(KeepOptions(keep=folder, keep_interval=0.0, keep_max=100_000), str(clip), print)
-    capture = Capture(SourceSpec(str(clip)), prepare=classifier.prepare_bgr)
+    capture = Capture(SourceSpec(str(clip)))
     try:
         run_camera(classifier, capture, CameraOptions(), on_result=lambda r, f: keeper.on_result(r, f))
     finally:

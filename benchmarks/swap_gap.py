@@ -36,10 +36,12 @@ def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> Swap:
     """One swap in a camera that keeps running."""
     from functools import partial
 
-    from edgetl.edge.camera import CameraOptions, Result, run_camera
+    from edgetl.edge.camera import CameraOptions
     from edgetl.edge.capture import Capture, SourceSpec
     from edgetl.edge.classifier import Classifier, ClassifierOptions
     from edgetl.edge.hot_swap import ModelSlot
+    from edgetl.edge.result import Result
+    from edgetl.edge.runtime import run_camera
 
     deployed = work / "deploy" / "model.tflite"
     deployed.parent.mkdir()
@@ -47,7 +49,7 @@ def swap_gap(v1: Path, v2: Path, clip: Path, work: Path) -> Swap:
     classifier = Classifier(deployed, ClassifierOptions(threads=2))
     slot = ModelSlot(classifier, partial(Classifier, threads=2), print)
     results: list[Result] = []
-    capture = Capture(SourceSpec(str(clip)), loop=True, prepare=classifier.prepare_bgr)  # unpaced: back to back
+    capture = Capture(SourceSpec(str(clip)), loop=True)  # unpaced: back to back
 
     def replace_later() -> None:
         time.sleep(3)

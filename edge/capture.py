@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -135,8 +135,7 @@ class Frame:
     image: np.ndarray  # BGR
     number: int  # 1, 2, 3… in capture order (counting dropped ones)
     captured: float  # time.monotonic() when read
-    prepared: np.ndarray | None = None  # the model input, when capture was given `prepare`
-    prepare_ms: float = 0.0
+    prepared: Any = None  # what capture's `prepare` made of it (the runtime: each region's model input)
 
 
 @dataclass
@@ -162,7 +161,8 @@ class Capture:
     max_reconnects: int | None = None  # None: keep trying (a camera on a Pi should come back)
     backoff: tuple[float, float] = (0.5, 10.0)  # first and longest wait between reconnect attempts
     realtime: bool = False  # pace a video file at its own frame rate, like a camera
-    prepare: Callable[[np.ndarray], np.ndarray] | None = None  # preprocessing, run here so it overlaps inference
+    prepare: Callable[[np.ndarray], Any] | None = None  # preprocessing, run here so it overlaps inference
+    notify: threading.Event | None = None  # set on each new frame and at the end: one wait serves many cameras
     opener: Callable[[SourceSpec], FrameReader] = open_reader
     stats: CaptureStats = field(default_factory=CaptureStats)
 
@@ -199,11 +199,21 @@ class Capture:
     def _run(self) -> None:
         try:
             self._capture()
+        except EdgetlError as error:  # the frame does not fit what was asked of it (a region too small): its line
+            self.error = str(error)
         except Exception as error:  # the source went away mid-run (a deleted file, a driver fault): one line, an end
             self.error = f"reading '{self.spec.text}' failed: {str(error).splitlines()[0] if str(error) else error!r}"
         with self._condition:
             self.finished = True
             self._condition.notify_all()
+        if self.notify is not None:
+            self.notify.set()
+
+    @property
+    def pending(self) -> bool:
+        """A frame is there that `latest()` has not handed out yet."""
+        with self._condition:
+            return self._latest is not None and self._latest.number > self._taken
 
     def _capture(self) -> None:
         fps = getattr(self._reader, "fps", None)
@@ -224,15 +234,13 @@ class Capture:
                 next_due += interval
                 time.sleep(max(next_due - time.monotonic(), 0.0))
             captured = time.monotonic()
-            prepared, prepare_ms = None, 0.0
-            if self.prepare is not None:
-                started = time.perf_counter()
-                prepared = self.prepare(frame)
-                prepare_ms = 1000 * (time.perf_counter() - started)
+            prepared = self.prepare(frame) if self.prepare is not None else None
             with self._condition:
                 self.stats.captured += 1
-                self._latest = Frame(frame, self.stats.captured, captured, prepared, prepare_ms)
+                self._latest = Frame(frame, self.stats.captured, captured, prepared)
                 self._condition.notify_all()
+            if self.notify is not None:
+                self.notify.set()
 
     def _recover(self) -> bool:
         """After a failed read: loop a file, reopen a stream with backoff, or report the end."""

@@ -7,6 +7,7 @@ label files that carry a leading "background" class the model does not score.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +82,20 @@ class Classifier:
         check_resize(self.resize)
         self.labels = self._labels(model_path, labels, info.labels)
         self.path = model_path
-        self.ood_threshold, self.class_thresholds = self._rejection(
-            (info.card.open_world if info.card else None) or OpenWorldCard(), threshold, ood_threshold
-        )
+        self.fitted = (info.card.open_world if info.card else None) or OpenWorldCard()  # what training fitted
+        self.ood_threshold, self.class_thresholds = self._rejection(self.fitted, threshold, ood_threshold)
         self.unsure = unsure or threshold is not None
+
+    def with_rule(self, threshold: float | None, ood_threshold: float | None, unsure: bool) -> Classifier:
+        """This model with other decision options (a region's): a shallow copy sharing the interpreter."""
+        if threshold is None and ood_threshold is None and not unsure:
+            return self  # as loaded (the command line's options, else what training fitted)
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise EdgetlError(f"threshold {threshold} is not a probability.", "Use a value from 0 to 1, e.g. 0.5.")
+        ruled = copy.copy(self)
+        ruled.ood_threshold, ruled.class_thresholds = self._rejection(self.fitted, threshold, ood_threshold)
+        ruled.unsure = unsure or threshold is not None
+        return ruled
 
     def _rejection(self, fitted: OpenWorldCard, threshold: float | None, ood_threshold: float | None) -> tuple:
         """(OOD threshold, per-class probability thresholds): the options win, then what training fitted."""

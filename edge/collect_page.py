@@ -129,8 +129,7 @@ def serve_collect(
     collector: Collector, capture: Capture, address: str, stop: threading.Event, console, auth: Credentials | None
 ) -> None:
     """Serve the page and feed it frames until the source ends or `stop` is set."""
-    live, bursts = LiveState(), Bursts(collector, stop)
-    live.region = collector.options.region  # drawn on the stream: what the photos will hold
+    live, bursts = LiveState({"photo": collector.options.region}), Bursts(collector, stop)  # drawn: what photos hold
     server = start_server(address, live, _handler(live, collector, bursts), auth)
     announce(server, console, f"collecting into {for_console(str(collector.data))}", "sees the camera and takes photos")
     shown, started = 0, time.monotonic()
@@ -140,7 +139,7 @@ def serve_collect(
             if frame is not None:
                 shown += 1
                 bursts.show(frame)
-                live.update(None, frame, {"fps": shown / max(time.monotonic() - started, 1e-9)})
+                live.update(None, frame, shown / max(time.monotonic() - started, 1e-9))
     finally:
         stop.set()
         live.close()

@@ -49,10 +49,15 @@ class ModelSlot:
         self._missing, self._missing_said = 0, False  # polls the file has been missing for; said so
         self._wake, self._stop = threading.Event(), threading.Event()
         self._previous_handler = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGHUP, lambda *_: self._wake.set())
+        if threading.current_thread() is threading.main_thread():  # several slots (models): SIGHUP wakes them all
+            self._previous_handler = signal.signal(signal.SIGHUP, self._sighup)
         self._thread = threading.Thread(target=self._watch, name="edgetl-model-watch", daemon=True)
         self._thread.start()
+
+    def _sighup(self, signum, frame) -> None:
+        self._wake.set()
+        if callable(self._previous_handler):
+            self._previous_handler(signum, frame)
 
     def _stamp(self) -> tuple | None:
         try:

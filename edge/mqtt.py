@@ -1,9 +1,10 @@
 """`edgetl camera … --mqtt URL`: results to an MQTT broker, and Home Assistant finds the camera by itself.
 
-Topics under `--mqtt-topic` (default `edgetl/<host name>`): `…/state` (JSON: decision, top-k and scores, OOD
-score, model hash, time, frame) and `…/availability` (`online`; `offline` as the last will, so a killed camera
-shows offline as soon as the broker notices). Home Assistant MQTT discovery: retained configs under
-`homeassistant/` for a "decision" and a "confidence" sensor and an "unknown" binary sensor, one device.
+Topics under `--mqtt-topic` (default `edgetl/<host name>`): `…/<camera>/<region>/state` per region (the one
+result shape, edge/result.py) and one `…/availability` (`online`; `offline` as the last will, so a killed
+device shows offline as soon as the broker notices). Home Assistant MQTT discovery: retained configs under
+`homeassistant/`, one device per camera, and per region a "decision" and a "confidence" sensor and an
+"unknown" binary sensor.
 
 Publishing never blocks inference: the loop hands states to a bounded queue (the oldest dropped and counted
 when the broker is away), and paho-mqtt's own thread sends them and reconnects with backoff. paho-mqtt is the
@@ -86,22 +87,24 @@ def _rate(policy: str) -> float | None:
 
 
 class Publisher:
-    """One broker connection: availability, discovery, and the states the policy lets through."""
+    """One broker connection for the device: availability, discovery, and each region's states the policy lets
+    through (the policy applies per region: one region's changes never hold back another's)."""
 
-    def __init__(self, options: MqttOptions, model_name: str, log) -> None:
+    def __init__(self, options: MqttOptions, regions: list[tuple[str, str, str]], log) -> None:
+        """`regions`: (camera, region, model file name) of each region the device runs."""
         try:
             import paho.mqtt.client as paho
         except ImportError:
             raise EdgetlError("--mqtt needs paho-mqtt.", 'Install it: pip install "edgetl[mqtt]"') from None
         url = urlsplit(options.mqtt or "")
-        self.rate, self.log, self.model_name = _rate(options.mqtt_publish), log, model_name
+        self.rate, self.log, self.regions = _rate(options.mqtt_publish), log, regions
         self.every = options.mqtt_publish == "every"
         self.device = _device_id()
         self.topic = (options.mqtt_topic or f"edgetl/{self.device}").rstrip("/")
         self.discovery = options.mqtt_discovery.strip("/")
-        self.queue: deque[bytes] = deque(maxlen=QUEUE)
+        self.queue: deque[tuple[str, bytes]] = deque(maxlen=QUEUE)
         self.dropped = self.published = 0
-        self.last_decision, self.last_sent = None, 0.0
+        self.last: dict[tuple[str, str], tuple[str | None, float]] = {}  # per region: (decision, when) last sent
         self._wake, self._stop = threading.Event(), threading.Event()  # before any callback can run
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"edgetl-{self.device}")
         if url.username:
@@ -135,7 +138,7 @@ class Publisher:
             self.log(f"MQTT: connected to {self.broker}")
         self.reachable = True
         client.publish(f"{self.topic}/availability", "online", qos=1, retain=True)
-        for topic, config in discovery_configs(self.discovery, self.topic, self.device, self.model_name):
+        for topic, config in discovery_configs(self.discovery, self.topic, self.device, self.regions):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._wake.set()
 
@@ -146,17 +149,18 @@ class Publisher:
 
     def on_result(self, result: Result, frame: Frame | None = None) -> None:
         """Called by the inference loop for every result: a decision of the policy and an append, nothing more."""
-        now, decision = time.monotonic(), result.prediction.decision
+        now, decision, key = time.monotonic(), result.prediction.decision, (result.camera, result.region)
+        last_decision, last_sent = self.last.get(key, (None, -float("inf")))
         if self.rate is not None:
-            due = now - self.last_sent >= 1 / self.rate
+            due = now - last_sent >= 1 / self.rate
         else:
-            due = self.every or decision != self.last_decision or now - self.last_sent >= HEARTBEAT_S
+            due = self.every or decision != last_decision or now - last_sent >= HEARTBEAT_S
         if not due:
             return
-        self.last_decision, self.last_sent = decision, now
+        self.last[key] = (decision, now)
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1  # the deque drops the oldest
-        self.queue.append(json.dumps(state(result)).encode())
+        self.queue.append((state_topic(self.topic, *key), json.dumps(state(result)).encode()))
         self._wake.set()
 
     def _send(self) -> None:
@@ -164,7 +168,7 @@ class Publisher:
             self._wake.wait(1.0)
             self._wake.clear()
             while self.queue and self.client.is_connected():
-                self.client.publish(f"{self.topic}/state", self.queue.popleft(), qos=0)
+                self.client.publish(*self.queue.popleft(), qos=0)
                 self.published += 1
 
     def stats(self) -> dict:
@@ -212,34 +216,48 @@ def state(result: Result) -> dict:
     return result.as_dict()
 
 
-def discovery_configs(prefix: str, topic: str, device_id: str, model_name: str) -> list[tuple[str, dict]]:
-    """Home Assistant's retained discovery messages: two sensors and a binary sensor, grouped as one device."""
+def state_topic(prefix: str, camera: str, region: str) -> str:
+    return f"{prefix}/{camera}/{region}/state"
+
+
+def discovery_configs(
+    prefix: str, topic: str, device_id: str, regions: list[tuple[str, str, str]]
+) -> list[tuple[str, dict]]:
+    """Home Assistant's retained discovery messages: one device per camera; per region two sensors and a binary
+    sensor, named after the region."""
     if not prefix:
         return []
-    device = {
-        "identifiers": [f"edgetl_{device_id}"],
-        "name": f"edgetl {device_id}",
-        "model": model_name,
-        "manufacturer": "edgetl",
-        "sw_version": edgetl.__version__,
-    }
-    common = {
-        "state_topic": f"{topic}/state",
-        "availability_topic": f"{topic}/availability",
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "device": device,
-    }
-    entities = {
-        ("sensor", "decision"): {"name": "Decision", "value_template": "{{ value_json.decision }}",
-                                 "json_attributes_topic": f"{topic}/state", "icon": "mdi:eye"},
-        ("sensor", "confidence"): {"name": "Confidence", "unit_of_measurement": "%", "state_class": "measurement",
-                                   "value_template": "{{ (value_json.scores[0] * 100) | round(1) }}"},
-        ("binary_sensor", "unknown"): {"name": "Unknown scene", "payload_on": "ON", "payload_off": "OFF",
-                                       "value_template": "{{ 'ON' if value_json.decision == 'unknown' else 'OFF' }}"},
-    }  # fmt: skip
-    return [
-        (f"{prefix}/{component}/edgetl_{device_id}/{name}/config",
-         {**common, **entity, "unique_id": f"edgetl_{device_id}_{name}"})
-        for (component, name), entity in entities.items()
-    ]  # fmt: skip
+    configs = []
+    for camera, region, model_name in regions:
+        device = {
+            "identifiers": [f"edgetl_{device_id}_{camera}"],
+            "name": f"edgetl {device_id} {camera}",
+            "model": model_name,
+            "manufacturer": "edgetl",
+            "sw_version": edgetl.__version__,
+        }
+        state_at = state_topic(topic, camera, region)
+        common = {
+            "state_topic": state_at,
+            "availability_topic": f"{topic}/availability",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        }
+        entities = {
+            ("sensor", "decision"): {"name": f"{region} decision", "value_template": "{{ value_json.decision }}",
+                                     "json_attributes_topic": state_at, "icon": "mdi:eye"},
+            ("sensor", "confidence"): {"name": f"{region} confidence", "unit_of_measurement": "%",
+                                       "state_class": "measurement",
+                                       "value_template": "{{ (value_json.scores[0] * 100) | round(1) }}"},
+            ("binary_sensor", "unknown"): {"name": f"{region} unknown scene", "payload_on": "ON", "payload_off": "OFF",
+                                           "value_template":
+                                               "{{ 'ON' if value_json.decision == 'unknown' else 'OFF' }}"},
+        }  # fmt: skip
+        node = f"edgetl_{device_id}_{camera}"
+        configs += [
+            (f"{prefix}/{component}/{node}/{region}_{name}/config",
+             {**common, **entity, "unique_id": f"{node}_{region}_{name}"})
+            for (component, name), entity in entities.items()
+        ]  # fmt: skip
+    return configs

@@ -72,10 +72,14 @@ class Result:
     age_ms: float = 0.0  # capture → result
     model: str = ""  # the first 16 hex digits of the model file's SHA-256: which model said this
     model_version: str = ""  # the run it came from (its model card), "" when the card does not say
+    camera: str = ""  # which camera of the device (the command line's one: "camera")
+    region: str = ""  # which region of that camera (the command line's one: "frame")
 
     def as_dict(self) -> dict:
         return {
             "time": round(self.time, 3),
+            "camera": self.camera,
+            "region": self.region,
             "frame": self.frame,
             "model": self.model,
             "model_version": self.model_version,

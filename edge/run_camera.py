@@ -1,9 +1,9 @@
-"""`edgetl camera` wired together: capture thread, inference loop, and what each result feeds.
+"""`edgetl camera` wired together: a device's cameras and regions on the runtime, and what each result feeds.
 
-`camera.run_camera` is the loop. Everything a result feeds (the window, the web page and its telemetry, MQTT,
+`runtime.Runtime` is the loop. Everything a result feeds (the windows, the web page and its telemetry, MQTT,
 keeping, systemd, a status line every two seconds) is a `ResultConsumer` (edge/result.py): one `on_result`
-call per result, one `close` at the end, held in an ExitStack so that however the run ends each is closed,
-in the reverse order of opening.
+call per result, from the results thread, one `close` at the end, held in an ExitStack so that however the
+run ends each is closed, in the reverse order of opening.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from pathlib import Path
 from rich.console import Console
 
 from edgetl.edge.auth import Credentials
-from edgetl.edge.camera import CameraOptions, ResultLines, RunStats, print_summary, run_camera
+from edgetl.edge.camera import CameraOptions, ResultLines, print_summary
 from edgetl.edge.capture import Capture, Frame, SourceSpec
 from edgetl.edge.classifier import Classifier
+from edgetl.edge.device_file import DeviceSpec
 from edgetl.edge.hot_swap import ModelSlot
-from edgetl.edge.keep import Keeper, KeepOptions
-from edgetl.edge.mqtt import MqttOptions
+from edgetl.edge.keep import Keeper
 from edgetl.edge.result import Result, ResultConsumer
-from edgetl.edge.roi import Region
+from edgetl.edge.runtime import CameraRun, RegionRun, Runtime
 from edgetl.edge.telemetry import SystemdNotifier, Telemetry
+from edgetl.errors import EdgetlError
 from edgetl.interrupt import StopFlag
 from edgetl.latency import camera_threads
 from edgetl.rundir import check_results_file, refuse_existing
@@ -40,19 +41,17 @@ def default_threads() -> int:
 
 
 def run_live(
-    classifier: Classifier,
+    device: DeviceSpec,
     options: CameraOptions,
     threads: int,
+    load: Callable[[Path], Classifier],
     console: Console,
     err: Console,
-    keep: KeepOptions | None = None,
-    reload: Callable[[Path], Classifier] | None = None,
     auth: Credentials | None = None,
-    mqtt: MqttOptions | None = None,
 ) -> int:
-    """Classify the source until it ends, a limit is reached or a signal stops it.
+    """Classify every camera of the device until each has ended, a limit is reached or a signal stops it.
 
-    Returns the exit code: 0; 2 when the source gave no frame at all, 1 when it failed later; 128 + the signal's
+    Returns the exit code: 0; 2 when a source gave no frame at all, 1 when one failed later; 128 + the signal's
     number when one stopped it (130 for Ctrl-C, 143 for SIGTERM), after the summary and complete JSON lines.
     """
     json_path = None if options.json in (None, "-") else Path(options.json)
@@ -60,69 +59,111 @@ def run_live(
         refuse_existing(json_path, "choose another --json file", force=options.force)
         check_results_file(json_path, "--json")
     status = err if options.json == "-" else console  # keep stdout pure JSON when it carries the results
-    stats, stop = RunStats(), StopFlag()
+    stop = StopFlag()
     with ExitStack() as stack:
-        capture = Capture(
-            SourceSpec(options.source),
-            loop=options.loop,
-            realtime=options.realtime,
-            max_reconnects=options.max_reconnects,
-            prepare=_preparation(classifier, options.region),  # in the capture thread: overlaps the previous inference
-        )
+        slots = _slots(device, load, status, stack)
+        cameras = [_camera(device, spec, slots, options, stack) for spec in device.cameras]
+        regions = [region for camera in cameras for region in camera.regions]
         consumers: list[ResultConsumer] = [stack.enter_context(closing(SystemdNotifier()))]
-        stack.callback(capture.close)  # closed before the consumers below: no frame comes after this
         sink = stack.enter_context(closing(ResultLines(options.json))) if options.json else None
-        slot = stack.enter_context(closing(ModelSlot(classifier, reload, log=status.print))) if reload else None
-        keeper = None
-        if keep and keep.keep:
-            keeper = stack.enter_context(closing(Keeper(keep, options.source, status.print, options.region)))
-            consumers.append(keeper)
+        keepers = _keepers(cameras, status, stack)
         publisher = None
-        if mqtt is not None and mqtt.mqtt:
+        if device.mqtt.mqtt:
             from edgetl.edge.mqtt import Publisher
 
-            publisher = stack.enter_context(closing(Publisher(mqtt, classifier.path.name, log=status.print)))
+            names = [(region.camera, region.name, region.slot.current.path.name) for region in regions]
+            publisher = stack.enter_context(closing(Publisher(device.mqtt, names, log=status.print)))
             consumers.append(publisher)
 
         def summary() -> dict:
-            running = slot.current if slot else classifier
-            extra = {"keep": keeper.stats.as_dict()} if keeper else {}
-            extra |= {"model_update": slot.status.as_dict()} if slot else {}
-            extra |= {"mqtt": publisher.stats()} if publisher else {}
-            return stats.summary(capture, running, threads) | extra
+            extra = {"mqtt": publisher.stats()} if publisher else {}
+            extra |= {"model_update": {slot.path.name: slot.status.as_dict() for slot in slots.values()}}
+            return _summary(cameras, keepers, threads) | extra
 
-        if options.serve:
-            consumers.append(
-                stack.enter_context(closing(PageFeed(options.serve, auth, summary, stats, options, status, err)))
-            )
+        if device.serve:
+            consumers.append(stack.enter_context(closing(PageFeed(device, cameras, auth, summary, status, err))))
         if _window_wanted(options):
-            consumers.append(stack.enter_context(closing(Window(stats, stop, options.region))))
-        consumers.append(StatusLine(status, stats))
+            consumers.append(stack.enter_context(closing(Window(cameras, stop))))
+        consumers.append(StatusLine(status, regions))
 
-        def on_result(result: Result, frame: Frame) -> None:
+        def on_result(result: Result, frame: Frame) -> bool:
+            if sink is not None and not sink.write(result.as_dict()):
+                return False  # its error ends the run: results no one can read are not worth computing
+            keeper = keepers.get((result.camera, result.region))
+            if keeper is not None:
+                keeper.on_result(result, frame)
             for consumer in consumers:
                 consumer.on_result(result, frame)
+            return True
 
+        runtime = Runtime(cameras, on_result, duration=options.duration, stop=stop)
         with stop:
-            run_camera(
-                classifier, capture, options, on_result=on_result, json_out=sink, stop=stop, stats=stats, slot=slot
-            )
-    error = capture.error or (sink.error if sink else None)
-    print_summary(summary(), status, stopped_by=stop.signal, error=error)
-    if options.serve and capture.ended:  # not when --duration, --max-frames or a signal ended it
+            runtime.run()
+    return _report(summary(), cameras, device, stop, runtime.error or (sink.error if sink else None), status, err)
+
+
+def _slots(device: DeviceSpec, load, status: Console, stack: ExitStack) -> dict[Path, ModelSlot]:
+    """One interpreter per distinct model file, shared by the regions naming it; each watched for updates."""
+    slots: dict[Path, ModelSlot] = {}
+    for _, region in device.regions:
+        key = region.model.resolve()
+        if key not in slots:
+            classifier = load(region.model)
+            for warning in classifier.warnings:
+                status.print(f"[yellow]warning:[/] {for_console(warning)}")
+            slots[key] = stack.enter_context(closing(ModelSlot(classifier, load, log=status.print)))
+    return slots
+
+
+def _camera(device, spec, slots, options: CameraOptions, stack: ExitStack) -> CameraRun:
+    regions = [RegionRun(spec.name, region, slots[region.model.resolve()]) for region in spec.regions]
+    try:
+        capture = Capture(
+            SourceSpec(spec.source), loop=spec.loop, realtime=spec.realtime, max_reconnects=spec.max_reconnects
+        )
+    except EdgetlError as error:
+        if device.single:
+            raise
+        raise EdgetlError(f"Camera {spec.name}: {error.message}", error.hint) from None
+    stack.callback(capture.close)  # closed before the consumers opened later: no frame comes after this
+    return CameraRun(spec, capture, regions, options.max_frames)
+
+
+def _keepers(cameras: list[CameraRun], status: Console, stack: ExitStack) -> dict[tuple[str, str], Keeper]:
+    keepers = {}
+    for camera in cameras:
+        for region in camera.regions:
+            if region.spec.keep.keep is not None:
+                keeper = Keeper(region.spec.keep, camera.spec.source, status.print, region.spec.roi)
+                keepers[camera.name, region.name] = stack.enter_context(closing(keeper))
+    return keepers
+
+
+def _summary(cameras: list[CameraRun], keepers: dict, threads: int) -> dict:
+    summaries = []
+    for camera in cameras:
+        entry = camera.summary()
+        for region in entry["regions"]:
+            keeper = keepers.get((camera.name, region["name"]))
+            if keeper is not None:
+                region["keep"] = keeper.stats.as_dict()
+        summaries.append(entry)
+    return {"threads": threads, "cameras": summaries}
+
+
+def _report(summary: dict, cameras: list[CameraRun], device: DeviceSpec, stop: StopFlag, error, status, err) -> int:
+    """The summary, then the exit code: a signal's, else the worst camera's (2: no frame at all; 1: failed)."""
+    print_summary(summary, status, stopped_by=stop.signal, error=error)
+    if device.serve and all(camera.capture.ended for camera in cameras):  # not a limit or a signal: the files
         status.print("The video file ended, and the web page with it: add --loop --realtime to keep serving it.")
     if stop.exit_code is not None:
         return stop.exit_code
-    if capture.error:  # no frame at all: the source given is wrong (2); one that failed mid-run: 1
-        return 2 if capture.stats.captured == 0 else 1
-    return 1 if error else 0
-
-
-def _preparation(classifier: Classifier, region: Region | None) -> Callable:
-    """Frame → model input, run in the capture thread: the region's pixels (a view), resized and converted."""
-    if region is None:
-        return classifier.prepare_bgr
-    return lambda frame: classifier.prepare_bgr(region.crop(frame))
+    codes = [2 if camera.capture.stats.captured == 0 else 1 for camera in cameras if camera.capture.error]
+    for camera in cameras:  # on stderr, as every error: stdout may carry the JSON lines
+        if camera.capture.error:
+            named = f"camera {camera.name}: " if len(cameras) > 1 else ""
+            err.print(f"[bold red]error:[/] {named}{for_console(camera.capture.error)}")
+    return max(codes, default=1 if error else 0)
 
 
 def _window_wanted(options: CameraOptions) -> bool:
@@ -133,38 +174,45 @@ def _window_wanted(options: CameraOptions) -> bool:
 
 
 class PageFeed:
-    """`--serve`: the page's state and telemetry, fed one result at a time; its server."""
+    """`--serve` (or the file's [serve]): one page for every camera, and the telemetry; its server."""
 
-    def __init__(self, address: str, auth, summary, stats: RunStats, options: CameraOptions, status, err) -> None:
+    def __init__(self, device: DeviceSpec, cameras: list[CameraRun], auth, summary, status, err) -> None:
         from edgetl.edge.serve import LiveState, announce, start_server
 
-        self.state, self.stats = LiveState(), stats
-        self.state.region = options.region
-        self.server = start_server(address, self.state, credentials=auth)
-        announce(self.server, status, "", "sees the camera", warn_to=err)
-        self.state.summary, self.state.telemetry = summary, Telemetry(summary, options.stall)  # per request
+        self.states = {camera.name: LiveState({r.name: r.spec.roi for r in camera.regions}) for camera in cameras}
+        self.fps = {(camera.name, region.name): region.stats for camera in cameras for region in camera.regions}
+        self.telemetry = Telemetry(summary, device.stall)
+        self.server = start_server(
+            device.serve, self.states, credentials=auth, summary=summary, telemetry=self.telemetry
+        )
+        announce(self.server, status, "", "sees the cameras", warn_to=err)
 
     def on_result(self, result: Result, frame: Frame) -> None:
-        self.state.telemetry.record(result)
-        self.state.update(result, frame, {"fps": self.stats.fps})
+        self.telemetry.record(result)
+        self.states[result.camera].update(result, frame, self.fps[result.camera, result.region].fps)
 
     def close(self) -> None:
-        self.state.close()
+        for state in self.states.values():
+            state.close()
         self.server.shutdown()
 
 
 class Window:
-    """The on-screen overlay; q or Esc stops the camera."""
+    """An on-screen overlay per camera; q or Esc stops the device."""
 
-    def __init__(self, stats: RunStats, stop: StopFlag, region: Region | None) -> None:
-        self.stats, self.stop, self.region = stats, stop, region
+    def __init__(self, cameras: list[CameraRun], stop: StopFlag) -> None:
+        from edgetl.edge.serve import LiveState
+
+        self.stop = stop
+        self.states = {camera.name: LiveState({r.name: r.spec.roi for r in camera.regions}, encode=False)
+                       for camera in cameras}  # fmt: skip
 
     def on_result(self, result: Result, frame: Frame) -> None:
         import cv2
 
-        from edgetl.edge.serve import draw_overlay
-
-        cv2.imshow("edgetl", draw_overlay(frame.image, result, self.stats.fps, self.region))
+        state = self.states[result.camera]
+        state.update(result, frame, 0.0)
+        cv2.imshow(f"edgetl {result.camera}", state.overlay())
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stop.event.set()
 
@@ -177,15 +225,19 @@ class Window:
 class StatusLine:
     """A line every STATUS_EVERY_S: the newest result, the rate and the inference time."""
 
-    def __init__(self, status: Console, stats: RunStats) -> None:
-        self.status, self.stats, self.last = status, stats, 0.0
+    def __init__(self, status: Console, regions: list[RegionRun]) -> None:
+        self.status, self.last = status, 0.0
+        self.stats = {(region.camera, region.name): region.stats for region in regions}
+        self.named = len(regions) > 1
 
     def on_result(self, result: Result, frame: Frame) -> None:
         if time.monotonic() - self.last > STATUS_EVERY_S:
             self.last = time.monotonic()
             best = result.prediction.best
+            where = f"{result.camera}/{result.region} " if self.named else ""
+            fps = self.stats[result.camera, result.region].fps
             self.status.print(
-                f"frame {result.frame}: {for_console(best.label)} {best.score:.2f} · {self.stats.fps:.1f} FPS · "
+                f"{where}frame {result.frame}: {for_console(best.label)} {best.score:.2f} · {fps:.1f} FPS · "
                 f"inference {result.latency_ms['inference']:.1f} ms · age {result.age_ms:.0f} ms"
             )
 

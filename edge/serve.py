@@ -18,6 +18,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import cv2
 import numpy as np
@@ -37,25 +38,41 @@ SECURITY_HEADERS = {  # no inline script or style at all: the pages are files (e
 }
 
 
-def draw_overlay(image: np.ndarray, result: Result | None, fps: float, region: Region | None = None) -> np.ndarray:
-    """A copy of the BGR frame with the region of interest drawn and the top predictions and FPS written on it."""
+Shown = tuple[str, Region | None, Result | None]  # a region's name, rectangle (None: the whole frame), newest result
+
+
+def draw_overlay(image: np.ndarray, shown: list[Shown], fps: float) -> np.ndarray:
+    """A copy of the BGR frame with each region drawn and its newest decision written on it; one region's result
+    gets its top-k, the rate, inference time and model, as the single-camera overlay always had."""
     canvas = image.copy()
-    if region is not None:
-        region.draw(canvas)
-    if result is None:
-        return canvas
     scale = max(canvas.shape[1] / 640, 0.5)
-    prediction = result.prediction
-    lines = [f"{entry.label} {entry.score:.0%}" for entry in prediction.top]
-    if prediction.decision != prediction.best.label:  # "unknown" or "unsure" above the model's own guesses
-        lines.insert(0, prediction.decision)
-    run = f" ({result.model_version.split()[0]})" if result.model_version.strip() else ""  # the run's folder name
-    lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms  model {result.model[:8]}{run}")
-    for row, text in enumerate(lines):
-        origin = (int(10 * scale), int((30 + 28 * row) * scale))
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0), int(4 * scale) + 1)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), int(2 * scale))
+    for _, region, _ in shown:
+        if region is not None:
+            region.draw(canvas)
+    if len(shown) == 1 and shown[0][2] is not None:
+        result = shown[0][2]
+        prediction = result.prediction
+        lines = [f"{entry.label} {entry.score:.0%}" for entry in prediction.top]
+        if prediction.decision != prediction.best.label:  # "unknown" or "unsure" above the model's own guesses
+            lines.insert(0, prediction.decision)
+        run = f" ({result.model_version.split()[0]})" if result.model_version.strip() else ""  # the run's folder
+        lines.append(f"{fps:.1f} FPS  {result.latency_ms['inference']:.0f} ms  model {result.model[:8]}{run}")
+        for row, text in enumerate(lines):
+            _write(canvas, text, (int(10 * scale), int((30 + 28 * row) * scale)), scale)
+        return canvas
+    for row, (name, region, result) in enumerate(shown):
+        if result is None:
+            continue
+        left, top = region.box(canvas.shape[1], canvas.shape[0])[:2] if region else (0, int(28 * row * scale))
+        text = f"{name}: {result.prediction.decision} {result.prediction.best.score:.0%}"
+        _write(canvas, text, (left + int(6 * scale), top + int(24 * scale)), scale * 0.8)
     return canvas
+
+
+def _write(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    """White text with a black outline: readable on light and dark scenes alike."""
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0), int(4 * scale) + 1)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (255, 255, 255), int(2 * scale))
 
 
 STREAM_FPS = 15.0  # JPEGs a second sent to the viewers: smooth to watch, and a fixed cost however many watch
@@ -67,34 +84,51 @@ REQUEST_SECONDS = 20  # a request (line, headers and body) must arrive within th
 
 
 class LiveState:
-    """The newest frame, result and stats, shared between the inference loop and the web clients.
+    """One camera's newest frame and its regions' newest results, shared between the results thread and the web
+    clients.
 
     One thread encodes the newest frame with its overlay, at most STREAM_FPS times a second and only while
     someone watches, and every viewer sends that same JPEG: the stream's cost does not grow with its viewers,
     so they cannot slow inference down.
     """
 
-    def __init__(self, max_viewers: int = MAX_VIEWERS) -> None:
+    def __init__(
+        self, regions: dict[str, Region | None] | None = None, max_viewers: int = MAX_VIEWERS, encode: bool = True
+    ) -> None:
+        """`regions`: each region's name and rectangle (None: the whole frame), drawn on the stream in this
+        order; `encode=False` for a state that is only drawn (the on-screen window), never streamed."""
         lock = threading.Lock()
         # Two conditions on one lock: a result (hundreds a second) wakes only the encoder; a new JPEG (at most
         # STREAM_FPS a second) wakes the viewers. Waking every viewer per result cost inference ~10 %.
         self.condition = threading.Condition(lock)
         self.jpeg_ready = threading.Condition(lock)
         self.frame: Frame | None = None
-        self.result: Result | None = None
-        self.stats: dict = {}
+        self.regions = dict(regions or {})
+        self.results: dict[str, Result] = {}  # by region name: the newest of each
+        self.fps = 0.0
         self.closed = False
         self.jpeg: tuple[int, bytes] = (0, b"")  # (frame number, JPEG) that every viewer sends
         self.viewers, self.max_viewers = 0, max_viewers
-        self.telemetry = None  # edge/telemetry.py's Telemetry: /metrics and /healthz (the camera sets it)
-        self.summary: Callable[[], dict] | None = None  # the run's stats for /stats, computed only when asked
-        self.region: Region | None = None  # drawn on the stream: the part of the frame the model is asked about
-        threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
+        if encode:
+            threading.Thread(target=self._encode, name="edgetl-jpeg", daemon=True).start()
 
-    def update(self, result: Result, frame: Frame, stats: dict) -> None:
+    def update(self, result: Result | None, frame: Frame, fps: float) -> None:
         with self.condition:
-            self.frame, self.result, self.stats = frame, result, stats
+            self.frame, self.fps = frame, fps
+            if result is not None:
+                self.results[result.region] = result
             self.condition.notify_all()
+
+    def overlay(self) -> np.ndarray:
+        """The newest frame with every region and its newest result drawn (drawn outside the lock)."""
+        with self.condition:
+            frame, fps, results = self.frame, self.fps, dict(self.results)
+        return draw_overlay(frame.image, [(name, roi, results.get(name)) for name, roi in self.regions.items()], fps)
+
+    def latest(self) -> dict[str, dict]:
+        """Each region's newest result in the one result shape."""
+        with self.condition:
+            return {name: result.as_dict() for name, result in self.results.items()}
 
     def close(self) -> None:
         with self.condition:
@@ -131,14 +165,12 @@ class LiveState:
                 self.condition.wait_for(lambda: self.closed or self._new_frame_for_viewers(encoded))  # noqa: B023
                 if self.closed:
                     return
-                frame, result, fps = self.frame, self.result, self.stats.get("fps", 0.0)
-            ok, data = cv2.imencode(
-                ".jpg", draw_overlay(frame.image, result, fps, self.region), [cv2.IMWRITE_JPEG_QUALITY, 80]
-            )
-            encoded = frame.number
+                number = self.frame.number
+            ok, data = cv2.imencode(".jpg", self.overlay(), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            encoded = number
             if ok:
                 with self.jpeg_ready:
-                    self.jpeg = (frame.number, data.tobytes())
+                    self.jpeg = (number, data.tobytes())
                     self.jpeg_ready.notify_all()
             time.sleep(1 / STREAM_FPS)
 
@@ -239,8 +271,8 @@ class LiveHandler(BaseHTTPRequestHandler):
         if 0 < (length := self._content_length()) <= MAX_DRAIN:
             self.rfile.read(length)
 
-    def stream(self) -> None:
-        state = self.state
+    def stream(self, state: LiveState | None = None) -> None:
+        state = state or self.state
         if not state.join():
             self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, f"At most {state.max_viewers} viewers at once")
             return
@@ -260,32 +292,45 @@ class LiveHandler(BaseHTTPRequestHandler):
             state.leave()
 
 
-def _handler(live: LiveState) -> type[BaseHTTPRequestHandler]:
+def _handler(states: dict[str, LiveState], summary: Callable[[], dict], telemetry) -> type[LiveHandler]:
+    """The camera page: every camera's stream (`/stream.mjpg?camera=NAME`, the first by default), `/stats` with
+    each region's newest result, `/metrics` and `/healthz`."""
+    first = next(iter(states.values()))
+
     class Handler(LiveHandler):
-        state, page = live, "camera"
+        state, page = first, "camera"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.send_static(self.path.split("?")[0]):
+            path, _, query = self.path.partition("?")
+            if self.send_static(path):
                 return
-            if self.path.startswith("/stats"):
-                summary = live.summary() if live.summary else {}  # outside the lock: inference never waits on it
-                with live.condition:
-                    body = {**summary, **live.stats, "result": live.result.as_dict() if live.result else None}
-                self.send_json(body)
-            elif self.path.startswith("/stream.mjpg"):
-                self.stream()
-            elif self.path in ("/metrics", "/healthz") and live.telemetry is None:
-                self.send_json({"status": "starting"}, HTTPStatus.SERVICE_UNAVAILABLE)  # the camera is opening
-            elif self.path == "/metrics":
-                self.send_body(live.telemetry.page().encode(), "text/plain; version=0.0.4; charset=utf-8")
-            elif self.path == "/healthz":
-                healthy, quiet = live.telemetry.healthy()
-                status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
-                self.send_json(
-                    {"status": "ok" if healthy else "stalled", "seconds_since_result": round(quiet, 2)}, status
-                )
+            if path == "/stats":
+                self.send_json(self.stats())
+            elif path == "/stream.mjpg":
+                wanted = parse_qs(query).get("camera", [None])[0]
+                if wanted is not None and wanted not in states:
+                    self.send_error(HTTPStatus.NOT_FOUND, "No such camera")
+                    return
+                self.stream(states[wanted] if wanted else first)
+            elif path == "/metrics":
+                self.send_body(telemetry.page().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
+                health = telemetry.health()
+                self.send_json(health, HTTPStatus.OK if health["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE)
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
+
+        def stats(self) -> dict:
+            """The run's summary (computed outside every lock: inference never waits on it), each camera's rate
+            and each region's newest result."""
+            body = summary()
+            for camera in body["cameras"]:
+                state = states[camera["name"]]
+                camera["fps"] = state.fps
+                newest = state.latest()
+                for region in camera["regions"]:
+                    region["result"] = newest.get(region["name"])
+            return body
 
     return Handler
 
@@ -359,14 +404,16 @@ class _Server(ThreadingHTTPServer):
 
 def start_server(
     address: str,
-    state: LiveState | None,
+    states: dict[str, LiveState] | None = None,
     handler: type[LiveHandler] | None = None,
     credentials: Credentials | None = None,
+    summary: Callable[[], dict] | None = None,
+    telemetry=None,
 ) -> ThreadingHTTPServer:
-    """Serve `handler`'s page (by default the camera's, showing `state`) on HOST:PORT from a background thread;
-    with `credentials`, only to requests that carry them."""
+    """Serve `handler`'s page (by default the camera's: `states` by camera, with the run's `summary` and
+    `telemetry`) on HOST:PORT from a background thread; with `credentials`, only to requests that carry them."""
     host, port = parse_address(address)
-    handler = handler or _handler(state)
+    handler = handler or _handler(states, summary, telemetry)
     handler.credentials = credentials
     try:
         server = _Server((host, port), handler)

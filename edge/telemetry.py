@@ -50,20 +50,17 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-class Telemetry:
-    """Counters and histograms of the camera's results, and the page that shows them."""
+class RegionCounters:
+    """One region's results: counted by decision, timed by stage."""
 
-    def __init__(self, stats: Callable[[], dict], stall_s: float) -> None:
-        self.stats, self.stall_s = stats, stall_s  # `stats`: the run's summary (capture, model, keep)
+    def __init__(self) -> None:
         self.results = 0
         self.decisions: dict[str, int] = {}
         self.stages: dict[str, Histogram] = {}
         self.age = Histogram(AGE_BUCKETS_MS)
-        self.last_result = time.monotonic()  # a fresh camera gets `stall_s` to produce its first result
 
     def record(self, result: Result) -> None:
         self.results += 1
-        self.last_result = time.monotonic()
         decision = result.prediction.decision
         kind = decision if decision in ("unknown", "unsure") else "class"
         self.decisions[kind] = self.decisions.get(kind, 0) + 1
@@ -71,62 +68,97 @@ class Telemetry:
             self.stages.setdefault(stage, Histogram(STAGE_BUCKETS_MS)).observe(ms)
         self.age.observe(result.age_ms)
 
-    def healthy(self) -> tuple[bool, float]:
-        """(results still flowing, seconds since the last one)."""
-        quiet = time.monotonic() - self.last_result
-        return quiet <= self.stall_s, quiet
+
+CAMERA_COUNTERS = {  # per camera, from the run's summary: name → (help, key)
+    "frames_captured": ("Frames the source delivered.", "frames_captured"),
+    "frames_dropped": ("Frames replaced by a newer one before inference.", "frames_dropped"),
+    "corrupt_frames": ("Frames the source delivered damaged.", "corrupt_frames"),
+    "reconnects": ("Times a dropped stream was reopened.", "reconnects"),
+}
+
+
+class Telemetry:
+    """Counters and histograms of every region's results (labels `camera` and `region`), and the page."""
+
+    def __init__(self, stats: Callable[[], dict], stall_s: float) -> None:
+        self.stats, self.stall_s = stats, stall_s  # `stats`: the run's summary (cameras, regions, keep, mqtt)
+        self.regions: dict[tuple[str, str], RegionCounters] = {}
+        self.last_result: dict[str, float] = {}  # by camera
+        self.started = time.monotonic()  # a fresh camera gets `stall_s` to produce its first result
+
+    def record(self, result: Result) -> None:
+        self.last_result[result.camera] = time.monotonic()
+        key = (result.camera, result.region)
+        if key not in self.regions:
+            self.regions[key] = RegionCounters()
+        self.regions[key].record(result)
+
+    def health(self) -> dict:
+        """Per camera: "ok" while results flow, "stalled" when none came for `stall_s`, "ended" for a file that
+        played to its end or a source that failed for good. Overall "ok" while every camera not ended is."""
+        now, cameras = time.monotonic(), {}
+        for camera in self.stats()["cameras"]:
+            quiet = now - self.last_result.get(camera["name"], self.started)
+            state = "ended" if camera["ended"] else ("ok" if quiet <= self.stall_s else "stalled")
+            cameras[camera["name"]] = {"status": state, "seconds_since_result": round(quiet, 2)}
+            if camera["error"]:
+                cameras[camera["name"]]["error"] = camera["error"]
+        running = [c for c in cameras.values() if c["status"] != "ended"]
+        overall = "ok" if running and all(c["status"] == "ok" for c in running) else "stalled"
+        return {"status": overall, "cameras": cameras}
 
     def page(self) -> str:
         summary = self.stats()
-        lines = [
-            "# HELP edgetl_results_total Results the camera loop produced.",
-            "# TYPE edgetl_results_total counter",
-            f"edgetl_results_total {self.results}",
-            "# HELP edgetl_decisions_total Results by decision: a class, unknown or unsure.",
-            "# TYPE edgetl_decisions_total counter",
-            *(f'edgetl_decisions_total{{decision="{k}"}} {v}' for k, v in sorted(self.decisions.items())),
-            "# HELP edgetl_stage_latency_ms Time per result in each stage, milliseconds.",
-            "# TYPE edgetl_stage_latency_ms histogram",
-        ]
-        for stage, histogram in sorted(self.stages.items()):
-            lines += histogram.lines("edgetl_stage_latency_ms", f'stage="{stage}",')
-        lines += ["# HELP edgetl_frame_age_ms Capture to result, milliseconds.", "# TYPE edgetl_frame_age_ms histogram"]
-        lines += self.age.lines("edgetl_frame_age_ms")
+        lines = _help("results_total", "Results per region.", "counter")
+        for (camera, region), counters in sorted(self.regions.items()):
+            lines.append(f"edgetl_results_total{{{_labels(camera, region)}}} {counters.results}")
+        lines += _help("decisions_total", "Results by decision: a class, unknown or unsure.", "counter")
+        for (camera, region), counters in sorted(self.regions.items()):
+            for kind, count in sorted(counters.decisions.items()):
+                lines.append(f'edgetl_decisions_total{{{_labels(camera, region)},decision="{kind}"}} {count}')
+        lines += _help("stage_latency_ms", "Time per result in each stage, milliseconds.", "histogram")
+        for (camera, region), counters in sorted(self.regions.items()):
+            for stage, histogram in sorted(counters.stages.items()):
+                lines += histogram.lines("edgetl_stage_latency_ms", f'{_labels(camera, region)},stage="{stage}",')
+        lines += _help("frame_age_ms", "Capture to result, milliseconds.", "histogram")
+        for (camera, region), counters in sorted(self.regions.items()):
+            lines += counters.age.lines("edgetl_frame_age_ms", f"{_labels(camera, region)},")
+        for name, (text, key) in CAMERA_COUNTERS.items():
+            lines += _help(f"{name}_total", text, "counter")
+            lines += [f'edgetl_{name}_total{{camera="{_escape(c["name"])}"}} {c[key]}' for c in summary["cameras"]]
+        lines += _help("model_info", "The model each region runs now.", "gauge")
+        for camera in summary["cameras"]:
+            for region in camera["regions"]:
+                model = f'file="{_escape(region["model"])}",sha256="{region["model_sha256"]}"'
+                model += f',version="{_escape(region["model_version"])}"'
+                lines.append(f"edgetl_model_info{{{_labels(camera['name'], region['name'])},{model}}} 1")
+        kept = sum(r.get("keep", {}).get("kept", 0) for c in summary["cameras"] for r in c["regions"])
         counters = {
-            "frames_captured": ("Frames the source delivered.", summary.get("frames_captured", 0)),
-            "frames_dropped": ("Frames replaced by a newer one before inference.", summary.get("frames_dropped", 0)),
-            "corrupt_frames": ("Frames the source delivered damaged.", summary.get("corrupt_frames", 0)),
-            "reconnects": ("Times a dropped stream was reopened.", summary.get("reconnects", 0)),
-            "model_updates": (
-                "New model files taken while running.",
-                summary.get("model_update", {}).get("updates", 0),
-            ),
-            "kept_frames": ("Frames kept for labelling (--keep).", summary.get("keep", {}).get("kept", 0)),
+            "model_updates": ("New model files taken while running.",
+                              sum(u["updates"] for u in summary.get("model_update", {}).values())),
+            "kept_frames": ("Frames kept for labelling (--keep).", kept),
             "mqtt_published": ("States published to MQTT.", summary.get("mqtt", {}).get("published", 0)),
             "mqtt_dropped": ("States dropped while the broker was away.", summary.get("mqtt", {}).get("dropped", 0)),
-        }
+        }  # fmt: skip
         for name, (text, value) in counters.items():
-            lines += [f"# HELP edgetl_{name}_total {text}", f"# TYPE edgetl_{name}_total counter"]
-            lines.append(f"edgetl_{name}_total {value}")
-        model = f'file="{_escape(str(summary.get("model", "")))}",sha256="{summary.get("model_sha256", "")}"'
-        model += f',version="{_escape(str(summary.get("model_version", "")))}"'
-        lines += ["# HELP edgetl_model_info The model running now.", "# TYPE edgetl_model_info gauge"]
-        lines.append(f"edgetl_model_info{{{model}}} 1")
+            lines += [*_help(f"{name}_total", text, "counter"), f"edgetl_{name}_total {value}"]
         throttled = pi_throttled()
         if throttled is not None:
-            lines += [
-                "# HELP edgetl_throttled Raspberry Pi throttling flags (vcgencmd get_throttled; 0 = never throttled).",
-                "# TYPE edgetl_throttled gauge",
-                f"edgetl_throttled {throttled}",
-            ]
+            text = "Raspberry Pi throttling flags (vcgencmd get_throttled; 0 = never throttled)."
+            lines += [*_help("throttled", text, "gauge"), f"edgetl_throttled {throttled}"]
         temperature = cpu_temperature()
         if temperature is not None:
-            lines += [
-                "# HELP edgetl_cpu_temperature_celsius SoC temperature.",
-                "# TYPE edgetl_cpu_temperature_celsius gauge",
-            ]
+            lines += [*_help("cpu_temperature_celsius", "SoC temperature.", "gauge")]
             lines.append(f"edgetl_cpu_temperature_celsius {temperature:.1f}")
         return "\n".join(lines) + "\n"
+
+
+def _help(name: str, text: str, kind: str) -> list[str]:
+    return [f"# HELP edgetl_{name} {text}", f"# TYPE edgetl_{name} {kind}"]
+
+
+def _labels(camera: str, region: str) -> str:
+    return f'camera="{_escape(camera)}",region="{_escape(region)}"'
 
 
 def cpu_temperature(zone: Path = Path("/sys/class/thermal/thermal_zone0/temp")) -> float | None:

@@ -118,7 +118,10 @@ K, KO, M = CameraOptions, KeepOptions, MqttOptions
 
 @app.command()
 def camera(
-    model: ModelArg,
+    model: Annotated[
+        Path | None, typer.Argument(help="A .tflite image classifier (or none, with --config).", show_default=False)
+    ] = None,
+    config: Annotated[Path | None, opt(K, "config")] = K.config,
     source: Annotated[str, opt(K, "source", "--source", "-s")] = K.source,
     top_k: Annotated[int, opt(K, "top_k", "--top-k", "-k")] = K.top_k,
     smooth: Annotated[int, opt(K, "smooth")] = K.smooth,
@@ -160,21 +163,41 @@ def camera(
     keep_max: Annotated[int, opt(KO, "keep_max")] = KO.keep_max,
     min_free: Annotated[float, opt(KO, "min_free")] = KO.min_free,
 ) -> None:
-    """Classify live video: camera, file or stream (no TensorFlow needed).
+    """Classify live video: camera, file or stream; or every camera and region of a device file (no TensorFlow
+    needed).
 
-    Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/]
+    Example: [bold]edgetl camera model_int8.tflite --source 0 --serve 0.0.0.0:8080[/], or
+    [bold]edgetl camera --config device.toml[/]
     """
     from edgetl.edge.run_camera import default_threads, run_live
 
-    options, keeping = CameraOptions(**pick(CameraOptions, locals())), KeepOptions(**pick(KeepOptions, locals()))
-    threads = threads or default_threads()
-    classifier = _classifier(model, locals())
-    options.top_k = min(options.top_k, len(classifier.labels))
+    options = CameraOptions(**pick(CameraOptions, locals()))
     access = credentials(AuthOptions(**pick(AuthOptions, locals())))
-    publish = MqttOptions(**pick(MqttOptions, locals()))
-    code = run_live(classifier, options, threads, console, err_console, keeping, _loader(locals()), access, publish)
+    device = _device(model, options, locals())
+    code = run_live(device, options, threads or default_threads(), _loader(locals()), console, err_console, access)
     if code:
         raise typer.Exit(code)
+
+
+def _device(model: Path | None, options: CameraOptions, values: dict[str, Any]):
+    """The device the command runs: the --config file's, or the command line's one camera and region."""
+    from edgetl.edge.device_file import file_overrides, read_device_file, single_camera
+
+    if options.config is None:
+        if model is None:
+            raise EdgetlError("No model to run.", "Give a .tflite file, or --config DEVICE.toml for several cameras.")
+        rule = {name: values[name] for name in ("threshold", "unsure", "ood_threshold")}
+        keeping, publish = KeepOptions(**pick(KeepOptions, values)), MqttOptions(**pick(MqttOptions, values))
+        return single_camera(model, options, keeping, publish, rule)
+    if model is not None:
+        raise EdgetlError("Give a model or --config, not both.", "The device file names each region's model.")
+    given = file_overrides(values) + (["--labels"] if values["labels"] is not None else [])
+    if given:
+        raise EdgetlError(
+            f"{', '.join(given)}: set in the device file with --config, not on the command line.",
+            "Put it in the file, under its camera, region, [serve] or [mqtt] (README: 'A device file').",
+        )
+    return read_device_file(options.config)
 
 
 CO = CollectOptions

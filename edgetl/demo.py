@@ -105,9 +105,10 @@ def _camera(run_dir: Path, console: Console) -> None:
     """Write a 30 fps video of the held-out test images and classify it as a camera would."""
     import cv2
 
-    from edgetl.edge.camera import CameraOptions, print_summary, run_camera
+    from edgetl.edge.camera import CameraOptions, print_summary
     from edgetl.edge.capture import Capture, SourceSpec
     from edgetl.edge.classifier import Classifier, ClassifierOptions
+    from edgetl.edge.runtime import run_camera
     from edgetl.images import load_rgb
     from edgetl.rundir import RunInfo
 
@@ -120,10 +121,10 @@ def _camera(run_dir: Path, console: Console) -> None:
             writer.write(cv2.resize(frame, (320, 240)))
     writer.release()
     classifier = Classifier(run_dir / "model_int8.tflite", ClassifierOptions(threads=2))
-    capture = Capture(SourceSpec(str(video)), realtime=True, prepare=classifier.prepare_bgr)
+    capture = Capture(SourceSpec(str(video)), realtime=True)
     try:
-        stats = run_camera(classifier, capture, CameraOptions(smooth=3), on_result=None)
+        camera = run_camera(classifier, capture, CameraOptions(smooth=3))
     finally:
         capture.close()
     console.print(f"`edgetl camera {run_dir / 'model_int8.tflite'} --source {video} --realtime` gave:")
-    print_summary(stats.summary(capture, classifier, 2), console)
+    print_summary({"threads": 2, "cameras": [camera.summary()]}, console)

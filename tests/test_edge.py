@@ -19,11 +19,12 @@ import pytest
 from test_cli import BLOCK_TF
 
 from conftest import REPO
-from edgetl.edge.camera import CameraOptions, run_camera
+from edgetl.edge.camera import CameraOptions
 from edgetl.edge.capture import Capture, SourceSpec
 from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.interpreter import ImageClassifierModel
 from edgetl.edge.metadata import read_model_info
+from edgetl.edge.runtime import run_camera
 from edgetl.errors import EdgetlError
 from edgetl.interrupt import StopFlag
 from edgetl.rundir import RunInfo
@@ -320,7 +321,7 @@ def test_camera_on_a_video_file_writes_json_lines_and_stops_at_the_end(
     assert frames == sorted(set(frames))  # each frame at most once, in order
     for line in lines:
         keys = {"time", "frame", "model", "decision", "labels", "scores", "unknown", "ood_score", "latency_ms"}
-        keys |= {"age_ms", "model_version"}
+        keys |= {"age_ms", "model_version", "camera", "region"}
         assert set(line) == keys
         assert isinstance(line["unknown"], bool) and isinstance(line["ood_score"], float)  # an edgetl model has one
         assert set(line["latency_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess"}
@@ -366,10 +367,10 @@ def test_smoothing_and_threshold(int8_model: Path, video: Path) -> None:
     seen: list = []
     try:
         options = CameraOptions(top_k=2, smooth=5, max_frames=8)
-        stats = run_camera(classifier, capture, options, on_result=lambda result, frame: seen.append(result))
+        camera = run_camera(classifier, capture, options, on_result=lambda result, frame: seen.append(result))
     finally:
         capture.close()
-    assert stats.results == 8 and all(result.prediction.decision == "unsure" for result in seen)
+    assert camera.regions[0].stats.results == 8 and all(result.prediction.decision == "unsure" for result in seen)
     assert all(not result.prediction.unknown and result.as_dict()["decision"] == "unsure" for result in seen)
     assert all(result.prediction.best.label in classifier.labels for result in seen)  # the guess is kept
     assert all(len(result.prediction.top) == 2 for result in seen)
@@ -394,10 +395,10 @@ def test_stop_flag_ends_the_loop_from_another_thread(int8_model: Path, video: Pa
     classifier, capture, stop = Classifier(int8_model), Capture(SourceSpec(str(video)), loop=True), StopFlag()
     threading.Timer(0.5, stop.event.set).start()
     try:
-        stats = run_camera(classifier, capture, CameraOptions(), stop=stop)
+        camera = run_camera(classifier, capture, CameraOptions(), stop=stop)
     finally:
         capture.close()
-    assert stats.results > 0
+    assert camera.regions[0].stats.results > 0
 
 
 # --- web page ------------------------------------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def test_web_page_in_headless_chromium_shows_video_and_predictions(
     with LivePage(int8_model, video) as page:
         dom = subprocess.run([*browser, "--dump-dom", page.url], capture_output=True, text=True, timeout=60).stdout
         labels = (int8_model.parent / "labels.txt").read_text().split()
-        top1 = dom.split('id="top1">')[1].split("<")[0]
+        top1 = dom.split('<p class="label">')[1].split("<")[0]
         assert top1.split()[0] in labels and "%" in top1  # filled in by the page's script from /stats
         assert "FPS" in dom and "threads" in dom
         created = RunInfo.load(int8_model.parent).created  # which model says this: hash and the run, from the card

@@ -96,26 +96,31 @@ def test_camera_publishes_discovery_states_and_its_last_will(converted: tuple[Pa
         "--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-topic", "test/cam", "--mqtt-publish", "every",
     )  # fmt: skip
     try:
-        listener.wait(lambda: len(listener.on("test/cam/state")) > 5, "states")
+        listener.wait(lambda: len(listener.on("test/cam/camera/frame/state")) > 5, "states")
         configs = [m for m in listener.messages if m[0].startswith("homeassistant/")]
         assert {topic.split("/")[1] for topic, _, _ in configs} == {"sensor", "binary_sensor"} and len(configs) == 3
         for topic, payload, _ in configs:
             config = json.loads(payload)
-            assert config["state_topic"] == "test/cam/state" and config["availability_topic"] == "test/cam/availability"
-            assert config["device"]["identifiers"][0].startswith("edgetl_") and config["unique_id"].endswith(
-                topic.split("/")[3]
+            assert (
+                config["state_topic"] == "test/cam/camera/frame/state"
+                and config["availability_topic"] == "test/cam/availability"
             )
+            assert config["device"]["identifiers"][0].endswith("_camera")  # one device per camera
+            assert config["unique_id"].endswith(topic.split("/")[3]) and topic.split("/")[3].startswith("frame_")
         assert listener.on("test/cam/availability")[-1][1] == "online"
-        state = json.loads(listener.on("test/cam/state")[-1][1])
+        state = json.loads(listener.on("test/cam/camera/frame/state")[-1][1])
         assert {"decision", "labels", "scores", "ood_score", "model", "time", "frame"} <= set(state)
+        assert (state["camera"], state["region"]) == ("camera", "frame")
         assert state["model_version"].startswith("run 20")  # the run the model came from, as in the JSON lines
         broker.stop()  # the broker goes away: the camera classifies on
         lines = len(results.read_text().splitlines())
         time.sleep(2)
         assert len(results.read_text().splitlines()) > lines + 10
-        seen = len(listener.on("test/cam/state"))
+        seen = len(listener.on("test/cam/camera/frame/state"))
         broker = Broker(tmp_path, port)  # and comes back: publishing resumes
-        listener.wait(lambda: len(listener.on("test/cam/state")) > seen + 5, "states after the broker's restart", 40)
+        listener.wait(
+            lambda: len(listener.on("test/cam/camera/frame/state")) > seen + 5, "states after the broker's restart", 40
+        )
         camera.proc.send_signal(signal.SIGKILL)  # no goodbye: the broker publishes the last will
         listener.wait(lambda: listener.on("test/cam/availability")[-1][1] == "offline", "the last will", 40)
     finally:

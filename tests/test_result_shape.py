@@ -23,14 +23,16 @@ def a_result() -> Result:
     top = (ClassScore("healthy", 0.512345678), ClassScore("bean_rust", 0.4))
     prediction = Prediction(top, "unknown", ood_score=1.23456789, under_threshold=True, margin=0.11)
     latency = {"capture_wait": 1.234, "preprocess": 0.5, "inference": 2.0, "postprocess": 0.1}
-    return Result(7, time.time(), prediction, latency, 12.3456, model="0123456789abcdef", model_version="v2 now")
+    return Result(
+        7, time.time(), prediction, latency, 12.3456, "0123456789abcdef", "v2 now", camera="garage", region="door"
+    )
 
 
 def test_every_writer_uses_the_result_shape(tmp_path: Path) -> None:
     result = a_result()
     shape = result.as_dict()
-    assert set(shape) == {"time", "frame", "model", "model_version", "decision", "labels", "scores", "unknown",
-                          "ood_score", "latency_ms", "age_ms"}  # fmt: skip
+    assert set(shape) == {"time", "camera", "region", "frame", "model", "model_version", "decision", "labels",
+                          "scores", "unknown", "ood_score", "latency_ms", "age_ms"}  # fmt: skip
 
     lines = ResultLines(str(tmp_path / "results.jsonl"))
     assert lines.write(shape)

@@ -50,7 +50,7 @@ def test_a_region_is_checked_where_it_enters() -> None:
 
 
 def test_the_overlay_draws_the_region() -> None:
-    canvas = draw_overlay(np.zeros((120, 160, 3), np.uint8), None, 0.0, Region(0.5, 0.0, 0.5, 0.5))
+    canvas = draw_overlay(np.zeros((120, 160, 3), np.uint8), [("door", Region(0.5, 0.0, 0.5, 0.5), None)], 0.0)
     assert tuple(canvas[30, 80]) == (0, 255, 255)  # on the region's left edge, half-way down it
     assert not canvas[90, 40].any() and not canvas[30, 120].any()  # outside it, and inside it: untouched
 

@@ -58,6 +58,7 @@ def test_metrics_advance_health_is_ok_and_systemd_hears_ready_and_the_watchdog(
     assert messages[0].startswith("READY=1") and messages[1:] == ["WATCHDOG=1"] * 3, messages
     assert notify.recv(4096).decode() in ("WATCHDOG=1", "STOPPING=1")
     assert status == 200 and json.loads(body)["status"] == "ok"
+    assert json.loads(body)["cameras"]["camera"]["status"] == "ok"  # per camera, and overall
     results = [second["edgetl_results"][0].value, first["edgetl_results"][0].value]
     assert results[0] > results[1] > 0, results  # a counter that advances
     stages = {s.labels["stage"] for s in second["edgetl_stage_latency_ms"] if s.name.endswith("_count")}
@@ -66,6 +67,8 @@ def test_metrics_advance_health_is_ok_and_systemd_hears_ready_and_the_watchdog(
     assert all(s.value == results[0] for s in infinity)  # every result in every stage's histogram
     info = second["edgetl_model_info"][0]
     assert info.labels["file"] == "model_int8.tflite" and len(info.labels["sha256"]) == 64
+    assert (info.labels["camera"], info.labels["region"]) == ("camera", "frame")
+    assert second["edgetl_frames_captured"][0].labels == {"camera": "camera"}
     assert info.labels["version"].startswith("run 20")  # the run's folder name and creation time, from the card
     assert sum(s.value for s in second["edgetl_decisions"]) == results[0]
 
@@ -114,7 +117,7 @@ def test_pi_throttling_and_temperature_come_from_the_firmware_where_it_exists(tm
     zone.write_text("48312\n")
     read = telemetry.cpu_temperature
     monkeypatch.setattr(telemetry, "cpu_temperature", lambda: read(zone))
-    page = telemetry.Telemetry(lambda: {}, 10.0).page()
+    page = telemetry.Telemetry(lambda: {"cameras": []}, 10.0).page()
     families = {family.name: family.samples for family in text_string_to_metric_families(page)}
     assert families["edgetl_throttled"][0].value == 0x50005
     assert families["edgetl_cpu_temperature_celsius"][0].value == 48.3
