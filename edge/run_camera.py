@@ -179,7 +179,10 @@ class PageFeed:
     def __init__(self, device: DeviceSpec, cameras: list[CameraRun], auth, summary, status, err) -> None:
         from edgetl.edge.serve import LiveState, announce, start_server
 
-        self.states = {camera.name: LiveState({r.name: r.spec.roi for r in camera.regions}) for camera in cameras}
+        self.states = {
+            camera.name: LiveState({r.name: r.spec.roi for r in camera.regions}, finished=lambda c=camera: c.done)
+            for camera in cameras
+        }
         self.fps = {(camera.name, region.name): region.stats for camera in cameras for region in camera.regions}
         self.telemetry = Telemetry(summary, device.stall)
         self.server = start_server(

@@ -93,10 +93,15 @@ class LiveState:
     """
 
     def __init__(
-        self, regions: dict[str, Region | None] | None = None, max_viewers: int = MAX_VIEWERS, encode: bool = True
+        self,
+        regions: dict[str, Region | None] | None = None,
+        max_viewers: int = MAX_VIEWERS,
+        encode: bool = True,
+        finished: Callable[[], bool] = lambda: False,
     ) -> None:
         """`regions`: each region's name and rectangle (None: the whole frame), drawn on the stream in this
-        order; `encode=False` for a state that is only drawn (the on-screen window), never streamed."""
+        order; `encode=False` for a state that is only drawn (the on-screen window), never streamed; `finished`
+        says when the camera has given its last frame."""
         lock = threading.Lock()
         # Two conditions on one lock: a result (hundreds a second) wakes only the encoder; a new JPEG (at most
         # STREAM_FPS a second) wakes the viewers. Waking every viewer per result cost inference ~10 %.
@@ -106,6 +111,7 @@ class LiveState:
         self.regions = dict(regions or {})
         self.results: dict[str, Result] = {}  # by region name: the newest of each
         self.fps = 0.0
+        self.finished = finished
         self.closed = False
         self.jpeg: tuple[int, bytes] = (0, b"")  # (frame number, JPEG) that every viewer sends
         self.viewers, self.max_viewers = 0, max_viewers
@@ -150,9 +156,13 @@ class LiveState:
             self.viewers -= 1
 
     def next_jpeg(self, last: int) -> tuple[int, bytes] | None:
-        """The shared JPEG once it shows a newer frame than `last`; None when the server closes."""
+        """The shared JPEG once it shows a newer frame than `last`; None when the server closes, or when the
+        camera has ended and its last frame was sent (a stream that never ends would hold a browser's page)."""
         with self.jpeg_ready:
-            self.jpeg_ready.wait_for(lambda: self.closed or self.jpeg[0] > last)
+            while not (self.closed or self.jpeg[0] > last):
+                if self.finished() and (last > 0 or self.frame is None):
+                    return None
+                self.jpeg_ready.wait(1.0)
             return None if self.closed else self.jpeg
 
     def _new_frame_for_viewers(self, encoded: int) -> bool:
