@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--frames", type=int, default=1500)
+    parser.add_argument("--roi", help="X,Y,W,H: both runs classify this region only (the integrations with regions on)")
     args = parser.parse_args()
+    region = ["--roi", args.roi] if args.roi else []
     folder = Path(tempfile.mkdtemp(prefix="edgetl-integrations-"))
     video = make_video(folder / "fast.avi")
     broker, extra = None, ["--serve", "127.0.0.1:0", "--keep", str(folder / "kept")]
@@ -80,12 +82,12 @@ def main() -> None:
         alone = 1000 / interpreter_only(args.model, video, threads=1)["invoke_ms"]
         plain, loaded = [], []
         for _ in range(args.runs):  # alternating: drifts in the machine's speed hit both alike
-            plain.append(camera_rate(args.model, video, args.frames, [], False, folder))
-            loaded.append(camera_rate(args.model, video, args.frames, extra, True, folder))
+            plain.append(camera_rate(args.model, video, args.frames, region, False, folder))
+            loaded.append(camera_rate(args.model, video, args.frames, region + extra, True, folder))
     finally:
         if broker:
             broker.terminate()
-    print(f"interpreter alone (1 thread): {alone:.1f} inferences/s")
+    print(f"interpreter alone (1 thread): {alone:.1f} inferences/s" + (f"; region {args.roi}" if args.roi else ""))
     print(
         f"camera plain: median {statistics.median(plain):.1f} results/s (runs {', '.join(f'{r:.1f}' for r in plain)}); "
         f"{statistics.median(plain) / alone:.3f}× the interpreter alone (target ≥ 0.95)"

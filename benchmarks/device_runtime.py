@@ -1,0 +1,167 @@
+"""The device runtime against the interpreter's own rate: one camera, and two cameras with three regions.
+
+    python benchmarks/device_runtime.py MODEL.tflite [--runs 5] [--results 2000]
+    python benchmarks/device_runtime.py --make-model /tmp/mnv2_int8.tflite   # needs TensorFlow and ../shared
+
+The rate is the interpreter alone: 1 / the median `invoke()` of MODEL on a zeroed input, one thread (LiteRT, no
+edgetl code around it). Against it, in alternating runs (this machine is noisy), `edgetl camera` with one
+interpreter thread over unpaced 640×480 MJPEG video (TensorFlow blocked, as on an `[edge]` install):
+1. one camera, one whole-frame region: results/s after 200 of warm-up; target ≥ 0.95 × the rate;
+2. one process, two cameras (two captures of the video), three regions (the whole frame of one, two halves of
+   the other), one model: region results/s in total; target ≥ 0.90 × the rate;
+3. that process's peak RSS (VmHWM, the kernel's high-water mark, read from /proc just before it ends);
+   target < 160 MB; one camera's is printed beside it.
+Prints one table: medians over the runs, with the range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from edge_pipeline import CLI, make_video
+from rich.console import Console
+from rich.table import Table
+
+WARMUP = 200
+
+
+def invoke_rate(model: Path, runs: int = 1000) -> float:
+    """1 / median invoke() on a zeroed input, one thread: the bound no camera loop can beat."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model), num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    times = []
+    for i in range(runs + WARMUP):
+        started = time.perf_counter()
+        interpreter.invoke()
+        if i >= WARMUP:
+            times.append(time.perf_counter() - started)
+    return 1 / statistics.median(times)
+
+
+def device_file(folder: Path, model: Path, video: Path) -> Path:
+    path = folder / "device.toml"
+    path.write_text(f"""
+[[cameras]]
+name = "one"
+source = "{video}"
+loop = true
+[[cameras.regions]]
+name = "frame"
+model = "{model}"
+[[cameras]]
+name = "two"
+source = "{video}"
+loop = true
+[[cameras.regions]]
+name = "left"
+model = "{model}"
+roi = [0, 0, 0.5, 1]
+[[cameras.regions]]
+name = "right"
+model = "{model}"
+roi = [0.5, 0, 0.5, 1]
+""")
+    return path
+
+
+def camera_rate(args: list[str], results: int, folder: Path) -> tuple[float, float]:
+    """(results/s after warm-up, peak RSS in MB) of one `edgetl camera` process."""
+    out = folder / "results.jsonl"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-c", CLI, "camera", *args, "--threads", "1", "--no-window", "--json", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) / 1024)
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.1)
+    if process.returncode != 0:
+        raise SystemExit(f"edgetl camera failed: {process.stderr.read()[-2000:]}")
+    times = [json.loads(line)["time"] for line in out.read_text().splitlines()][WARMUP:]
+    span = times[-1] - times[0]
+    return (len(times) - 1) / span, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, nargs="?")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--results", type=int, default=2000, help="Results per run after the warm-up.")
+    parser.add_argument("--make-model", type=Path, help="Write MobileNetV2 1.0 @224 int8 (ImageNet) here and stop.")
+    args = parser.parse_args()
+    if args.make_model:
+        make_model(args.make_model)
+        return
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        video = make_video(folder / "video.avi", 300)
+        config = device_file(folder, args.model, video)
+        per_camera = (args.results + WARMUP) // 3 + 1  # the limit is per camera; three regions share the results
+        rates: dict[str, list[float]] = {"invoke": [], "single": [], "device": []}
+        rss: dict[str, list[float]] = {"single": [], "device": []}
+        for run in range(args.runs):
+            rates["invoke"].append(invoke_rate(args.model))
+            single, peak = camera_rate([str(args.model), "--source", str(video), "--loop", "--max-frames",
+                                        str(args.results + WARMUP)], args.results, folder)  # fmt: skip
+            rates["single"].append(single)
+            rss["single"].append(peak)
+            device, peak = camera_rate(["--config", str(config), "--max-frames", str(per_camera)], args.results, folder)
+            rates["device"].append(device)
+            rss["device"].append(peak)
+            console.print(f"run {run + 1}: invoke {rates['invoke'][-1]:.1f}/s, one camera {single:.1f}/s, "
+                          f"two cameras three regions {device:.1f}/s ({peak:.0f} MB)")  # fmt: skip
+    ratios = {name: [r / i for r, i in zip(rates[name], rates["invoke"])] for name in ("single", "device")}
+    table = Table(title=f"{args.model.name} · one interpreter thread · medians of {args.runs} alternating runs")
+    for column in ("measure", "median", "range", "target"):
+        table.add_column(column)
+
+    def spread(values: list[float], form: str) -> tuple[str, str]:
+        return format(statistics.median(values), form), f"{format(min(values), form)}–{format(max(values), form)}"
+
+    table.add_row("invoke() alone, results/s", *spread(rates["invoke"], ".1f"), "")
+    table.add_row("one camera, one region: results/s ÷ invoke rate", *spread(ratios["single"], ".3f"), "≥ 0.95")
+    table.add_row("two cameras, three regions: region results/s ÷ invoke rate", *spread(ratios["device"], ".3f"),
+                  "≥ 0.90")  # fmt: skip
+    table.add_row("peak RSS, two cameras and three regions, MB", *spread(rss["device"], ".0f"), "< 160")
+    table.add_row("peak RSS, one camera, MB", *spread(rss["single"], ".0f"), "")
+    console.print(table)
+
+
+def make_model(path: Path) -> None:
+    """MobileNetV2 1.0 @224 with its ImageNet top, int8 in and out, from the weights in ../shared: the model the
+    issue's targets name, without a training run (its 1,000 classes cost the same per result as any head)."""
+    import keras
+    import tensorflow as tf
+
+    weights = Path(__file__).resolve().parents[2] / "shared/weights/mobilenet_v2_1.0_224_imagenet_with_top.h5"
+    backbone = keras.applications.MobileNetV2(weights=str(weights))
+    inputs = keras.Input((224, 224, 3))
+    model = keras.Model(inputs, backbone(keras.applications.mobilenet_v2.preprocess_input(inputs)))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)]
+                                                for _ in range(20))  # fmt: skip
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    path.write_bytes(converter.convert())
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
