@@ -101,6 +101,8 @@ def print_summary(summary: dict, console, *, stopped_by: str | None = None, erro
                 table.add_row(f"{region['name']}: {key}", value)
         console.print(table)
     rows = []
+    if summary.get("backlogged"):
+        rows.append(("results backlog", f"inference waited {summary['backlogged']} times for the results thread"))
     if "mqtt" in summary:
         mqtt = summary["mqtt"]
         rows.append(("mqtt", f"{mqtt['published']} states published, {mqtt['dropped']} dropped (the broker away)"))

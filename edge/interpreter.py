@@ -170,9 +170,20 @@ class ImageClassifierModel:
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         """Class scores (float32) for one HxWx3 uint8 RGB image already at the model's size."""
+        return self.dequantize(self.invoke(rgb))[0]
+
+    def invoke(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The raw output tensors (scores, OOD score or None) for one image, copied: the least work beside
+        `invoke()` itself, for a loop that leaves the rest (`dequantize`) to another thread."""
         self.interpreter.set_tensor(self._input["index"], self.input_tensor(rgb))
         self.interpreter.invoke()
-        return self._read(self._output)
+        ood = None if self._ood is None else self.interpreter.get_tensor(self._ood["index"])
+        return self.interpreter.get_tensor(self._output["index"]), ood
+
+    def dequantize(self, raw: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, float | None]:
+        """Raw outputs of `invoke` → (float32 class scores, OOD score or None)."""
+        scores, ood = raw
+        return self._real(scores[0], self._output), None if ood is None else float(self._real(ood[0], self._ood)[0])
 
     def ops_details(self) -> list[dict]:
         """The ops of the model's execution plan (name, inputs, outputs), delegate nodes included.
@@ -190,7 +201,10 @@ class ImageClassifierModel:
         return None if self._ood is None else float(self._read(self._ood)[0])
 
     def _read(self, detail: dict) -> np.ndarray:
-        raw = self.interpreter.get_tensor(detail["index"])[0]
+        return self._real(self.interpreter.get_tensor(detail["index"])[0], detail)
+
+    @staticmethod
+    def _real(raw: np.ndarray, detail: dict) -> np.ndarray:
         quant = Quantization(*detail["quantization"])
         if quant.active:
             return (raw.astype(np.float32) - quant.zero_point) * quant.scale

@@ -78,13 +78,7 @@ def run_live(
         def summary() -> dict:
             extra = {"mqtt": publisher.stats()} if publisher else {}
             extra |= {"model_update": {slot.path.name: slot.status.as_dict() for slot in slots.values()}}
-            return _summary(cameras, keepers, threads) | extra
-
-        if device.serve:
-            consumers.append(stack.enter_context(closing(PageFeed(device, cameras, auth, summary, status, err))))
-        if _window_wanted(options):
-            consumers.append(stack.enter_context(closing(Window(cameras, stop))))
-        consumers.append(StatusLine(status, regions))
+            return _summary(cameras, keepers, threads) | extra | {"backlogged": runtime.backlogged}
 
         def on_result(result: Result, frame: Frame) -> bool:
             if sink is not None and not sink.write(result.as_dict()):
@@ -97,6 +91,12 @@ def run_live(
             return True
 
         runtime = Runtime(cameras, on_result, duration=options.duration, stop=stop)
+        if device.serve:
+            consumers.append(stack.enter_context(closing(PageFeed(device, cameras, auth, summary, status, err))))
+        if _window_wanted(options):
+            consumers.append(stack.enter_context(closing(Window(cameras, stop))))
+        consumers.append(StatusLine(status, regions))
+
         with stop:
             runtime.run()
     return _report(summary(), cameras, device, stop, runtime.error or (sink.error if sink else None), status, err)

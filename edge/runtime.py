@@ -131,9 +131,9 @@ class RegionRun:
         """Smoothing, decision and the result: run in the results thread, while the next invoke runs."""
         started = time.perf_counter()
         rule = self.rule(job.classifier)
-        self.history.append(job.scores)
-        smoothed = np.mean(self.history, axis=0) if len(self.history) > 1 else job.scores
-        ood = job.ood
+        scores, ood = job.classifier.model.dequantize(job.raw)
+        self.history.append(scores)
+        smoothed = np.mean(self.history, axis=0) if len(self.history) > 1 else scores
         if ood is not None:
             self.ood_history.append(ood)
             ood = float(np.mean(self.ood_history))
@@ -160,8 +160,7 @@ class Job:
 
     region: RegionRun
     frame: Frame
-    scores: np.ndarray
-    ood: float | None
+    raw: tuple[np.ndarray, np.ndarray | None]  # the output tensors as the interpreter left them
     classifier: Classifier
     latency_ms: dict[str, float]
 
@@ -212,14 +211,15 @@ class Runtime:
     ) -> None:
         self.cameras, self.on_result, self.duration = cameras, on_result, duration
         self.stop = stop or StopFlag()
-        self.started = time.monotonic()
         self.ready = threading.Event()  # set by any capture thread when it has a new frame (or ended)
         for camera in cameras:
             camera.capture.notify = self.ready
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=HANDOFF)
         self.error: str | None = None  # a consumer that failed: the run ends with it
+        self.backlogged = 0  # results the inference loop had to wait to hand over (the results thread behind)
 
     def run(self) -> None:
+        self.started = time.monotonic()  # --duration counts from here
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_S)  # else a thread back from invoke() may wait 5 ms for Python's lock
         results = threading.Thread(target=self._results, name="edgetl-results", daemon=True)
@@ -259,11 +259,12 @@ class Runtime:
         for region, (prepared, prepare_ms) in zip(camera.regions, ready, strict=True):
             classifier = region.slot.current
             started = time.perf_counter()
-            scores = classifier.model.scores(prepared)
-            ood = classifier.model.ood_score()
+            raw = classifier.model.invoke(prepared)  # dequantized in the results thread
             inference = 1000 * (time.perf_counter() - started)
             latency = {"capture_wait": waited_ms, "preprocess": prepare_ms, "inference": inference}
-            self.jobs.put(Job(region, frame, scores, ood, classifier, latency))
+            if self.jobs.full():  # the consumers are slower than the interpreter: counted, said in the summary
+                self.backlogged += 1
+            self.jobs.put(Job(region, frame, raw, classifier, latency))
             waited_ms = 0.0
 
     def _results(self) -> None:

@@ -123,7 +123,8 @@ class LiveState:
             self.frame, self.fps = frame, fps
             if result is not None:
                 self.results[result.region] = result
-            self.condition.notify_all()
+            if self.viewers:  # no one watching: nothing to encode, no thread to wake (a wake per result costs)
+                self.condition.notify_all()
 
     def overlay(self) -> np.ndarray:
         """The newest frame with every region and its newest result drawn (drawn outside the lock)."""
