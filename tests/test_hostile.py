@@ -118,7 +118,7 @@ def test_serving_beyond_loopback_is_recognised_and_a_bad_host_is_not_called_a_bu
     assert is_loopback("127.0.0.1") and is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.20", "raspberrypi.local"))
     with pytest.raises(EdgetlError) as caught:
-        start_server("nohost.invalid:8080", LiveState())
+        start_server("nohost.invalid:8080", {"camera": LiveState()})
     assert "address of this machine" in caught.value.hint and "port" not in caught.value.hint
 
 
@@ -131,14 +131,14 @@ def test_viewers_that_go_away_are_not_errors(capfd: pytest.CaptureFixture) -> No
     from edgetl.edge.serve import LiveState, start_server
 
     state, stop = LiveState(), threading.Event()
-    server = start_server("127.0.0.1:0", state)
+    server = start_server("127.0.0.1:0", {"camera": state})
     port = server.server_address[1]
 
     def feed() -> None:
         number = 0
         while not stop.is_set():
             number += 1
-            state.update(None, Frame(np.zeros((48, 64, 3), np.uint8), number, time.monotonic()), {"fps": 1.0})
+            state.update(None, Frame(np.zeros((48, 64, 3), np.uint8), number, time.monotonic()), 1.0)
             time.sleep(0.005)
 
     threading.Thread(target=feed, daemon=True).start()
@@ -376,13 +376,13 @@ def test_viewers_share_one_paced_jpeg_and_one_too_many_gets_503() -> None:
     from edgetl.edge.serve import STREAM_FPS, LiveState, start_server
 
     state, stop = LiveState(max_viewers=3), threading.Event()
-    server = start_server("127.0.0.1:0", state)
+    server = start_server("127.0.0.1:0", {"camera": state})
 
     def feed() -> None:
         number = 0
         while not stop.is_set():  # ~500 results a second, as from an unpaced video
             number += 1
-            state.update(None, Frame(np.full((48, 64, 3), number % 256, np.uint8), number, time.monotonic()), {})
+            state.update(None, Frame(np.full((48, 64, 3), number % 256, np.uint8), number, time.monotonic()), 0.0)
             time.sleep(0.002)
 
     def watch(received: list[bytes]) -> None:
