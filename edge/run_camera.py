@@ -24,7 +24,7 @@ from edgetl.edge.device_file import DeviceSpec
 from edgetl.edge.hot_swap import ModelSlot
 from edgetl.edge.keep import Keeper
 from edgetl.edge.result import Result, ResultConsumer
-from edgetl.edge.runtime import CameraRun, RegionRun, Runtime
+from edgetl.edge.runtime import CameraRun, RegionRun, Runtime, preparation
 from edgetl.edge.telemetry import SystemdNotifier, Telemetry
 from edgetl.errors import EdgetlError
 from edgetl.interrupt import StopFlag
@@ -119,7 +119,11 @@ def _camera(device, spec, slots, options: CameraOptions, stack: ExitStack) -> Ca
     regions = [RegionRun(spec.name, region, slots[region.model.resolve()]) for region in spec.regions]
     try:
         capture = Capture(
-            SourceSpec(spec.source), loop=spec.loop, realtime=spec.realtime, max_reconnects=spec.max_reconnects
+            SourceSpec(spec.source),
+            loop=spec.loop,
+            realtime=spec.realtime,
+            max_reconnects=spec.max_reconnects,
+            prepare=preparation(regions),  # in the capture thread, from the first frame on
         )
     except EdgetlError as error:
         if device.single:

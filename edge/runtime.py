@@ -165,6 +165,11 @@ class Job:
     latency_ms: dict[str, float]
 
 
+def preparation(regions: list[RegionRun]) -> Callable[[np.ndarray], list[tuple[np.ndarray, float]]]:
+    """What a camera's capture thread makes of each frame: every region's model input, as the frame arrives."""
+    return lambda image: [region.prepare(image) for region in regions]
+
+
 class CameraRun:
     """One camera: its capture (which prepares every region's input) and its regions."""
 
@@ -172,10 +177,11 @@ class CameraRun:
         self.spec, self.capture, self.regions, self.max_frames = spec, capture, regions, max_frames
         self.name = spec.name
         self.frames = 0  # frames classified
-        capture.prepare = self.prepare  # read by the capture thread for each frame from now on
+        if capture.prepare is None:  # opened without it (run_camera's callers): prepared there from now on
+            capture.prepare = self.prepare
 
     def prepare(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        return [region.prepare(image) for region in self.regions]
+        return preparation(self.regions)(image)
 
     def summary(self) -> dict:
         stats = self.capture.stats

@@ -224,3 +224,46 @@ def test_the_command_line_refuses_what_the_file_sets(converted: tuple[Path, dict
     assert len(refused.stderr.strip().splitlines()) <= 2 and "Traceback" not in refused.stderr
     none = edge_cli("camera")
     assert none.returncode == 2 and "No model to run" in none.stderr
+
+
+class _Ready:
+    """A source whose next frame is always there (a camera faster than the interpreter)."""
+
+    def __init__(self, spec) -> None:
+        self.fps, self.frame = None, np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
+
+    def read(self) -> np.ndarray:
+        return self.frame
+
+    def release(self) -> None:
+        pass
+
+
+def test_cameras_are_served_in_turn_and_frames_are_prepared_off_the_inference_thread(beans_int8: Path) -> None:
+    """Two cameras always ready, the interpreter the bottleneck: each camera gets its turn (a frame each, every
+    region of it), neither starves the other; and every crop and resize ran in a capture thread."""
+    import threading
+
+    from edgetl.edge.capture import Capture, SourceSpec
+    from edgetl.edge.device_file import CameraSpec, RegionSpec
+    from edgetl.edge.runtime import CameraRun, Fixed, RegionRun, Runtime, preparation
+
+    slot = Fixed(Classifier(beans_int8 / "model_int8.tflite"))
+    cameras, prepared_in = [], set()
+    for name, rois in (("a", (None,)), ("b", (TOP, BOTTOM))):
+        regions = [RegionRun(name, RegionSpec(f"r{i}", slot.current.path, roi), slot) for i, roi in enumerate(rois)]
+        for region in regions:
+            prepare = region.prepare
+            region.prepare = lambda image, p=prepare: (prepared_in.add(threading.current_thread().name), p(image))[1]
+        capture = Capture(SourceSpec("ready.avi"), loop=True, opener=_Ready, prepare=preparation(regions))
+        cameras.append(CameraRun(CameraSpec(name, "ready.avi"), capture, regions, max_frames=None))
+    seen: list[tuple[str, str]] = []
+    try:
+        Runtime(cameras, lambda result, frame: seen.append((result.camera, result.region)), duration=1.5).run()
+    finally:
+        for camera in cameras:
+            camera.capture.close()
+    frames = {name: sum(1 for c, r in seen if c == name and r == "r0") for name in ("a", "b")}
+    assert min(frames.values()) > 20 and abs(frames["a"] - frames["b"]) <= 0.05 * max(frames.values()), frames
+    assert seen.count(("b", "r0")) == pytest.approx(seen.count(("b", "r1")), abs=1)  # every region of a frame
+    assert prepared_in <= {"edgetl-capture"}, prepared_in  # never the inference thread (the main one here)
