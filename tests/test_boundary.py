@@ -132,7 +132,8 @@ def test_without_a_boundary_phase_1_caches_pooled_features_of_the_plain_images(
     cache = boundary.cached(split, index, config, tmp_path / "cache")
     assert cache.views == 1 and cache.boundary == boundary.ABOVE_BACKBONE  # augmented copies would go unused
     expected, labels = fit.predict(clf.features, index.splits["validation"], config, len(index.classes))
-    np.testing.assert_allclose(cache.validation, expected, atol=1e-5)
+    assert cache.validation.dtype == np.float16  # half the disk (benchmarks/cache_precision.py)
+    np.testing.assert_allclose(cache.validation, expected, rtol=2e-3, atol=1e-3)  # float16's own rounding
     np.testing.assert_array_equal(cache.validation_labels.argmax(axis=1), labels)
     features = boundary.pooled(split, cache, config.batch_size)
     assert np.shares_memory(features["train"][0], cache.train)  # nothing left to pool: the cached rows themselves
