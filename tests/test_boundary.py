@@ -143,3 +143,11 @@ def test_without_a_boundary_phase_1_caches_pooled_features_of_the_plain_images(
     with pytest.raises(EdgetlError, match="more than is free") as caught:
         boundary.cached(split, index, config, tmp_path / "other")
     assert "--no-feature-cache" in caught.value.hint
+
+
+def test_activations_outside_the_cache_type_are_one_clear_error() -> None:
+    """float16 holds up to 65,504: a backbone whose activations go beyond would cache inf and learn nothing."""
+    boundary.check_range(np.full((2, 3), 60_000.0, np.float32))  # within range: nothing said
+    with pytest.raises(EdgetlError, match="exceed float16's range") as caught:
+        boundary.check_range(np.array([[1.0, -7e4]], np.float32))
+    assert "--finetune-views 0" in caught.value.hint

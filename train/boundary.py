@@ -113,7 +113,7 @@ def _fill(
     for ds in datasets:
         for images, targets in ds:
             batch = np.asarray(forward(images), dtype=np.float32)
-            _check_range(batch)
+            check_range(batch)
             out[row : row + len(batch)] = batch
             labels.append(np.asarray(targets, dtype=np.float32))
             row += len(batch)
@@ -130,7 +130,7 @@ def _fill(
     return np.concatenate(labels)
 
 
-def _check_range(batch: np.ndarray) -> None:
+def check_range(batch: np.ndarray) -> None:
     """Activations the cache's type cannot hold would be stored as inf and train nothing: one clear error."""
     if np.abs(batch).max(initial=0.0) > np.finfo(CACHE_DTYPE).max:
         raise EdgetlError(
