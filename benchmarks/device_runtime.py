@@ -12,7 +12,9 @@ interpreter thread over unpaced 640×480 MJPEG video (TensorFlow blocked, as on 
 3. that process's peak RSS (VmHWM, the kernel's high-water mark, read from /proc just before it ends);
    target < 160 MB; one camera's is printed beside it.
 4. whether `invoke()` lets other Python threads run meanwhile (the results thread's design rests on it).
-Prints one table: medians over the runs, with the range.
+Prints one table: medians over the runs, with the range. `--breakdown` instead says where one camera's time
+goes, in this process (no CLI, no consumers): the loop's own time per result beside `invoke()`, waits for a
+frame, `invoke()` inside the loop against alone, and the rate when the frames come already decoded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from edge_pipeline import CLI, make_video
 from rich.console import Console
 from rich.table import Table
+from shared_data import SHARED
 
 WARMUP = 200
 
@@ -76,6 +79,60 @@ def invoke_lets_python_run(model: Path, calls: int = 50) -> bool:
     stop.set()
     thread.join()
     return statistics.median(advances) > 0
+
+
+class Decoded:
+    """A reader handing out frames decoded beforehand: the camera loop without the JPEG decode beside it."""
+
+    frames: list[np.ndarray] = []
+
+    def __init__(self, spec) -> None:
+        self.fps, self.count = None, 0
+
+    def read(self) -> np.ndarray:
+        self.count += 1
+        return self.frames[self.count % len(self.frames)]
+
+    def release(self) -> None:
+        pass
+
+
+def breakdown(model: Path, video: Path, results: int) -> dict[str, float]:
+    """One camera run in this process: where a result's time goes (ms), and the rate ÷ invoke's, with the video
+    decoded as it plays and with frames decoded beforehand."""
+    import cv2
+
+    from edgetl.edge.camera import CameraOptions
+    from edgetl.edge.capture import Capture, SourceSpec, open_reader
+    from edgetl.edge.classifier import Classifier, ClassifierOptions
+    from edgetl.edge.runtime import run_camera
+
+    reader = cv2.VideoCapture(str(video))
+    Decoded.frames = [reader.read()[1] for _ in range(50)]
+    out = {}
+    for name, opener in (("decoding", open_reader), ("decoded", Decoded)):
+        rate = invoke_rate(model)
+        seen = []
+        capture = Capture(SourceSpec(str(video)), loop=True, opener=opener)
+        classifier = Classifier(model, ClassifierOptions(threads=1))
+        run_camera(
+            classifier,
+            capture,
+            CameraOptions(max_frames=results + WARMUP),
+            on_result=lambda r, f, seen=seen: seen.append(r),
+        )
+        capture.close()
+        seen = seen[WARMUP:]
+        camera = (len(seen) - 1) / (seen[-1].time - seen[0].time)
+        inference = statistics.fmean(r.latency_ms["inference"] for r in seen)
+        wait = statistics.fmean(r.latency_ms["capture_wait"] for r in seen)
+        out[f"{name}: rate ÷ invoke rate"] = camera / rate
+        if name == "decoding":
+            out["invoke() alone, ms"] = 1000 / rate
+            out["invoke() in the loop (set, invoke, copy out), mean ms"] = inference
+            out["waiting for a frame, mean ms"] = wait
+            out["the loop's own time per result, ms"] = 1000 / camera - inference - wait
+    return out
 
 
 def device_file(folder: Path, model: Path, video: Path) -> Path:
@@ -131,11 +188,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--results", type=int, default=2000, help="Results per run after the warm-up.")
     parser.add_argument("--make-model", type=Path, help="Write MobileNetV2 1.0 @224 int8 (ImageNet) here and stop.")
+    parser.add_argument("--breakdown", action="store_true", help="Where one camera's time goes, then stop.")
     args = parser.parse_args()
     if args.make_model:
         make_model(args.make_model)
         return
     console = Console()
+    if args.breakdown:
+        with tempfile.TemporaryDirectory() as tmp:
+            video = make_video(Path(tmp) / "video.avi", 300)
+            for run in range(args.runs):
+                figures = breakdown(args.model, video, args.results)
+                console.print(f"run {run + 1}: " + "; ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         video = make_video(folder / "video.avi", 300)
@@ -180,7 +245,7 @@ def make_model(path: Path) -> None:
     import keras
     import tensorflow as tf
 
-    weights = Path(__file__).resolve().parents[2] / "shared/weights/mobilenet_v2_1.0_224_imagenet_with_top.h5"
+    weights = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_with_top.h5"
     backbone = keras.applications.MobileNetV2(weights=str(weights))
     inputs = keras.Input((224, 224, 3))
     model = keras.Model(inputs, backbone(keras.applications.mobilenet_v2.preprocess_input(inputs)))
