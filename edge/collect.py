@@ -23,7 +23,7 @@ from edgetl.edge.photos import MIN_FREE_MB, QUALITY, append_line, encode_jpeg, s
 from edgetl.edge.roi import Region
 from edgetl.edge.similar import NoveltyFilter
 from edgetl.errors import EdgetlError
-from edgetl.layout import COLLECT_LOG, check_class_name, class_folder
+from edgetl.layout import COLLECT_LOG, check_class_name, class_folder, other_folder
 from edgetl.options import setting
 
 RECENT = 8  # thumbnails of the last photos the page shows
@@ -36,6 +36,9 @@ class CollectOptions:
     source: str = setting("0", "Camera index, video file, rtsp:// or http:// URL, GStreamer pipeline, picamera2.")
     label: str | None = setting(
         None, "Headless: the class to photograph (a folder in DATA, or DATA/train when pre-split; made if new)."
+    )
+    other: bool = setting(
+        False, "Headless: photograph what is none of the classes (the empty scene) into DATA/__other__, for 'unknown'."
     )
     count: int = setting(10, "Shots per burst.")
     interval: float = setting(1.0, "Seconds between the shots of a burst.")
@@ -53,8 +56,10 @@ class CollectOptions:
             )
         if self.max_side is not None and self.max_side < 32:
             raise EdgetlError(f"--max-side {self.max_side} is too small.", "Use 224 or more, or leave it out.")
-        if (self.label is None) == (self.serve is None):
-            raise EdgetlError("Pass --label CLASS (headless) or --serve HOST:PORT (a page).", "One of the two.")
+        if (self.label is not None) + self.other + (self.serve is not None) != 1:
+            raise EdgetlError(
+                "Pass --label CLASS or --other (headless), or --serve HOST:PORT (a page).", "One of the three."
+            )
         if self.label is not None:
             self.label = check_class_name(self.label)
         if self.roi is not None:
@@ -65,10 +70,17 @@ class CollectOptions:
         return Region.parse(self.roi) if self.roi is not None else None
 
 
+OTHER_NAME = "none of these"  # how a shot of DATA/__other__ is shown (a class may have any name: never a key)
+
+
 @dataclass
 class Shot:
-    label: str
+    label: str | None  # None: "none of these" (DATA/__other__)
     path: Path | None  # None: a near-duplicate of the previous photo, not written
+
+    @property
+    def shown(self) -> str:
+        return OTHER_NAME if self.label is None else self.label
 
 
 @dataclass
@@ -84,10 +96,14 @@ class Collector:
     _label: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, image: np.ndarray, label: str, frame: int) -> Shot:
-        """Write the frame as a photo of `label`, unless it nearly repeats the previous photo of that class."""
-        folder = class_folder(self.data, label)  # checked; a class that reads the same is that class
-        label = folder.name
+    def take(self, image: np.ndarray, label: str | None, frame: int) -> Shot:
+        """Write the frame as a photo of `label` (None: "none of these"), unless it nearly repeats the previous
+        photo of that class."""
+        if label is None:
+            folder = other_folder(self.data)
+        else:
+            folder = class_folder(self.data, label)  # checked; a class that reads the same is that class
+            label = folder.name
         region = self.options.region
         if region is not None:  # the photo is what the camera will classify: the region's pixels
             region.check_size(image.shape[1], image.shape[0])
@@ -106,7 +122,7 @@ class Collector:
                 "class": label,
                 "time": round(now, 3),
                 "source": self.options.source,
-            }
+            } | ({"other": True} if label is None else {})
             try:  # a photo is never left without its line: it goes when the line cannot be written
                 extra = _resolution(image, self.options.max_side) | {"frame": frame}
                 extra |= {"roi": region.as_list()} if region else {}
@@ -116,7 +132,7 @@ class Collector:
                 raise
             self.written += 1
             small = encode_jpeg(image, 80, 160)
-            self.recent.appendleft((label, path.name, small))
+            self.recent.appendleft((OTHER_NAME if label is None else label, path.name, small))
             return Shot(label, path)
 
 

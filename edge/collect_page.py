@@ -15,10 +15,10 @@ from http import HTTPStatus
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, Frame
-from edgetl.edge.collect import Collector, burst
+from edgetl.edge.collect import OTHER_NAME, Collector, burst
 from edgetl.edge.serve import LiveHandler, LiveState, announce, start_server
 from edgetl.errors import EdgetlError
-from edgetl.layout import class_folder, photos_per_class
+from edgetl.layout import class_folder, other_folder, photos_per_class
 from edgetl.text import for_console
 
 MAX_BODY = 4096  # bytes of a POST: a class name and two numbers
@@ -47,15 +47,15 @@ class Bursts:
             self.condition.wait_for(lambda: self.stop.is_set() or (self.frame and self.frame.number > seen), 5)
             return None if self.stop.is_set() else self.frame
 
-    def start(self, label: str, count: int, interval: float) -> bool:
+    def start(self, label: str | None, count: int, interval: float) -> bool:
         with self.condition:
             if self.busy:
                 return False
-            self.busy, self.error = label, None
+            self.busy, self.error = OTHER_NAME if label is None else label, None
         threading.Thread(target=self._run, args=(label, count, interval), daemon=True).start()
         return True
 
-    def _run(self, label: str, count: int, interval: float) -> None:
+    def _run(self, label: str | None, count: int, interval: float) -> None:
         try:
             burst(self.collector, self.next_frame, label, count, interval, self.stop)
         except EdgetlError as error:  # a full disk: the page says so, the video goes on
@@ -97,9 +97,10 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
             if request is None:
                 return
             try:
-                folder = class_folder(collector.data, request.get("label"))  # checked: text, a name, not reserved
-                label = folder.name
-                if self.path == "/class":
+                other = request.get("other") is True  # "none of these": DATA/__other__
+                folder = other_folder(collector.data) if other else class_folder(collector.data, request.get("label"))
+                label = None if other else folder.name  # checked above: text, a name, not reserved
+                if self.path == "/class" and not other:
                     folder.mkdir(parents=True, exist_ok=True)
                     self.send_json({"message": f"class {label} added"})
                 elif self.path == "/take":
@@ -112,7 +113,7 @@ def _handler(live: LiveState, collector: Collector, bursts: Bursts) -> type[Live
                     if not bursts.start(label, count, interval):
                         self.send_json({"message": f"still taking {bursts.busy}"}, HTTPStatus.CONFLICT)
                         return
-                    self.send_json({"message": f"taking {count} of {label}"}, HTTPStatus.ACCEPTED)
+                    self.send_json({"message": f"taking {count} of {label or OTHER_NAME}"}, HTTPStatus.ACCEPTED)
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
             except EdgetlError as error:

@@ -7,6 +7,11 @@ data or another layout of it fools no path), and the report says how many were l
 Accuracy is compared on the images whose class both models know, paired: McNemar's exact test on the images
 one gets right and the other wrong says whether the difference could be chance (on 128 images one image is
 0.8 points). For classes only B knows, it counts how often A said "unknown", as it should.
+
+"Unknown" is judged on both sides, so that "better" can never mean "rejects less": the share of those in-class
+photos each model decides as a class, and the share of held-out "other" photos (none of the classes: the runs'
+held-out side of split/other.txt, or `--other DIR`) each calls "unknown", again paired and tested. B is better
+only when it is more accurate beyond chance and neither share is worse beyond chance.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.digests import content_digest, run_photos
+from edgetl.digests import content_digest, run_other_photos, run_photos
 from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
-from edgetl.images import labelled_samples, load_for_model
+from edgetl.images import labelled_samples, list_images, load_for_model
 from edgetl.metrics import DROP_SIGNIFICANCE, drop_p_value
 from edgetl.rundir import METADATA_FILE, RunInfo, check_results_file, json_text, refuse_existing, write_atomic
 
@@ -40,6 +45,8 @@ class ModelResult:
     top1: float  # on the images whose class both models know
     per_class: dict[str, float]
     median_ms: float | None = None
+    decided: float | None = None  # in-class photos decided as a class (not "unknown")
+    other_unknown: float | None = None  # held-out "other" photos called "unknown" (None: none to judge on)
 
 
 @dataclass
@@ -54,6 +61,8 @@ class Comparison:
     verdict: str
     better: bool  # B is better beyond chance: deploy it
     new_classes: dict[str, float] = field(default_factory=dict)  # per class only B knows: share A called unknown
+    other_photos: int = 0  # held-out photos of none of the classes, judged for "unknown"
+    unknown_verdict: str = ""  # what the two sides of "unknown" say, when they change the verdict or cannot
     excluded: dict[str, int] = field(default_factory=dict)  # photos left out of the verdict: why → how many
     missing: int = 0  # test photos the runs list that no longer exist
     notes: list[str] = field(default_factory=list)  # what the verdict cannot vouch for
@@ -123,6 +132,64 @@ def held_out(sources: list[Path], data: Path | None, labels: list[str]) -> HeldO
     return HeldOut(list(kept.values()), excluded, missing, notes)
 
 
+def held_out_other(sources: list[Path], other: Path | None) -> tuple[list[Path], dict[str, int]]:
+    """Photos of none of the classes to judge "unknown" on: `--other DIR`, else the union of the runs' held-out
+    other photos; by content, every photo either run fitted "unknown" on or had as a class photo is left out,
+    and each counts once. Returns (photos, why → how many were left out)."""
+    runs = [RunInfo.load(source) for source in sources if source.is_dir()]
+    if other is not None:
+        if not other.is_dir():
+            raise EdgetlError(
+                f"--other folder {other} does not exist.", "Pass a folder of photos of none of the classes."
+            )
+        candidates = list_images(other)
+    else:
+        candidates = [
+            run.data.other_root / photo.path
+            for run in runs
+            if run.data.other_root
+            for photo in run_other_photos(run)
+            if photo.split == "test"
+        ]
+    used = {photo.digest for run in runs for photo in run_photos(run)}
+    used |= {photo.digest for run in runs for photo in run_other_photos(run) if photo.split != "test"}
+    kept: dict[str, Path] = {}
+    excluded: dict[str, int] = {}
+    for path in candidates:
+        if not path.is_file():
+            why = "other photos missing"
+        else:
+            digest = content_digest(path)
+            why = "other photos fitted on, or class photos, of A or B" if digest in used else None
+            why = why or ("copies of an other photo already counted" if digest in kept else None)
+            if why is None:
+                kept[digest] = path
+        if why:
+            excluded[why] = excluded.get(why, 0) + 1
+    return list(kept.values()), excluded
+
+
+def unknown_verdict(
+    decided: tuple[np.ndarray, np.ndarray], rejected: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[str, bool]:
+    """(a line, whether B is worse beyond chance) on the two sides of "unknown": in-class photos decided as a
+    class, other photos called unknown, each paired (McNemar) as accuracy is."""
+    worse = []
+    for what, pair in (("decides as a class", decided), ("calls unknown", rejected)):
+        if pair is None:
+            continue
+        a, b = pair
+        lost, gained = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+        p_value = min(1.0, 2 * drop_p_value(max(gained, lost), min(gained, lost)))
+        if lost > gained and p_value < DROP_SIGNIFICANCE:
+            share = "in-class" if what.startswith("decides") else "other"
+            worse.append(f"B {what} {100 * (lost - gained) / len(a):.1f} pt fewer {share} photos (p = {p_value:.3g})")
+    text = "; ".join(worse) + "." if worse else ""
+    if rejected is None:
+        text += " No other photos held out from both: 'unknown' was judged on in-class photos only."
+    return text.strip(), bool(worse)
+
+
 def answers(classifier: Classifier, items: list[Photo]) -> tuple[list[str], list[bool]]:
     """(top-1 class, decided "unknown") per photo."""
     top, unknown = [], []
@@ -156,7 +223,14 @@ def verdict(gained: int, lost: int, images: int) -> tuple[str, float, bool]:
     )
 
 
-def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, json_out: str | None = None) -> Comparison:
+def compare(
+    a: Path,
+    b: Path,
+    data: Path | None = None,
+    timing: bool = True,
+    json_out: str | None = None,
+    other: Path | None = None,
+) -> Comparison:
     """Both models on the same held-out photos. `json_out` (a file that must not exist yet) is checked first."""
     if json_out not in (None, "-"):
         refuse_existing(Path(json_out), "choose another --json file")
@@ -174,14 +248,28 @@ def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, jso
             f"({_summary(chosen)}); no difference on fewer than {MIN_PHOTOS} can be significant.",
             "Pass --data DIR with photos neither run trained or validated on.",
         )
-    (top_a, _), (top_b, _) = answers(models[0], shared), answers(models[1], shared)
+    (top_a, unknown_a), (top_b, unknown_b) = answers(models[0], shared), answers(models[1], shared)
     right_a = np.array([t == item.label for t, item in zip(top_a, shared)])
     right_b = np.array([t == item.label for t, item in zip(top_b, shared)])
     gained, lost = int(np.sum(right_b & ~right_a)), int(np.sum(right_a & ~right_b))
     line, p_value, better = verdict(gained, lost, len(shared))
+    decided = (~np.array(unknown_a), ~np.array(unknown_b))
+    others, other_excluded = held_out_other([a, b], other)
+    rejected = (
+        tuple(np.array(answers(model, [Photo(p, "") for p in others])[1]) for model in models) if others else None
+    )
+    unknown_line, worse = unknown_verdict(decided, rejected)
+    if better and worse:
+        line, better = f"{line.removesuffix(': deploy B.')} on the classes, but {unknown_line} Keep A.", False
     results = [
-        ModelResult(str(model.path), float(np.mean(right)), _per_class(shared, right))
-        for model, right in zip(models, (right_a, right_b))
+        ModelResult(
+            str(model.path),
+            float(np.mean(right)),
+            _per_class(shared, right),
+            decided=float(np.mean(sure)),
+            other_unknown=float(np.mean(unknown)) if rejected is not None else None,
+        )
+        for model, right, sure, unknown in zip(models, (right_a, right_b), decided, rejected or (None, None))
     ]
     only_b = [item for item in items if item.label in known[1] - known[0]]
     new_classes = {}
@@ -194,9 +282,21 @@ def compare(a: Path, b: Path, data: Path | None = None, timing: bool = True, jso
         for result, model in zip(results, models):
             result.median_ms = median_ms(model, shared)
     agreement = float(np.mean([x == y for x, y in zip(top_a, top_b)]))
-    held = {"excluded": chosen.excluded, "missing": len(chosen.missing), "notes": chosen.notes}
+    held = {"excluded": chosen.excluded | other_excluded, "missing": len(chosen.missing), "notes": chosen.notes}
+    unknown = {"other_photos": len(others), "unknown_verdict": unknown_line}
     return Comparison(
-        results[0], results[1], len(shared), agreement, gained, lost, p_value, line, better, new_classes, **held
+        results[0],
+        results[1],
+        len(shared),
+        agreement,
+        gained,
+        lost,
+        p_value,
+        line,
+        better,
+        new_classes,
+        **unknown,
+        **held,
     )
 
 
@@ -238,6 +338,13 @@ def print_comparison(result: Comparison, console) -> None:
         table.add_row(
             for_console(f"  {name}"), f"{100 * result.a.per_class[name]:.1f}%", f"{100 * result.b.per_class[name]:.1f}%"
         )
+    table.add_row("in-class decided as a class", f"{100 * result.a.decided:.1f}%", f"{100 * result.b.decided:.1f}%")
+    if result.a.other_unknown is not None:
+        table.add_row(
+            f"other photos called unknown ({result.other_photos})",
+            f"{100 * result.a.other_unknown:.1f}%",
+            f"{100 * result.b.other_unknown:.1f}%",
+        )
     if result.a.median_ms is not None:
         table.add_row("median ms (1 thread)", f"{result.a.median_ms:.2f}", f"{result.b.median_ms:.2f}")
     console.print(table)
@@ -253,6 +360,8 @@ def print_comparison(result: Comparison, console) -> None:
         console.print(
             f"[yellow]warning:[/] {result.missing} test photo(s) the runs list are missing; compared on the rest."
         )
+    if result.unknown_verdict:
+        console.print(f"'Unknown': {result.unknown_verdict}")
     for note in result.notes:
         console.print(f"[yellow]warning:[/] {note}")
     console.print(f"[bold]{result.verdict}[/]")

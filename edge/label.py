@@ -1,7 +1,8 @@
 """`edgetl label DIR --data DATA`: a person files the frames `camera --keep` kept (or any folder of photos).
 
 Labelling moves a photo into DATA/<class>/ (DATA/train/<class>/ when DATA is pre-split: edgetl/layout.py)
-and appends its line to DATA/collect.jsonl; discarding moves it
+and appends its line to DATA/collect.jsonl; "none of these" moves it into DATA/__other__/ (never a class: the
+next `edgetl train DATA` fits "unknown" on it, train/other.py) with its line too; discarding moves it
 into DIR/discarded/ (nothing is deleted); undo moves it back. A move is a hard link under the new name (which
 fails rather than replace a file there) and then the removal of the old name, so a process killed at any
 moment leaves the photo under one name or, between the two steps, under both names of one file — which the
@@ -25,7 +26,7 @@ from edgetl.edge.keep import SIDECAR
 from edgetl.edge.photos import append_line
 from edgetl.errors import EdgetlError
 from edgetl.images import IMAGE_SUFFIXES, class_folders
-from edgetl.layout import COLLECT_LOG, class_folder, class_root
+from edgetl.layout import COLLECT_LOG, class_folder, class_root, other_folder
 from edgetl.text import is_text, printable
 
 DISCARDED = "discarded"
@@ -71,7 +72,8 @@ class Item:
 class Move:
     source: Path
     target: Path
-    label: str | None  # the class it was filed under; None: discarded
+    label: str | None  # the class it was filed under; None: discarded, or "none of these"
+    other: bool = False  # filed as "none of these" (DATA/__other__)
 
 
 class Labeller:
@@ -88,7 +90,7 @@ class Labeller:
         self.lock = threading.Lock()  # one move at a time, whatever the page sends
         self.warn = warn or (lambda line: None)
         self._warned: set[str] = set()
-        finish_moves(folder, [folder / DISCARDED, *class_folders(class_root(data))])
+        finish_moves(folder, [folder / DISCARDED, other_folder(data), *class_folders(class_root(data))])
 
     def items(self) -> list[Item]:
         photos = [p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
@@ -111,6 +113,13 @@ class Labeller:
     def label(self, names: list[str], label: str) -> list[Path]:
         """File every named photo under `label`, or (a name or the class refused) none of them."""
         folder = class_folder(self.data, label)
+        return self._file(names, folder, folder.name)
+
+    def none_of_these(self, names: list[str]) -> list[Path]:
+        """File every named photo as "other": none of the classes (DATA/__other__)."""
+        return self._file(names, other_folder(self.data), None)
+
+    def _file(self, names: list[str], folder: Path, label: str | None) -> list[Path]:
         with self.lock:
             photos = [self.photo(name) for name in dict.fromkeys(names)]  # all checked before any moves
             moved = []
@@ -118,11 +127,11 @@ class Labeller:
                 kept = self._sidecar(photo)
                 target = move_new(photo, folder)
                 try:  # a photo is never filed without its line: it goes back when the line cannot be written
-                    append_line(self.data / COLLECT_LOG, _record(target, self.data, folder.name, kept))
+                    append_line(self.data / COLLECT_LOG, _record(target, self.data, label, kept))
                 except BaseException:
                     move_new(target, photo.parent, photo.name)
                     raise
-                self.history.append(Move(photo, target, folder.name))
+                self.history.append(Move(photo, target, label, other=label is None))
                 self.filed += 1
                 moved.append(target)
             return moved
@@ -142,10 +151,11 @@ class Labeller:
             move = self.history.pop()
             back = move_new(move.target, move.source.parent, move.source.name)
             self.filed -= 1
-            if move.label is not None:
+            if move.label is not None or move.other:
                 entry = {"file": move.target.relative_to(self.data).as_posix(), "class": move.label, "undone": True}
+                entry |= {"other": True} if move.other else {}
                 append_line(self.data / COLLECT_LOG, entry | {"time": round(time.time(), 3)})
-            return Move(move.target, back, move.label)
+            return Move(move.target, back, move.label, move.other)
 
     def _text(self, photo: Path) -> bool:
         """Whether the file's name is text (a name of other bytes cannot be shown or sent back: said once)."""
@@ -203,10 +213,11 @@ def check_apart(folder: Path, data: Path) -> None:
         )
 
 
-def _record(target: Path, data: Path, label: str, kept: dict) -> dict:
-    """collect.jsonl's line: the person's class, and what the model said when it kept the photo (`result`, the
-    one result shape, as the sidecar has it)."""
+def _record(target: Path, data: Path, label: str | None, kept: dict) -> dict:
+    """collect.jsonl's line: the person's class (None and `"other": true` for "none of these"), and what the
+    model said when it kept the photo (`result`, the one result shape, as the sidecar has it)."""
     record = {"file": target.relative_to(data).as_posix(), "class": label, "time": round(time.time(), 3)}
+    record |= {"other": True} if label is None else {}
     said = {key: kept[key] for key in RESULT_KEYS if key in kept}
     return record | {"source": kept.get("source", "label")} | ({"result": said} if said else {})
 

@@ -1,6 +1,7 @@
 """`edgetl label --serve`: the page a person labels on, most doubtful frame first.
 
-Keys: 1–9 file the frame (and any selected with it) under that class, x discards, u undoes, s skips.
+Keys: 1–9 file the frame (and any selected with it) under that class, o files it as "none of these" (photos
+the next training fits "unknown" on), x discards, u undoes, s skips.
 Clicking thumbnails of the frames that follow selects them, to label several similar frames at once.
 As every edgetl page: the security headers of edge/serve.py, text from data as text nodes only, and
 requests that change something must be JSON (no other site can send that without a CORS preflight).
@@ -62,6 +63,8 @@ def _handler(labeller: Labeller) -> type[BaseHTTPRequestHandler]:
                     raise EdgetlError(f"files must be a list of at most {MAX_ITEMS} names")
                 if self.path == "/label":
                     labeller.label(files, request.get("label"))
+                elif self.path == "/other":
+                    labeller.none_of_these(files)
                 elif self.path == "/discard":
                     labeller.discard(files)
                 elif self.path == "/undo":

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from edgetl.edge.auth import Credentials
 from edgetl.edge.capture import Capture, SourceSpec
-from edgetl.edge.collect import CollectOptions, Collector, Shot, burst, newest_frames
+from edgetl.edge.collect import OTHER_NAME, CollectOptions, Collector, Shot, burst, newest_frames
 from edgetl.edge.collect_page import serve_collect
 from edgetl.interrupt import StopFlag
-from edgetl.layout import photos_per_class
+from edgetl.layout import other_folder, photos_per_class
 from edgetl.text import for_console
 
 
@@ -28,13 +28,15 @@ def run_collect(data: Path, options: CollectOptions, console, auth: Credentials 
 
                 def said(shot: Shot) -> None:
                     what = shot.path.name if shot.path else "skipped: nearly the same as the previous photo"
-                    console.print(f"{for_console(shot.label)}: {what}")
+                    console.print(f"{for_console(shot.shown)}: {what}")
 
                 frames = newest_frames(capture, stop.event)
                 shots = burst(collector, frames, options.label, options.count, options.interval, stop.event, said)
     finally:
         capture.close()
     held = ", ".join(f"{for_console(name)} {n}" for name, n in photos_per_class(collector.data).items())
+    if other_folder(collector.data).is_dir():
+        held += f"; {OTHER_NAME} {sum(1 for p in other_folder(collector.data).iterdir() if p.is_file())}"
     console.print(
         f"{collector.written} photo(s) written, {collector.skipped} near-duplicate(s) skipped; {data} holds: {held}."
     )

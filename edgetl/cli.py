@@ -59,6 +59,7 @@ def train(
     device_profile: Annotated[str | None, opt(T, "device_profile")] = T.device_profile,
     parent: Annotated[str | None, opt(T, "parent", "--from")] = T.parent,
     warm_start: Annotated[bool, opt(T, "warm_start", "--warm-start/--no-warm-start")] = T.warm_start,
+    other: Annotated[str | None, opt(T, "other")] = T.other,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last epoch.")] = False,
 ) -> None:

@@ -208,6 +208,7 @@ def collect(
     data: Annotated[Path, typer.Argument(help="The dataset folder: photos go into DATA/<class>/.")],
     source: Annotated[str, opt(CO, "source", "--source", "-s")] = CO.source,
     label: Annotated[str | None, opt(CO, "label")] = CO.label,
+    other: Annotated[bool, opt(CO, "other", "--other")] = CO.other,
     count: Annotated[int, opt(CO, "count")] = CO.count,
     interval: Annotated[float, opt(CO, "interval")] = CO.interval,
     serve: Annotated[str | None, opt(CO, "serve")] = CO.serve,
@@ -243,7 +244,8 @@ def label(
 ) -> None:
     """Label photos in a browser, most doubtful first: they move into DATA/<class>/ (no TensorFlow needed).
 
-    Example: [bold]edgetl label kept/ --data beans[/], then open http://127.0.0.1:8080/ (keys 1–9, x, u, s).
+    Example: [bold]edgetl label kept/ --data beans[/], then open http://127.0.0.1:8080/ (keys 1–9, o: none of
+    these, x, u, s). "None of these" photos go to DATA/__other__, where `edgetl train DATA` finds them.
     """
     from edgetl.edge.run_label import run_label
 
@@ -263,6 +265,10 @@ def compare(
         str | None, typer.Option("--json", help="The full record as JSON to FILE, or - for stdout.")
     ] = None,
     timing: Annotated[bool, typer.Option(help="Also time both models (one thread).")] = True,
+    other: Annotated[
+        Path | None,
+        typer.Option(help="Photos of none of the classes, for 'unknown' (default: both runs' held-out other photos)."),
+    ] = None,
 ) -> None:
     """Is B better than A on the same images, beyond chance? Exit 0 only when it is (no TensorFlow needed).
 
@@ -271,7 +277,7 @@ def compare(
     from edgetl.edge.compare import compare as run_compare
     from edgetl.edge.compare import report
 
-    result = run_compare(a, b, data, timing, json_out)
+    result = run_compare(a, b, data, timing, json_out, other)
     report(result, json_out, console)
     if not result.better:
         raise typer.Exit(1)

@@ -17,6 +17,7 @@ from edgetl.errors import EdgetlError
 from edgetl.rundir import SPLIT_DIR, SPLITS, RunInfo, Sample, write_atomic
 
 DIGESTS = "digests.txt"  # in the run's split/ folder
+OTHER = "other.txt"  # in the run's split/ folder: its "other" photos, "sha1<TAB>side<TAB>path" (train/other.py)
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -76,4 +77,27 @@ def _read_digests(path: Path) -> list[KnownPhoto]:
         if len(fields) != 4 or not _SHA1.fullmatch(fields[0]) or fields[1] not in SPLITS or not fields[3]:
             raise EdgetlError(f"{path}, line {number}: not 'sha1<TAB>split<TAB>class<TAB>path'.", hint)
         photos.append(KnownPhoto(*fields))
+    return photos
+
+
+def run_other_photos(info: RunInfo) -> list[KnownPhoto]:
+    """A run's "other" photos (none of its classes) by content, each with its side (validation: "unknown" was
+    fitted on it; test: held out) as `split`, and its path relative to the run's other folder; [] without."""
+    path = info.directory / SPLIT_DIR / OTHER
+    return read_other(path) if path.is_file() else []
+
+
+def read_other(path: Path) -> list[KnownPhoto]:
+    """split/other.txt, each line checked like digests.txt."""
+    hint = "Restore the file, or re-run `edgetl train`."
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise EdgetlError(f"{path} cannot be read ({error}).", hint) from None
+    photos = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("\t", 2)
+        if len(fields) != 3 or not _SHA1.fullmatch(fields[0]) or fields[1] not in ("validation", "test"):
+            raise EdgetlError(f"{path}, line {number}: not 'sha1<TAB>side<TAB>path'.", hint)
+        photos.append(KnownPhoto(fields[0], fields[1], "", fields[2]))
     return photos

@@ -43,6 +43,15 @@ def split_folders(root: Path) -> dict[str, Path]:
     return found
 
 
+OTHER_FOLDER = "__other__"  # "none of these" photos: never a class (class_folders skips "__" names)
+
+
+def other_folder(data: Path) -> Path:
+    """Where photos of none of the classes go (`label`'s "none of these", `collect --other`) and where
+    `edgetl train DATA` finds them without `--other`: at DATA's top, beside the classes or the split folders."""
+    return data / OTHER_FOLDER
+
+
 def class_root(data: Path) -> Path:
     """Where new photos of a class go: DATA itself, or DATA/train of a pre-split dataset."""
     return split_folders(data).get("train", data)

@@ -28,12 +28,22 @@ class OODRule:
     """In a converted file: the float model's threshold, before it was refitted to this file's scores."""
     headroom: float | None = None
     """The threshold is this many times the score `retention` of validation stays under (None: 1, as in 0.2)."""
+    other_photos: int | None = None
+    """Photos of none of the classes the threshold was placed with (None: fitted on the classes alone)."""
 
     @classmethod
     def fit(cls, validation: np.ndarray, retention: float, headroom: float, **fields: Any) -> OODRule:
         """The rule whose threshold keeps `retention` of these in-class scores, times `headroom`."""
         threshold = headroom * retention_threshold(validation, retention)
         return cls(threshold, retention=retention, headroom=headroom, **fields)
+
+    @classmethod
+    def placed(cls, threshold: float, validation: np.ndarray, **fields: Any) -> OODRule:
+        """A threshold chosen with other photos, stated as the retention and headroom that give it on these
+        in-class scores, so that `refit` moves it with a converted file's scores as it moves a fitted one."""
+        retention = float(np.mean(validation <= threshold))
+        headroom = max(1.0, threshold / max(retention_threshold(validation, retention), 1e-12))
+        return cls(threshold, retention=retention, headroom=min(round(headroom, 6), 100.0), **fields)
 
     def refit(self, validation: np.ndarray) -> float:
         """This rule's threshold for another model's scores of the same images (a converted file's)."""
@@ -42,6 +52,7 @@ class OODRule:
     def to_json(self) -> dict[str, Any]:
         fields = {"method": self.method, "threshold": self.threshold, "retention": self.retention}
         fields |= {"prototypes": self.prototypes, "float_threshold": self.float_threshold, "headroom": self.headroom}
+        fields |= {"other_photos": self.other_photos}
         return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -98,6 +109,7 @@ def _ood_rule(value: object) -> OODRule | None:
         raise ValueError("the OOD threshold is not a number")
     optional = {"retention": (0.0, 1.0), "prototypes": (0, math.inf), "float_threshold": (-math.inf, math.inf)}
     optional["headroom"] = (1.0, 100.0)
+    optional["other_photos"] = (0, math.inf)
     for key, (low, high) in optional.items():
         if value.get(key) is not None and not _is_number(value[key], low, high):
             raise ValueError(f"the OOD rule's {key} {value[key]!r} is not a number in range")

@@ -216,6 +216,7 @@ class DataRecord:
     counts: dict[str, int]  # split → images
     parent: str | None = None  # the run whose splits this one kept (--from)
     version: str | None = None  # hash of the sorted (content, class) pairs: the same data, the same version
+    other_root: Path | None = None  # photos of none of the classes (split/other.txt's paths are relative to it)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,8 @@ class RunMetrics:
 
     validation_top1: float
     test_top1: float
+    test_decided: float | None = None  # in-class test photos decided as a class (not "unknown")
+    other_unknown: float | None = None  # test-side "other" photos called "unknown" (None: none given)
 
 
 _SHAPE: dict[str, type] = {  # edgetl.json's fields that later stages index into, and their JSON types
@@ -383,6 +386,7 @@ class RunInfo:
                     data["counts"],
                     data.get("parent"),
                     data.get("version"),
+                    Path(data["other_root"]) if data.get("other_root") else None,
                 ),  # fmt: skip
                 metrics=RunMetrics(**meta["metrics"]) if meta.get("metrics") else None,
                 open_world=OpenWorldCard.from_json(meta["open_world"]) if meta.get("open_world") else None,
@@ -425,6 +429,7 @@ class RunInfo:
                 "counts": self.data.counts,
                 **({"parent": self.data.parent} if self.data.parent else {}),
                 **({"version": self.data.version} if self.data.version else {}),
+                **({"other_root": str(self.data.other_root)} if self.data.other_root else {}),
             },
             "metrics": asdict(self.metrics) if self.metrics else {},
             "open_world": self.open_world.to_json() if self.open_world else None,

@@ -58,6 +58,11 @@ class TrainConfig:
         "A run on this dataset before: its test and validation photos stay in those splits (same yardstick); "
         "--model, --alpha, --size and --resize not given are its.",
     )
+    other: str | None = setting(
+        None,
+        "Photos of none of the classes (the empty scene, passers-by): 'unknown' is fitted to reject them "
+        "(default: DATA/__other__ when it holds photos).",
+    )
     warm_start: bool = setting(
         False, "With --from: start from that run's weights (same backbone and width; new classes get fresh rows)."
     )

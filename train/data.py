@@ -24,6 +24,7 @@ from edgetl.images import class_folders, load_rgb, max_pixels
 from edgetl.layout import split_folders
 from edgetl.rundir import SPLITS, Sample, write_split_file
 from edgetl.text import is_text
+from edgetl.train.other import OtherPhotos
 from edgetl.train.scan_cache import ScanCache, Stamp
 
 MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
@@ -48,6 +49,7 @@ class DatasetIndex:
     warnings: list[str] = field(default_factory=list)
     digests: dict[Path, str] = field(default_factory=dict)  # each image's content hash (SHA-1)
     since_parent: dict | None = None  # --from: photos added, removed and relabelled (train/lineage.py)
+    other: OtherPhotos | None = None  # photos of none of the classes (train/other.py), for "unknown"
     moved_to_parent_split: int = 0  # --from on a pre-split folder: photos put in the parent's split instead
 
     def counts(self, split: str) -> list[int]:
@@ -64,15 +66,19 @@ class DatasetIndex:
 
     def report(self) -> dict:
         """What the run directory records about the data: counts, skipped files, duplicates, warnings."""
-        return {
-            "root": str(self.root),
-            "presplit": self.presplit,
-            "classes": self.classes,
-            "counts": {split: dict(zip(self.classes, self.counts(split))) for split in SPLITS},
-            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
-            "duplicates": self.duplicates,
-            "warnings": self.warnings,
-        } | ({"since_parent": self.since_parent} if self.since_parent is not None else {})
+        return (
+            {
+                "root": str(self.root),
+                "presplit": self.presplit,
+                "classes": self.classes,
+                "counts": {split: dict(zip(self.classes, self.counts(split))) for split in SPLITS},
+                "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+                "duplicates": self.duplicates,
+                "warnings": self.warnings,
+            }
+            | ({"since_parent": self.since_parent} if self.since_parent is not None else {})
+            | ({"other": self.other.report()} if self.other else {})
+        )
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -237,6 +243,12 @@ def _verdicts(paths: list[Path], workers: int, tick: Progress) -> Iterator[tuple
         for verdict in pool.map(_check_image, paths, chunksize=32):
             tick(1)
             yield verdict
+
+
+def check_files(paths: list[Path], workers: int = 8) -> list[tuple[str | None, str]]:
+    """Each file's (SHA-1, "") when it is a usable image, else (None, why): the data scan's check, for other
+    folders (train/other.py)."""
+    return list(_verdicts(paths, workers, lambda n: None))
 
 
 def _leave_signals_to_the_parent() -> None:

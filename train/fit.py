@@ -31,7 +31,7 @@ import tensorflow as tf
 from edgetl import interrupt
 from edgetl.backbones import backbone_spec
 from edgetl.errors import EdgetlError
-from edgetl.rundir import SPLITS, write_atomic, write_json
+from edgetl.rundir import SPLITS, Sample, write_atomic, write_json
 from edgetl.train import boundary
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
@@ -385,6 +385,17 @@ def evaluation_features(
         if name not in features:
             features[name] = predict(clf.features, index.splits[name], config, len(index.classes))
     return features
+
+
+def other_features(clf: Classifier, index: DatasetIndex, config: TrainConfig) -> dict[str, np.ndarray]:
+    """Pooled features of the "other" photos per side (train/other.py); {} without them."""
+    if index.other is None:
+        return {}
+    return {
+        side: predict(clf.features, [Sample(path, 0) for path in paths], config, len(index.classes))[0]
+        for side, paths in index.other.sides.items()
+        if paths
+    }
 
 
 def predict(model: keras.Model, samples: list, config: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

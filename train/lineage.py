@@ -14,9 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetl.digests import run_photos
+from edgetl.digests import OTHER, run_photos
 from edgetl.errors import EdgetlError
-from edgetl.rundir import RunInfo
+from edgetl.rundir import SPLIT_DIR, RunInfo
+from edgetl.train.other import read_sides
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,14 @@ class Parent:
     split_of: dict[str, str]  # digest → split
     class_of: dict[str, str]  # digest → class name
     path_of: dict[str, str]  # digest → path relative to the data folder, for the report
+    other_sides: dict[str, str]  # digest → side, of its "other" photos (train/other.py)
+
+    def sides_for_other(self) -> dict[str, str]:
+        """Where the child's other photos go when the parent knew them: their old side; a former class photo
+        goes to the fitting side unless the parent only tested on it, so the parent is never judged on a
+        photo it trained on as a class."""
+        was_class = {d: "test" if split == "test" else "validation" for d, split in self.split_of.items()}
+        return was_class | self.other_sides
 
 
 def read_parent(run_dir: Path) -> Parent:
@@ -37,7 +46,8 @@ def read_parent(run_dir: Path) -> Parent:
     split_of = {photo.digest: photo.split for photo in photos}
     class_of = {photo.digest: photo.label for photo in photos}
     path_of = {photo.digest: photo.path for photo in photos}
-    return Parent(run_dir, split_of, class_of, path_of)
+    other_sides = read_sides(run_dir / SPLIT_DIR / OTHER)
+    return Parent(run_dir, split_of, class_of, path_of, other_sides)
 
 
 def dataset_version(classes: list[str], splits: dict, digests: dict[Path, str]) -> str:

@@ -123,6 +123,21 @@ class Prototypes:
         return 1.0 - (unit_rows(features) @ self.centres.T).max(1)
 
 
+def other_threshold(inside: np.ndarray, other: np.ndarray) -> float:
+    """The OOD threshold placed between in-class validation scores and the validation share of "other" photos:
+    the one that keeps the most in-class photos plus rejects the most others (balanced accuracy), in the middle
+    of the range of thresholds that do it equally well (the middle of the gap when the two do not overlap)."""
+    candidates = np.unique(np.concatenate([inside, other]))
+    kept = np.searchsorted(np.sort(inside), candidates, side="right") / len(inside)
+    rejected = 1.0 - np.searchsorted(np.sort(other), candidates, side="right") / len(other)
+    best = np.flatnonzero(kept + rejected >= (kept + rejected).max() - 1e-12)
+    # Each best candidate c[i] stands for the thresholds in [c[i], c[i + 1]); the widest run of them wins.
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    ends = [(candidates[run[0]], candidates[min(run[-1] + 1, len(candidates) - 1)]) for run in runs]
+    low, high = max(ends, key=lambda end: end[1] - end[0])
+    return float((low + high) / 2)
+
+
 def class_thresholds(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -185,6 +200,7 @@ class OpenWorld:
     logits: dict[str, np.ndarray]  # per split, before calibration
     labels: dict[str, np.ndarray]
     ood_scores: dict[str, np.ndarray]
+    other_scores: dict[str, np.ndarray]  # per side of the "other" photos ({} without them)
 
     def probabilities(self, split: str, calibrated: bool = True) -> np.ndarray:
         return softmax(self.logits[split] / (self.card.temperature if calibrated else 1.0))
@@ -213,10 +229,17 @@ def raw_logits(model: keras.Model, features: np.ndarray, temperature: float | No
     return np.asarray(features, dtype=np.float64) @ kernel + bias
 
 
-def fit(model: keras.Model, features: dict[str, tuple[np.ndarray, np.ndarray]], classes: int) -> OpenWorld:
+def fit(
+    model: keras.Model,
+    features: dict[str, tuple[np.ndarray, np.ndarray]],
+    classes: int,
+    other: dict[str, np.ndarray] | None = None,
+) -> OpenWorld:
     """Fit T on validation, the prototypes on train, thresholds on validation; fold all into `model`.
 
-    `features` maps each split to (pooled backbone features, labels), computed once by the caller.
+    `features` maps each split to (pooled backbone features, labels), computed once by the caller; `other`
+    each side of the "other" photos to their pooled features (train/other.py): the OOD threshold is then
+    placed between the classes' validation scores and the other photos' validation scores.
     """
     dense = model.get_layer("predictions")
     temperature = fit_temperature(logits_of(features["validation"][0], dense), features["validation"][1])
@@ -224,7 +247,8 @@ def fit(model: keras.Model, features: dict[str, tuple[np.ndarray, np.ndarray]], 
     splits = {
         split: (logits_of(feats, dense), labels, prototypes.score(feats)) for split, (feats, labels) in features.items()
     }
-    card, report = summary(temperature, prototypes, splits)
+    other_scores = {side: prototypes.score(feats) for side, feats in (other or {}).items() if len(feats)}
+    card, report = summary(temperature, prototypes, splits, other_scores)
     pooled = model.get_layer("head_dropout").input  # the backbone's pooled features (dropout is off at inference)
     outputs = [calibrated_head(dense, temperature)(pooled), ood_head(pooled, prototypes)]
     return OpenWorld(
@@ -234,6 +258,7 @@ def fit(model: keras.Model, features: dict[str, tuple[np.ndarray, np.ndarray]], 
         {split: logits for split, (logits, _, _) in splits.items()},
         {split: labels for split, (_, labels, _) in splits.items()},
         {split: ood for split, (_, _, ood) in splits.items()},
+        other_scores,
     )
 
 
@@ -261,25 +286,39 @@ def plot(world: OpenWorld, path: Path) -> None:
     threshold = world.card.ood.threshold
     for split in ("train", "validation", "test"):
         right.hist(world.ood_scores[split], bins=40, alpha=0.5, label=split, density=True)
+    for side, scores in world.other_scores.items():
+        right.hist(scores, bins=40, alpha=0.5, label=f"other photos ({side})", density=True, histtype="step")
     right.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.2f}")
     right.set_xlabel("out-of-distribution score (higher = less like the training data)")
-    right.set_title("OOD score of in-class images")
+    right.set_title("OOD score of in-class images" + (" and other photos" if world.other_scores else ""))
     right.legend()
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def ood_rule(validation: np.ndarray, other: np.ndarray | None, prototypes: int) -> OODRule:
+    """With other photos: the threshold between them and the classes (`other_threshold`); without: the one that
+    keeps RETENTION of in-class validation photos."""
+    if other is None or not len(other):
+        return OODRule.fit(validation, RETENTION, HEADROOM, prototypes=prototypes)
+    threshold = other_threshold(validation, other)
+    return OODRule.placed(threshold, validation, prototypes=prototypes, other_photos=len(other))
 
 
 def summary(
     temperature: float,
     fit: Prototypes,
     splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    other: dict[str, np.ndarray] | None = None,
 ) -> tuple[OpenWorldCard, dict]:
-    """(what the model card stores, what metrics.json reports) from {split: (logits, labels, ood scores)}."""
+    """(what the model card stores, what metrics.json reports) from {split: (logits, labels, ood scores)} and
+    {side: ood scores} of the other photos."""
+    other = other or {}
     val_logits, val_labels, val_ood = splits["validation"]
     calibrated = softmax(val_logits / temperature)
     card = OpenWorldCard(
         temperature=round(temperature, 5),
-        ood=OODRule.fit(val_ood, RETENTION, HEADROOM, prototypes=len(fit.centres)),
+        ood=ood_rule(val_ood, other.get("validation"), len(fit.centres)),
         class_thresholds=class_thresholds(calibrated, val_labels),
         target_precision=TARGET_PRECISION,
     )
@@ -292,5 +331,14 @@ def summary(
             "nll_before": _nll(logits, labels, 1.0),  # what T minimises on validation, so never higher there
             "nll": _nll(logits, labels, temperature),
             "rejected_in": float(np.mean(ood > card.ood.threshold)),
+            "unknown": decisions(ood, other.get(split), card.ood.threshold),
         }
     return card, report
+
+
+def decisions(inside: np.ndarray, other: np.ndarray | None, threshold: float) -> dict:
+    """Both sides of "unknown" on one split: in-class photos decided as a class, other photos called unknown."""
+    found = {"in_class_decided": float(np.mean(inside <= threshold)), "in_class_photos": len(inside)}
+    if other is not None and len(other):
+        found |= {"other_unknown": float(np.mean(other > threshold)), "other_photos": len(other)}
+    return found

@@ -23,7 +23,7 @@ from rich.progress import Progress
 import edgetl
 from edgetl import interrupt
 from edgetl.backbones import backbone_spec
-from edgetl.digests import write_digests
+from edgetl.digests import OTHER, write_digests
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.open_world_card import OpenWorldCard
@@ -47,9 +47,9 @@ from edgetl.rundir import (
     write_atomic,
     write_json,
 )
-from edgetl.train import lineage, open_world, warm_start
+from edgetl.train import lineage, open_world, other, warm_start
 from edgetl.train.config import TrainConfig
-from edgetl.train.data import DatasetIndex, scan, write_split_files
+from edgetl.train.data import DatasetIndex, check_files, scan, write_split_files
 from edgetl.train.fit import (
     TrainState,
     activations,
@@ -57,6 +57,7 @@ from edgetl.train.fit import (
     cluster_task,
     evaluation_features,
     fine_tune,
+    other_features,
     remove_training_files,
     restore,
     save_final_weights,
@@ -104,6 +105,13 @@ def index_data(data: Path, config: TrainConfig, console: Console) -> DatasetInde
         index = scan(data, **fractions, seed=config.seed, progress=start, keep_splits=keep)
     if parent:
         _compare_with_parent(index, parent)
+    folder = other.resolve(Path(config.other) if config.other else None, data)
+    if folder is not None:
+        keep = parent.sides_for_other() if parent else {}
+        index.other = other.scan_other(
+            folder, data, index.digests, seed=config.seed, keep_sides=keep, check=check_files
+        )
+        index.warnings += index.other.warnings
     return index
 
 
@@ -133,6 +141,12 @@ def _print_data_summary(index: DatasetIndex, console: Console, report: Path) -> 
         f"Data: {len(index.classes)} classes, {counts['train']} train / {counts['validation']} validation / "
         f"{counts['test']} test images ({layout})."
     )
+    if index.other:
+        sides = index.other.counts()
+        console.print(
+            f"Other (none of the classes): {sides['validation']} photos to fit 'unknown' on, {sides['test']} to "
+            f"test it, from {index.other.root}."
+        )
     for warning in index.warnings:
         console.print(f"[yellow]warning:[/] {warning.replace('data_report.json', str(report))}")
 
@@ -192,12 +206,12 @@ def train(
     if config.max_latency is not None and not resume:  # a resumed run already holds the chosen config
         config, *searched = _choose_configuration(index, config, console)
     run = _start(target, index, config, searched, resume=resume, force=force, console=console)
-    clf, trainable, features = _train_phases(run, console)
+    clf, trainable, features, others = _train_phases(run, console)
     if not chief:
         shutil.rmtree(run.work)
         console.print(f"{kind} {task_index} finished its share; the chief writes {out}.")
         return out
-    return _finish(run, clf, trainable, features, out, console)
+    return _finish(run, clf, trainable, features, others, out, console)
 
 
 def _start(
@@ -226,6 +240,8 @@ def _start(
         tf.config.experimental.enable_op_determinism()  # same seed, data and machine → same weights
     write_split_files(index, work / SPLIT_DIR)
     write_digests(work / SPLIT_DIR, index.root, index.classes, index.splits, index.digests)
+    if index.other:
+        other.write_other_file(work / SPLIT_DIR / OTHER, index.other)
     write_json(work / "data_report.json", index.report())
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
@@ -242,10 +258,11 @@ def _start(
     return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights(), parent)
 
 
-def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
+def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict, dict]:
     """Phase 1 and phase 2 from wherever the state says, then the features evaluation needs.
 
-    Returns (the classifier, how many backbone layers phase 2 trained, evaluation features)."""
+    Returns (the classifier, how many backbone layers phase 2 trained, evaluation features, other photos'
+    features)."""
     config, index, state, work = run.config, run.index, run.state, run.work
     train_steps = -(-len(index.splits["train"]) // config.batch_size)
     with run.strategy.scope(), progress_bar(console) as progress, lost_peer_is_an_error(run.strategy, work):
@@ -284,7 +301,8 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict]:
         console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
         # Every worker computes the features: building the cut's top model under the strategy creates
         # variables, whose initial values the chief broadcasts to the other workers (a collective).
-        return clf, trainable, evaluation_features(clf, index, config, cut)
+        features = evaluation_features(clf, index, config, cut)
+        return clf, trainable, features, other_features(clf, index, config)
 
 
 def _cache_progress(progress: Progress) -> Callable[[int], Callable[[int], None]]:
@@ -306,16 +324,19 @@ def _epoch_printer(console: Console) -> Callable[[str, int, dict], None]:
     return on_epoch
 
 
-def _finish(run: _Run, clf: Classifier, trainable: int, features: dict, out: Path, console: Console) -> Path:
+def _finish(
+    run: _Run, clf: Classifier, trainable: int, features: dict, others: dict, out: Path, console: Console
+) -> Path:
     """Calibration, the OOD score, reports and edgetl.json; then the run is published as `out`."""
     keras.mixed_precision.set_global_policy("float32")  # what the device runs; and later stages in this process
-    world = open_world.fit(as_float32(clf.model), features, len(run.index.classes))
+    world = open_world.fit(as_float32(clf.model), features, len(run.index.classes), others)
     results = {
         split: classification_metrics(world.probabilities(split), world.labels[split], run.index.classes)
         for split in ("validation", "test")
     }
     for split in results:
-        results[split]["calibration"] = world.report[split]
+        results[split]["calibration"] = dict(world.report[split])
+        results[split]["unknown"] = results[split]["calibration"].pop("unknown")
     world.model.save(run.work / MODEL_FILE)
     _write_reports(run.work, run.index, run.state, results)
     open_world.plot(world, run.work / "reliability.png")
@@ -381,8 +402,14 @@ def _run_info(run: _Run, trainable: int, results: dict, seconds: dict, card: Ope
             counts={split: sum(index.counts(split)) for split in SPLITS},
             parent=config.parent,
             version=lineage.dataset_version(index.classes, index.splits, index.digests),
+            other_root=index.other.root if index.other else None,
         ),
-        metrics=RunMetrics(results["validation"]["top1"], results["test"]["top1"]),
+        metrics=RunMetrics(
+            results["validation"]["top1"],
+            results["test"]["top1"],
+            results["test"]["unknown"]["in_class_decided"],
+            results["test"]["unknown"].get("other_unknown"),
+        ),
         open_world=card,
         model=ModelRecord(
             config.backbone, config.alpha if spec.has_width else None, config.weights, run.weights, trainable
@@ -416,6 +443,13 @@ def _print_summary(out: Path, results: dict, seconds: dict, card: OpenWorldCard,
         f"(perfect calibration would measure {calibration['ece_floor']['median']:.1%} on these images); "
         f"'unknown' above OOD score {card.ood.threshold:.2f} ({calibration['rejected_in']:.1%} of test images)."
     )
+    unknown = results["test"]["unknown"]
+    if "other_unknown" in unknown:
+        console.print(
+            f"'Unknown' placed with {card.ood.other_photos} other photos: test photos decided as a class "
+            f"[bold]{unknown['in_class_decided']:.1%}[/], held-out other photos called unknown "
+            f"[bold]{unknown['other_unknown']:.1%}[/] ({unknown['other_photos']})."
+        )
     console.print(
         f"Run directory: {out}  (model.keras, metrics.json, curves.png, confusion.png, reliability.png, split/)"
     )

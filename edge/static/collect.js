@@ -1,15 +1,19 @@
 window.addEventListener("load", () => { document.getElementById("video").src = "/stream.mjpg"; });
 let classes = [], last = null, shown = -1;
-function take(label) {
-  last = label;
-  post("/take", {label, count: Number(document.getElementById("count").value),
+function take(label, other = false) {
+  last = other ? null : label;
+  post("/take", {label, other, count: Number(document.getElementById("count").value),
                  interval: Number(document.getElementById("interval").value)});
 }
+document.getElementById("other").addEventListener("click", () => take(null, true));
 document.getElementById("add").addEventListener("click", async () => {
   const field = document.getElementById("new-class");
   if (await post("/class", {label: field.value})) { field.value = ""; refresh(); }
 });
-onKeys(() => classes, take, {" ": (event) => { if (last !== null) { event.preventDefault(); take(last); } }});
+onKeys(() => classes, take, {
+  " ": (event) => { if (last !== null) { event.preventDefault(); take(last); } },
+  o: () => take(null, true),
+});
 function show(state) {
   classes = Object.keys(state.classes);
   const buttons = classButtons(classes, take, (name) => ` (${state.classes[name]})`);

@@ -40,11 +40,13 @@ async function load() {
   show();
 }
 document.getElementById("add").addEventListener("click", () => file(document.getElementById("new-class").value));
+document.getElementById("other").addEventListener("click", () => act("/other", {files: chosen()}));
 document.getElementById("discard").addEventListener("click", () => act("/discard", {files: chosen()}));
 document.getElementById("undo").addEventListener("click", () => act("/undo", {}));
 document.getElementById("skip").addEventListener("click", skip);
 function skip() { if (items[position]) { position += 1; selected.clear(); show(); } }
 onKeys(() => classes, file, {
+  o: () => { if (items[position]) act("/other", {files: chosen()}); },
   x: () => { if (items[position]) act("/discard", {files: chosen()}); },
   u: () => act("/undo", {}),
   s: skip,
