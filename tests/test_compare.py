@@ -120,3 +120,54 @@ def test_compare_goes_on_without_deleted_test_photos_and_says_so(beans_int8: Pat
     done = edge_cli("compare", str(run), str(run), "--no-timing")
     assert done.returncode == 1 and "26 held-out images" in done.stdout, done.stderr
     assert "10 test photo(s) the runs list are missing" in done.stdout
+
+
+def test_better_never_means_rejecting_less() -> None:
+    """The two sides of "unknown", paired: B that decides fewer in-class photos, or calls fewer other photos
+    unknown, beyond chance, is worse there (and compare then keeps A even when B is more accurate)."""
+    import numpy as np
+
+    from edgetl.edge.compare import unknown_verdict
+
+    same = np.ones(100, dtype=bool)
+    a_rejects = np.ones(40, dtype=bool)
+    b_rejects = np.arange(40) >= 12  # B lets 12 of 40 other photos through that A called unknown
+    line, worse = unknown_verdict((same, same), (a_rejects, b_rejects))
+    assert worse and line.startswith("B calls unknown 30.0 pt fewer other photos (p = ")
+    line, worse = unknown_verdict((same, same), (b_rejects, a_rejects))  # B rejects more: fine
+    assert not worse and line == ""
+    b_decides = np.arange(100) >= 10  # B calls 10 in-class photos unknown that A decided
+    line, worse = unknown_verdict((same, b_decides), None)
+    assert worse and "decides as a class 10.0 pt fewer in-class photos" in line and "No other photos" in line
+
+
+def test_compare_judges_unknown_on_the_runs_held_out_other_photos(beans_int8: Path, tmp_path: Path) -> None:
+    """B's split/other.txt: its held-out other photos count; those it fitted on, and a class photo of A filed as
+    "other", do not."""
+    from conftest import shared_path
+    from edgetl.digests import content_digest
+    from edgetl.rundir import RunInfo, read_json, write_json
+
+    other = tmp_path / "other"
+    other.mkdir()
+    flowers = sorted(shared_path("datasets", "flowers", "rose").glob("*.jpg"))[:12]
+    a_train = RunInfo.load(beans_int8).samples("train")[0].path
+    photos = [Path(shutil.copy(p, other)) for p in [*flowers, a_train]]
+    sides = ["test"] * 8 + ["validation"] * 4 + ["test"]
+    b = shutil.copytree(beans_int8, tmp_path / "b")
+    lines = [f"{content_digest(p)}\t{side}\t{p.name}\n" for p, side in zip(photos, sides)]
+    (b / "split" / "other.txt").write_text("".join(lines))
+    meta = read_json(b / "edgetl.json")
+    meta["data"]["other_root"] = str(other)
+    write_json(b / "edgetl.json", meta)
+    done = edge_cli("compare", str(beans_int8), str(b), "--json", "-", "--no-timing")
+    assert done.returncode == 1, done.stderr
+    record = json.loads(done.stdout)
+    assert record["other_photos"] == 8
+    assert record["excluded"]["other photos fitted on, or class photos, of A or B"] == 1
+    assert record["a"]["other_unknown"] == record["b"]["other_unknown"] >= 0.75  # roses are not beans
+    assert record["a"]["decided"] == record["b"]["decided"] > 0.5
+    shutil.copy(sorted(shared_path("datasets", "flowers", "tulip").glob("*.jpg"))[0], other)  # in no run
+    table = edge_cli("compare", str(beans_int8), str(b), "--no-timing", "--other", str(other))
+    assert "other photos called unknown (9)" in table.stdout, table.stdout + table.stderr  # fitted-on left out
+    assert "5 other photos fitted on, or class photos, of A or B" in table.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -194,6 +195,15 @@ def test_collect_takes_a_burst_into_the_class_folder_and_logs_each_photo(tmp_pat
     assert [line["file"] for line in lines] == [f"healthy/{p.name}" for p in photos]  # names sort by time
     assert all(line["class"] == "healthy" and line["source"] == str(video) and line["width"] == 160 for line in lines)
     assert "5 photo(s) written, 0 near-duplicate(s) skipped" in done.stdout
+    empty = edge_cli("collect", str(data), "--source", str(video), "--other", "--count", "2", "--interval", "0.3")
+    assert empty.returncode == 0 and "none of these 2" in empty.stdout, empty.stderr
+    assert len(list((data / "__other__").glob("*.jpg"))) == 2 and len(photos) == 5  # never a class
+    added = [json.loads(line) for line in (data / "collect.jsonl").read_text().splitlines()][5:]
+    assert [(line["class"], line["other"], line["file"].split("/")[0]) for line in added] == [
+        (None, True, "__other__")
+    ] * 2
+    both = edge_cli("collect", str(data), "--source", str(video), "--other", "--label", "healthy")
+    assert both.returncode == 2 and "One of the three" in both.stderr and "Traceback" not in both.stderr
 
 
 def test_a_burst_of_a_still_scene_gives_one_photo(tmp_path: Path) -> None:
@@ -264,6 +274,9 @@ def test_collect_page_in_headless_chromium_takes_photos_per_class(tmp_path: Path
         page.keyboard.press("1")  # by its key: "<b>rust" sorts before "healthy"
         expect(page.locator("button[data-label='<b>rust']")).to_have_text("1 · <b>rust (3)", timeout=15000)
         expect(page.locator("#recent img")).to_have_count(6)
+        page.click("#other")  # the empty scene: DATA/__other__
+        expect(page.locator("#recent img")).to_have_count(8, timeout=15000)
+        expect(page.locator("#recent img").first).to_have_attribute("alt", re.compile("^none of these/"))
         page.fill("#new-class", "../etc")
         page.click("#add")
         expect(page.locator("#status")).to_contain_text("path separator")
@@ -272,8 +285,10 @@ def test_collect_page_in_headless_chromium_takes_photos_per_class(tmp_path: Path
         browser.close()
     assert len(list((data / "healthy").glob("*.jpg"))) == 3 and len(list((data / "<b>rust").glob("*.jpg"))) == 3
     assert not (tmp_path / "etc").exists()
-    lines = (data / "collect.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and all(json.loads(line)["source"] == str(video) for line in lines)
+    assert len(list((data / "__other__").glob("*.jpg"))) == 3  # a class folder it never becomes
+    lines = [json.loads(line) for line in (data / "collect.jsonl").read_text().splitlines()]
+    assert len(lines) == 9 and all(line["source"] == str(video) for line in lines)
+    assert [line.get("other", False) for line in lines] == [False] * 6 + [True] * 3
 
 
 # --- label -----------------------------------------------------------------------------------------------------------
@@ -317,6 +332,12 @@ def test_label_page_in_headless_chromium_files_discards_and_undoes(tmp_path: Pat
         expect(page.locator("#why")).to_contain_text(order[4])
         page.keyboard.press("u")  # undo: the last filed photo comes back
         expect(page.locator("#status")).to_contain_text("2 waiting")
+        page.click("#other")  # "none of these": DATA/__other__, for the next training's "unknown"
+        expect(page.locator("#status")).to_contain_text("1 waiting")
+        page.keyboard.press("u")
+        expect(page.locator("#status")).to_contain_text("2 waiting")
+        page.keyboard.press("o")
+        expect(page.locator("#status")).to_contain_text("1 waiting")
         page.fill("#new-class", "../x")
         page.click("#add")
         expect(page.locator("#status")).to_contain_text("path separator")
@@ -324,10 +345,12 @@ def test_label_page_in_headless_chromium_files_discards_and_undoes(tmp_path: Pat
     assert [p.name for p in (data / "healthy").iterdir()] == [order[0]]
     assert [p.name for p in (kept / "discarded").iterdir()] == [order[1]]
     assert [p.name for p in (data / "bean_rust").iterdir()] == [order[2]]  # order[3]'s filing was undone
-    assert {p.name for p in kept.glob("*.jpg")} == {order[3], order[4]}
+    assert {p.name for p in kept.glob("*.jpg")} == {order[4]}
+    assert [p.name for p in (data / "__other__").iterdir()] == [order[3]]
     log = [json.loads(line) for line in (data / "collect.jsonl").read_text().splitlines()]
-    assert [(line["class"], line.get("undone", False)) for line in log] == [
-        ("healthy", False), ("bean_rust", False), ("bean_rust", False), ("bean_rust", True)
+    assert [(line["class"], line.get("undone", False), line.get("other", False)) for line in log] == [
+        ("healthy", False, False), ("bean_rust", False, False), ("bean_rust", False, False),
+        ("bean_rust", True, False), (None, False, True), (None, True, True), (None, False, True),
     ]  # fmt: skip
     assert log[0]["result"]["decision"] == "unknown" and log[0]["result"]["labels"] == ["healthy", "bean_rust"]
 
