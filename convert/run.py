@@ -93,9 +93,11 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
         message = near_chance_message(float_top1, len(source.labels))
         console.print(f"[bold yellow]warning:[/] the float model's {message}.")
 
-    validation = None
+    validation = other = None
     if source.open_world:  # each file's OOD threshold is refitted on these, from its own scores
         validation, _ = load_with_progress(source.repair, source, "Loading validation images", console)
+    if source.open_world and source.other:  # and each says how many held-out "other" photos it calls unknown
+        other, _ = load_with_progress(source.other, source, "Loading other photos", console)
     entries: dict[str, dict] = {}
     with saved_model(source.model) as saved:
         float32 = convert_float(saved, "float32")
@@ -123,6 +125,9 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
                 **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
+            if other is not None and card and card.ood and "ood" in entry:
+                other_ood = tflite_scores(content, other, options.threads).ood
+                entry["ood"] |= {"other_unknown": float(np.mean(other_ood > card.ood.threshold)), "other": len(other)}
             entry["passed"] = options.passes(record)
             entries[fmt] = entry
 

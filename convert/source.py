@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from edgetl.convert.options import PREPROCESSING_PRESETS, BareModel
+from edgetl.digests import run_other_photos
 from edgetl.errors import EdgetlError
 from edgetl.float32 import as_float32
 from edgetl.images import labelled_samples
@@ -41,6 +42,15 @@ class Source:
     test_labelled: bool = True
     notes: list[str] = field(default_factory=list)
     run: RunInfo | None = None  # when converting a run directory
+
+    @property
+    def other(self) -> list[Sample]:
+        """The run's held-out "other" photos (none of the classes, train/other.py): each file reports how many it
+        calls "unknown". Label -1: no class."""
+        if self.run is None or self.run.data.other_root is None:
+            return []
+        held_out = [photo for photo in run_other_photos(self.run) if photo.split == "test"]
+        return [Sample(self.run.data.other_root / photo.path, -1) for photo in held_out]
 
     @property
     def open_world(self) -> OpenWorldCard | None:

@@ -125,6 +125,13 @@ def test_training_fits_unknown_on_the_data_folders_other_photos_and_reports_both
     sides = {line.split("\t")[2]: line.split("\t")[1] for line in lines}
     assert sorted(sides.values()).count("test") == 12 and not any(p.endswith("broken.jpg") for p in sides)
     assert all(s.path.parent.name != "__other__" for split in ("train", "test") for s in run.samples(split))
+    from conftest import LOOSE
+    from edgetl.convert.options import ConvertOptions
+    from edgetl.convert.run import convert
+
+    converted = convert(tmp_path / "v1", ConvertOptions(formats=("float32",), **LOOSE), console=Console(quiet=True))
+    ood = converted["models"]["float32"]["ood"]  # the file that is deployed says it too
+    assert ood["other"] == 12 and 0 <= ood["other_unknown"] <= 1
 
     trained = run.samples("train")[0].path  # the parent trained on it as a class: now it is "other"
     shutil.move(trained, other / "was_a_class.jpg")

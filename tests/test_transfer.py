@@ -34,7 +34,7 @@ def _beans_subset(target: Path) -> Path:
 def test_imagenet_weights_beat_random_initialisation(keras_home: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     data = _beans_subset(tmp_path / "beans")
-    budget = {"alpha": 0.35, "size": 128, "batch_size": 16, "head_epochs": 12, "finetune_epochs": 1, "patience": 12}
+    budget = {"alpha": 0.35, "size": 96, "batch_size": 16, "head_epochs": 12, "finetune_epochs": 0, "patience": 12}
     accuracy = {}
     for weights in ("imagenet", "none"):
         out = train(data, tmp_path / weights, TrainConfig(weights=weights, **budget), console=Console(quiet=True))

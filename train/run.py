@@ -91,8 +91,9 @@ class BatchProgress(keras.callbacks.Callback):
         self.progress.remove_task(self.task)
 
 
-def index_data(data: Path, config: TrainConfig, console: Console) -> DatasetIndex:
-    """The dataset, checked and split; with --from, the parent's photos keep their splits."""
+def index_data(data: Path, config: TrainConfig, console: Console, resumed: Path | None = None) -> DatasetIndex:
+    """The dataset, checked and split; with --from, the parent's photos keep their splits; other photos (train/
+    other.py) keep the side the parent, or the `resumed` partial run, gave them."""
     parent = lineage.read_parent(Path(config.parent)) if config.parent else None
     with progress_bar(console) as progress:
 
@@ -108,6 +109,7 @@ def index_data(data: Path, config: TrainConfig, console: Console) -> DatasetInde
     folder = other.resolve(Path(config.other) if config.other else None, data)
     if folder is not None:
         keep = parent.sides_for_other() if parent else {}
+        keep |= other.read_sides(resumed / SPLIT_DIR / OTHER) if resumed else {}
         index.other = other.scan_other(
             folder, data, index.digests, seed=config.seed, keep_sides=keep, check=check_files
         )
@@ -200,7 +202,8 @@ def train(
         config = TrainConfig(**read_json(partial_dir(target) / CONFIG))
     if config.parent and config.warm_start:
         warm_start.check_architecture(RunInfo.load(Path(config.parent)), config)
-    index = index_data(data, config, console)  # bad data fails here, before anything is written
+    resumed = partial_dir(target) if resume else None
+    index = index_data(data, config, console, resumed)  # bad data fails here, before anything is written
     _print_data_summary(index, console, report=out / "data_report.json")
     searched = None
     if config.max_latency is not None and not resume:  # a resumed run already holds the chosen config
