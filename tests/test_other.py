@@ -34,11 +34,16 @@ def test_other_photos_are_split_by_content_half_and_half_and_keep_known_sides() 
     assert again[0] == "test" and again[1] == "validation"
 
 
-def test_the_threshold_sits_in_the_gap_and_refits_like_a_fitted_one() -> None:
-    inside, other = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.8, 0.9, 1.0])
-    assert other_threshold(inside, other) == pytest.approx(0.6)  # the middle of the gap
-    overlapping = np.array([0.35, 0.9, 1.0])  # one other photo among the classes: it costs one in-class photo
-    assert 0.3 <= other_threshold(inside, overlapping) < 0.35
+def test_other_photos_move_the_threshold_up_as_far_as_they_allow_and_it_refits_like_a_fitted_one() -> None:
+    from edgetl.train.open_world import OTHER_CAP, RETENTION
+
+    inside = np.linspace(0.1, 0.4, 100)
+    classes_only, cap = np.quantile(inside, RETENTION), OTHER_CAP * np.quantile(inside, 0.99)
+    near = np.linspace(0.41, 0.6, 100)  # just beyond the classes: the threshold goes under their lowest 5 %
+    placed = other_threshold(inside, near)
+    assert classes_only < placed < 0.42 and placed == pytest.approx(np.quantile(near, 0.05))
+    assert other_threshold(inside, near + 10) == pytest.approx(cap)  # far away: no further than the cap
+    assert other_threshold(inside, inside) == pytest.approx(classes_only)  # among the classes: never stricter
     rng = np.random.default_rng(0)
     validation = rng.uniform(0.1, 0.5, 200)
     rule = OODRule.placed(0.6, validation, prototypes=8, other_photos=3)  # above every in-class score
