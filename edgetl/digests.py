@@ -67,17 +67,8 @@ def _known(sample: Sample, split: str, info: RunInfo) -> KnownPhoto:
 def _read_digests(path: Path) -> list[KnownPhoto]:
     """digests.txt, each line checked: a damaged file is one line naming it and the line, not a traceback."""
     hint = "Restore the file, or delete it: edgetl then hashes the photos the run's split files list."
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise EdgetlError(f"{path} cannot be read ({error}).", hint) from None
-    photos = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split("\t", 3)
-        if len(fields) != 4 or not _SHA1.fullmatch(fields[0]) or fields[1] not in SPLITS or not fields[3]:
-            raise EdgetlError(f"{path}, line {number}: not 'sha1<TAB>split<TAB>class<TAB>path'.", hint)
-        photos.append(KnownPhoto(*fields))
-    return photos
+    rows = _rows(path, "sha1<TAB>split<TAB>class<TAB>path", SPLITS, hint)
+    return [KnownPhoto(*fields) for fields in rows]
 
 
 def run_other_photos(info: RunInfo) -> list[KnownPhoto]:
@@ -89,15 +80,22 @@ def run_other_photos(info: RunInfo) -> list[KnownPhoto]:
 
 def read_other(path: Path) -> list[KnownPhoto]:
     """split/other.txt, each line checked like digests.txt."""
-    hint = "Restore the file, or re-run `edgetl train`."
+    rows = _rows(path, "sha1<TAB>side<TAB>path", ("validation", "test"), "Restore the file, or re-run `edgetl train`.")
+    return [KnownPhoto(digest, side, "", relative) for digest, side, relative in rows]
+
+
+def _rows(path: Path, shape: str, sides: tuple[str, ...], hint: str) -> list[list[str]]:
+    """The tab-separated rows of a run's photo list, each checked (a SHA-1, then one of `sides`, then a non-empty
+    last field); a damaged file is one line naming it and the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise EdgetlError(f"{path} cannot be read ({error}).", hint) from None
-    photos = []
+    columns = shape.count("<TAB>") + 1
+    rows = []
     for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split("\t", 2)
-        if len(fields) != 3 or not _SHA1.fullmatch(fields[0]) or fields[1] not in ("validation", "test"):
-            raise EdgetlError(f"{path}, line {number}: not 'sha1<TAB>side<TAB>path'.", hint)
-        photos.append(KnownPhoto(fields[0], fields[1], "", fields[2]))
-    return photos
+        fields = line.split("\t", columns - 1)
+        if len(fields) != columns or not _SHA1.fullmatch(fields[0]) or fields[1] not in sides or not fields[-1]:
+            raise EdgetlError(f"{path}, line {number}: not '{shape}'.", hint)
+        rows.append(fields)
+    return rows

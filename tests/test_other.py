@@ -157,3 +157,15 @@ def test_other_photos_given_to_train_on_the_command_line_are_checked_first(sampl
     assert done.returncode == 2 and "is inside the data folder" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
     assert sorted(p.name for p in data.iterdir()) == ["circle", "square", "star", "triangle"]
+
+
+def test_a_damaged_other_list_is_one_line_naming_it(tmp_path: Path) -> None:
+    from edgetl.digests import read_other
+
+    listed = tmp_path / "other.txt"
+    listed.write_text(f"{'a' * 40}\tvalidation\tempty.jpg\n{'b' * 40}\ttrain\tx.jpg\n")
+    with pytest.raises(EdgetlError, match=r"other.txt, line 2: not 'sha1<TAB>side<TAB>path'"):
+        read_other(listed)
+    listed.write_bytes(b"\xff\xfe")
+    with pytest.raises(EdgetlError, match="cannot be read"):
+        read_other(listed)
