@@ -106,15 +106,21 @@ def index_data(data: Path, config: TrainConfig, console: Console, resumed: Path 
         index = scan(data, **fractions, seed=config.seed, progress=start, keep_splits=keep)
     if parent:
         _compare_with_parent(index, parent)
-    folder = other.resolve(Path(config.other) if config.other else None, data)
-    if folder is not None:
-        keep = parent.sides_for_other() if parent else {}
-        keep |= other.read_sides(resumed / SPLIT_DIR / OTHER) if resumed else {}
-        index.other = other.scan_other(
-            folder, data, index.digests, seed=config.seed, keep_sides=keep, check=check_files
-        )
-        index.warnings += index.other.warnings
+    _index_other(index, data, config, parent, resumed)
     return index
+
+
+def _index_other(
+    index: DatasetIndex, data: Path, config: TrainConfig, parent: lineage.Parent | None, resumed: Path | None
+) -> None:
+    """The "other" photos (train/other.py), when there are any, on the sides the parent or the partial run gave."""
+    folder = other.resolve(Path(config.other) if config.other else None, data)
+    if folder is None:
+        return
+    keep = parent.sides_for_other() if parent else {}
+    keep |= other.read_sides(resumed / SPLIT_DIR / OTHER) if resumed else {}
+    index.other = other.scan_other(folder, data, index.digests, seed=config.seed, keep_sides=keep, check=check_files)
+    index.warnings += index.other.warnings
 
 
 def _compare_with_parent(index: DatasetIndex, parent: lineage.Parent) -> None:
