@@ -194,6 +194,7 @@ def main() -> None:
         make_model(args.make_model)
         return
     console = Console()
+    args.model = args.model.resolve()  # the device file names it from a temporary folder
     if args.breakdown:
         with tempfile.TemporaryDirectory() as tmp:
             video = make_video(Path(tmp) / "video.avi", 300)

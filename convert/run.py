@@ -45,7 +45,7 @@ from edgetl.metrics import (
     sure_images,
     top1,
 )
-from edgetl.open_world_card import OpenWorldCard
+from edgetl.open_world_card import OpenWorldCard, UnknownMeasured
 from edgetl.outputs import OutputSet
 from edgetl.rundir import LABELS_FILE, json_text, labels_text, read_json, refuse_existing
 
@@ -111,9 +111,11 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
                 content = prototypes_in_8_bits(content)
             check_builtin(content)
             card = _open_world_card(content, source, validation)
+            scores = tflite_scores(content, test_images, options.threads)
+            other_ood = tflite_scores(content, other, options.threads).ood if other is not None else None
+            card = _measured(card, scores.ood, other_ood)
             content = _with_metadata(content, source, fmt, card)
             outputs.write(model_file(fmt), content)
-            scores = tflite_scores(content, test_images, options.threads)
             entry = {
                 "file": model_file(fmt),
                 "bytes": len(content),
@@ -125,9 +127,8 @@ def _convert_and_check(source: Source, options: ConvertOptions, outputs: OutputS
                 **open_world_check(float_scores, scores, labels, card),
                 **extra,
             }
-            if other is not None and card and card.ood and "ood" in entry:
-                other_ood = tflite_scores(content, other, options.threads).ood
-                entry["ood"] |= {"other_unknown": float(np.mean(other_ood > card.ood.threshold)), "other": len(other)}
+            if card and card.measured and "ood" in entry:
+                entry["ood"] |= {"measured": card.measured.to_json()}
             entry["passed"] = options.passes(record)
             entries[fmt] = entry
 
@@ -159,6 +160,19 @@ def _open_world_card(content: bytes, source: Source, validation: np.ndarray | No
         return card
     scores = tflite_scores(content, validation)
     return card if scores.ood is None else card.refitted(card.ood.refit(scores.ood))
+
+
+def _measured(card: OpenWorldCard | None, test: np.ndarray | None, other: np.ndarray | None) -> OpenWorldCard | None:
+    """The card with both sides of "unknown" as this file decides them: held-out in-class test photos decided as a
+    class, held-out "other" photos (train/other.py) called unknown."""
+    if not (card and card.ood) or test is None or not len(test):
+        return card
+    threshold = card.ood.threshold
+    rejected = float(np.mean(other > threshold)) if other is not None and len(other) else None
+    measured = UnknownMeasured(
+        float(np.mean(test <= threshold)), len(test), rejected, 0 if rejected is None else len(other)
+    )
+    return replace(card, measured=measured)
 
 
 def _with_metadata(content: bytes, source: Source, fmt: str, open_world: OpenWorldCard | None) -> bytes:

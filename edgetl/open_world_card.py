@@ -57,6 +57,41 @@ class OODRule:
 
 
 @dataclass(frozen=True)
+class UnknownMeasured:
+    """Both sides of "unknown" on held-out photos, as the program that wrote the card measured them: training on
+    the float model, `edgetl convert` on the file itself."""
+
+    in_class_decided: float
+    """Share of held-out in-class test photos decided as a class (not "unknown")."""
+    in_class_photos: int
+    other_unknown: float | None = None
+    """Share of held-out "other" photos (none of the classes) called "unknown"; None: none were given."""
+    other_photos: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {"in_class_decided": self.in_class_decided, "in_class_photos": self.in_class_photos}
+        return fields | (
+            {"other_unknown": self.other_unknown, "other_photos": self.other_photos} if self.other_photos else {}
+        )
+
+    @classmethod
+    def from_json(cls, value: object) -> UnknownMeasured | None:
+        if value is None:
+            return None
+        shares = ("in_class_decided", "other_unknown")
+        counts = ("in_class_photos", "other_photos")
+        if (
+            not isinstance(value, dict)
+            or not all(value.get(key) is None or _is_number(value[key], 0.0, 1.0) for key in shares)
+            or not all(isinstance(value.get(key, 0), int) and value.get(key, 0) >= 0 for key in counts)
+            or value.get("in_class_decided") is None
+        ):
+            raise ValueError("the measured 'unknown' shares are not shares and photo counts")
+        return cls(value["in_class_decided"], value.get("in_class_photos", 0), value.get("other_unknown"),
+                   value.get("other_photos", 0))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class OpenWorldCard:
     """Temperature for calibrated probabilities, the OOD rule, and per-class probability thresholds."""
 
@@ -66,6 +101,8 @@ class OpenWorldCard:
     """Per class: top-1 probability below it → not sure enough of that class (None: no threshold)."""
     target_precision: float | None = None
     """The precision the class thresholds were fitted for, on validation."""
+    measured: UnknownMeasured | None = None
+    """What the rule does on held-out photos of the classes and of none of them."""
 
     def refitted(self, threshold: float) -> OpenWorldCard:
         """The same card with the OOD threshold refitted to one file's scores; the float one kept beside it."""
@@ -78,6 +115,7 @@ class OpenWorldCard:
             "ood": self.ood.to_json() if self.ood else None,
             "class_thresholds": self.class_thresholds,
             "target_precision": self.target_precision,
+            "measured": self.measured.to_json() if self.measured else None,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
@@ -99,7 +137,8 @@ class OpenWorldCard:
         precision = value.get("target_precision")
         if precision is not None and not _is_number(precision, 0.0, 1.0):
             raise ValueError(f"the target precision {precision!r} is not a probability")
-        return cls(temperature, _ood_rule(value.get("ood")), thresholds, precision)
+        measured = UnknownMeasured.from_json(value.get("measured"))
+        return cls(temperature, _ood_rule(value.get("ood")), thresholds, precision, measured)
 
 
 def _ood_rule(value: object) -> OODRule | None:

@@ -53,6 +53,9 @@ def test_other_photos_move_the_threshold_up_as_far_as_they_allow_and_it_refits_l
     assert inner.refit(validation) == pytest.approx(0.45, abs=0.01)
     card = OpenWorldCard.from_json(OpenWorldCard(1.0, rule).to_json())
     assert card.ood.other_photos == 3 and card.ood.headroom == rule.headroom
+    for measured in ({"in_class_decided": 2.0}, {"in_class_decided": 0.9, "other_photos": -1}, [0.9], {}):
+        with pytest.raises(ValueError, match="measured"):  # a model card comes from a file: checked
+            OpenWorldCard.from_json({"measured": measured})
 
 
 def _data(sample_data: Path, tmp_path: Path) -> Path:
@@ -135,8 +138,13 @@ def test_training_fits_unknown_on_the_data_folders_other_photos_and_reports_both
     from edgetl.convert.run import convert
 
     converted = convert(tmp_path / "v1", ConvertOptions(formats=("float32",), **LOOSE), console=Console(quiet=True))
-    ood = converted["models"]["float32"]["ood"]  # the file that is deployed says it too
-    assert ood["other"] == 12 and 0 <= ood["other_unknown"] <= 1
+    measured = converted["models"]["float32"]["ood"]["measured"]  # the file that is deployed says it too
+    assert measured["other_photos"] == 12 and 0 <= measured["other_unknown"] <= 1
+    from edgetl.edge.classifier import Classifier
+
+    card = Classifier(tmp_path / "v1" / "model_float32.tflite").fitted  # in the model card, on the device
+    assert card.measured.other_photos == 12 and card.measured.in_class_photos == 16
+    assert run.open_world.measured.other_unknown == run.metrics.other_unknown  # the float model's, in edgetl.json
 
     trained = run.samples("train")[0].path  # the parent trained on it as a class: now it is "other"
     shutil.move(trained, other / "was_a_class.jpg")

@@ -16,14 +16,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from edgetl.metrics import ece, ece_floor, reliability
-from edgetl.open_world_card import OODRule, OpenWorldCard
+from edgetl.open_world_card import OODRule, OpenWorldCard, UnknownMeasured
 from edgetl.train.report import pyplot, save_figure
 
 # The OOD threshold: HEADROOM × the score RETENTION of in-class validation images stay under. Measured over three
@@ -338,7 +338,11 @@ def summary(
             "rejected_in": float(np.mean(ood > card.ood.threshold)),
             "unknown": decisions(ood, other.get(split), card.ood.threshold),
         }
-    return card, report
+    test = report["test"]["unknown"]
+    measured = UnknownMeasured(
+        test["in_class_decided"], test["in_class_photos"], test.get("other_unknown"), test.get("other_photos", 0)
+    )
+    return replace(card, measured=measured), report
 
 
 def decisions(inside: np.ndarray, other: np.ndarray | None, threshold: float) -> dict:
