@@ -231,10 +231,10 @@ def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.nd
         if forward is None:  # cut above the backbone: the rows are pooled features already
             out[name] = (rows, labels)
             continue
-        batches = [
-            forward(np.asarray(rows[i : i + batch_size], dtype=np.float32)) for i in range(0, len(rows), batch_size)
-        ]
-        out[name] = (np.concatenate([np.asarray(b, dtype=np.float32) for b in batches]), labels)
+        pooled = np.empty((len(rows), *split.features.output.shape[1:]), np.float32)  # filled in place: no copies
+        for i in range(0, len(rows), batch_size):
+            pooled[i : i + batch_size] = np.asarray(forward(np.asarray(rows[i : i + batch_size], np.float32)))
+        out[name] = (pooled, labels)
     return out
 
 

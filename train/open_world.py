@@ -45,8 +45,9 @@ PROBABILITIES_OUTPUT = "probabilities"
 
 
 def logits_of(features: np.ndarray, dense: keras.layers.Dense) -> np.ndarray:
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in dense.get_weights())
-    return np.asarray(features, dtype=np.float64) @ kernel + bias
+    """float64 logits (for the temperature's fit) from a float32 product: no float64 copy of the features."""
+    kernel, bias = dense.get_weights()
+    return (np.asarray(features, np.float32) @ np.asarray(kernel, np.float32)).astype(np.float64) + bias
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -115,10 +116,9 @@ class Prototypes:
     def fit(
         cls, features: np.ndarray, labels: np.ndarray, classes: int, per_class: int = PROTOTYPES_PER_CLASS
     ) -> Prototypes:
-        features = unit_rows(features)
         per_class = max(1, min(per_class, MAX_PROTOTYPES // classes))
         centres = [
-            spherical_kmeans(features[labels == c], min(per_class, int(np.sum(labels == c))))
+            spherical_kmeans(unit_rows(features[labels == c]), min(per_class, int(np.sum(labels == c))))
             for c in range(classes)
             if np.any(labels == c)
         ]
@@ -232,8 +232,8 @@ def raw_head(model: keras.Model, temperature: float | None) -> tuple[np.ndarray,
 
 def raw_logits(model: keras.Model, features: np.ndarray, temperature: float | None) -> np.ndarray:
     """Logits before calibration, from pooled features, for a model before or after `fit`."""
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in raw_head(model, temperature))
-    return np.asarray(features, dtype=np.float64) @ kernel + bias
+    kernel, bias = raw_head(model, temperature)
+    return (np.asarray(features, np.float32) @ np.asarray(kernel, np.float32)).astype(np.float64) + bias
 
 
 def fit(
