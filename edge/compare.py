@@ -25,7 +25,7 @@ from edgetl.digests import content_digest, run_other_photos, run_photos
 from edgetl.edge.classifier import Classifier, ClassifierOptions
 from edgetl.edge.timing import time_single_inferences
 from edgetl.errors import EdgetlError
-from edgetl.images import labelled_samples, list_images, load_for_model
+from edgetl.images import labelled_samples, list_images, load_for_model, load_rgb
 from edgetl.metrics import DROP_SIGNIFICANCE, drop_p_value
 from edgetl.rundir import METADATA_FILE, RunInfo, check_results_file, json_text, refuse_existing, write_atomic
 
@@ -117,6 +117,9 @@ def held_out(sources: list[Path], data: Path | None, labels: list[str]) -> HeldO
     kept: dict[str, Photo] = {}
     labels_of: dict[str, set[str]] = {}
     for photo in candidates:
+        if not readable(photo.path):
+            excluded["not readable images"] = excluded.get("not readable images", 0) + 1
+            continue
         digest = content_digest(photo.path)
         why = next((f"trained or validated on by {name}" for name in trained if digest in trained[name]), None)
         if why is None:
@@ -158,6 +161,8 @@ def held_out_other(sources: list[Path], other: Path | None) -> tuple[list[Path],
     for path in candidates:
         if not path.is_file():
             why = "other photos missing"
+        elif not readable(path):
+            why = "other photos that are not readable images"
         else:
             digest = content_digest(path)
             why = "other photos fitted on, or class photos, of A or B" if digest in used else None
@@ -167,6 +172,15 @@ def held_out_other(sources: list[Path], other: Path | None) -> tuple[list[Path],
         if why:
             excluded[why] = excluded.get(why, 0) + 1
     return list(kept.values()), excluded
+
+
+def readable(path: Path) -> bool:
+    """Whether the file decodes as an image: a broken one is left out and counted, never a traceback."""
+    try:
+        load_rgb(path)
+    except Exception:  # Pillow raises many types for broken files
+        return False
+    return True
 
 
 def unknown_verdict(

@@ -168,6 +168,10 @@ def test_compare_judges_unknown_on_the_runs_held_out_other_photos(beans_int8: Pa
     assert record["a"]["other_unknown"] == record["b"]["other_unknown"] >= 0.75  # roses are not beans
     assert record["a"]["decided"] == record["b"]["decided"] > 0.5
     shutil.copy(sorted(shared_path("datasets", "flowers", "tulip").glob("*.jpg"))[0], other)  # in no run
-    table = edge_cli("compare", str(beans_int8), str(b), "--no-timing", "--other", str(other))
+    (other / "broken.jpg").write_bytes(b"\xff\xd8 not a whole JPEG")  # left out and counted, no traceback
+    data = _beans_test(tmp_path)
+    (data / "healthy" / "broken.jpg").write_bytes(b"not a photo")
+    table = edge_cli("compare", str(beans_int8), str(b), "--no-timing", "--other", str(other), "--data", str(data))
     assert "other photos called unknown (9)" in table.stdout, table.stdout + table.stderr  # fitted-on left out
     assert "5 other photos fitted on, or class photos, of A or B" in table.stdout
+    assert "1 other photos that are not readable images" in table.stdout and "1 not readable images" in table.stdout
