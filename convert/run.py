@@ -167,12 +167,7 @@ def _measured(card: OpenWorldCard | None, test: np.ndarray | None, other: np.nda
     class, held-out "other" photos (train/other.py) called unknown."""
     if not (card and card.ood) or test is None or not len(test):
         return card
-    threshold = card.ood.threshold
-    rejected = float(np.mean(other > threshold)) if other is not None and len(other) else None
-    measured = UnknownMeasured(
-        float(np.mean(test <= threshold)), len(test), rejected, 0 if rejected is None else len(other)
-    )
-    return replace(card, measured=measured)
+    return replace(card, measured=UnknownMeasured.of(test, other, card.ood.threshold))
 
 
 def _with_metadata(content: bytes, source: Source, fmt: str, open_world: OpenWorldCard | None) -> bytes:

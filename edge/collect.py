@@ -142,10 +142,10 @@ def _resolution(image: np.ndarray, max_side: int | None) -> dict[str, int]:
     return {"width": max(1, round(width * scale)), "height": max(1, round(height * scale))}
 
 
-def burst(collector: Collector, next_frame: Callable[[], Frame | None], label: str, count: int, interval: float,
-          stop: threading.Event, on_shot: Callable[[Shot], None] | None = None) -> int:  # fmt: skip
-    """`count` shots of `label`, one every `interval` seconds from the newest frame; returns how many were
-    taken (fewer when the source ends; a near-duplicate is taken but not written)."""
+def burst(collector: Collector, next_frame: Callable[[], Frame | None], label: str | None, count: int,
+          interval: float, stop: threading.Event, on_shot: Callable[[Shot], None] | None = None) -> int:  # fmt: skip
+    """`count` shots of `label` (None: "none of these"), one every `interval` seconds from the newest frame;
+    returns how many were taken (fewer when the source ends; a near-duplicate is taken but not written)."""
     taken, due = 0, time.monotonic()
     for _ in range(count):
         while not stop.is_set() and time.monotonic() < due:

@@ -68,6 +68,13 @@ class UnknownMeasured:
     """Share of held-out "other" photos (none of the classes) called "unknown"; None: none were given."""
     other_photos: int = 0
 
+    @classmethod
+    def of(cls, inside: np.ndarray, other: np.ndarray | None, threshold: float) -> UnknownMeasured:
+        """Both shares from OOD scores: in-class photos at or under `threshold`, other photos over it."""
+        if other is None or not len(other):
+            return cls(float(np.mean(inside <= threshold)), len(inside))
+        return cls(float(np.mean(inside <= threshold)), len(inside), float(np.mean(other > threshold)), len(other))
+
     def to_json(self) -> dict[str, Any]:
         fields = {"in_class_decided": self.in_class_decided, "in_class_photos": self.in_class_photos}
         return fields | (

@@ -13,7 +13,6 @@ from conftest import TINY, shared_path
 from edgetl.errors import EdgetlError
 from edgetl.open_world_card import OODRule, OpenWorldCard
 from edgetl.rundir import RunInfo, read_json
-from edgetl.train.data import check_files
 from edgetl.train.open_world import other_threshold
 from edgetl.train.other import scan_other, split_other
 
@@ -68,7 +67,7 @@ def _scan(folder: Path, data: Path, **changes) -> object:
     from edgetl.train.data import scan
 
     index = scan(data, cache=False)
-    return scan_other(folder, data, index.digests, seed=1, check=check_files, **changes)
+    return scan_other(folder, data, index.digests, seed=1, **changes)
 
 
 def test_other_folder_mistakes_are_one_clear_line_each(sample_data: Path, tmp_path: Path) -> None:

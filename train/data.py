@@ -18,14 +18,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgetl.errors import EdgetlError
 from edgetl.images import class_folders, load_rgb, max_pixels
 from edgetl.layout import split_folders
 from edgetl.rundir import SPLITS, Sample, write_split_file
 from edgetl.text import is_text
-from edgetl.train.other import OtherPhotos
 from edgetl.train.scan_cache import ScanCache, Stamp
+
+if TYPE_CHECKING:  # train/other.py uses this module's image check
+    from edgetl.train.other import OtherPhotos
 
 MIN_CLASS_IMAGES = 10  # below this a class gets a warning: too few to learn or to measure
 IMBALANCE_FOR_WEIGHTS = 1.5  # largest/smallest class ratio from which class weights are used

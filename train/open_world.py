@@ -338,18 +338,7 @@ def summary(
             "nll_before": _nll(logits, labels, 1.0),  # what T minimises on validation, so never higher there
             "nll": _nll(logits, labels, temperature),
             "rejected_in": float(np.mean(ood > card.ood.threshold)),
-            "unknown": decisions(ood, other.get(split), card.ood.threshold),
+            "unknown": UnknownMeasured.of(ood, other.get(split), card.ood.threshold).to_json(),
         }
-    test = report["test"]["unknown"]
-    measured = UnknownMeasured(
-        test["in_class_decided"], test["in_class_photos"], test.get("other_unknown"), test.get("other_photos", 0)
-    )
+    measured = UnknownMeasured.of(splits["test"][2], other.get("test"), card.ood.threshold)
     return replace(card, measured=measured), report
-
-
-def decisions(inside: np.ndarray, other: np.ndarray | None, threshold: float) -> dict:
-    """Both sides of "unknown" on one split: in-class photos decided as a class, other photos called unknown."""
-    found = {"in_class_decided": float(np.mean(inside <= threshold)), "in_class_photos": len(inside)}
-    if other is not None and len(other):
-        found |= {"other_unknown": float(np.mean(other > threshold)), "other_photos": len(other)}
-    return found

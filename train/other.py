@@ -12,7 +12,6 @@ Where they come from: `--other DIR`, else DATA's own `__other__` folder when it 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from edgetl.errors import EdgetlError
 from edgetl.layout import other_folder
 from edgetl.rundir import write_atomic
 from edgetl.text import is_text
+from edgetl.train.data import check_files
 
 SIDES = ("validation", "test")
 MIN_OTHER = 2  # one to fit the threshold on, one to measure it
@@ -78,14 +78,13 @@ def scan_other(
     *,
     seed: int,
     keep_sides: dict[str, str] | None = None,
-    check: Callable[[list[Path]], list[tuple[str | None, str]]],
 ) -> OtherPhotos:
-    """Check and split the other photos. `check(paths)` gives each file's (digest, "") or (None, reason), as the
-    data scan does; `keep_sides` (digest → side, from a parent run) keeps those photos where they were."""
+    """Check (as the data scan does) and split the other photos; `keep_sides` (digest → side, from a parent run
+    or the partial run) keeps those photos where they were."""
     check_place(folder, data)
     files, skipped = _candidates(folder)
     digests: dict[Path, str] = {}
-    for path, (digest, reason) in zip(files, check(files)):
+    for path, (digest, reason) in zip(files, check_files(files)):
         if digest is None:
             skipped.append((str(path.relative_to(folder)), reason))
         else:

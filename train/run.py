@@ -49,7 +49,7 @@ from edgetl.rundir import (
 )
 from edgetl.train import lineage, open_world, other, warm_start
 from edgetl.train.config import TrainConfig
-from edgetl.train.data import DatasetIndex, check_files, scan, write_split_files
+from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
     TrainState,
     activations,
@@ -119,7 +119,7 @@ def _index_other(
         return
     keep = parent.sides_for_other() if parent else {}
     keep |= other.read_sides(resumed / SPLIT_DIR / OTHER) if resumed else {}
-    index.other = other.scan_other(folder, data, index.digests, seed=config.seed, keep_sides=keep, check=check_files)
+    index.other = other.scan_other(folder, data, index.digests, seed=config.seed, keep_sides=keep)
     index.warnings += index.other.warnings
 
 
