@@ -34,6 +34,7 @@ from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import Classifier, inference
 from edgetl.train.pipeline import SHIFT, augmentation, image_dataset
+from edgetl.train.shares import ALONE, Share
 
 MANIFEST = "boundary.json"
 # Activations are stored in half precision: half the disk and page cache, and no test top-1 moved beyond a
@@ -90,7 +91,8 @@ def above_backbone(clf: Classifier) -> Split:
 
 @dataclass
 class Cache:
-    """Boundary activations: `train` rows are view-major (row = view · n + image), labels one-hot per image."""
+    """Boundary activations of this worker's share: `train` rows are view-major (row = view · n + image), labels
+    one-hot per image."""
 
     train: np.ndarray
     train_labels: np.ndarray
@@ -98,6 +100,8 @@ class Cache:
     validation_labels: np.ndarray
     views: int  # copies per training image, the plain one included
     boundary: str  # where it was cut
+    share: Share = ALONE  # whose photos these are (train/shares.py)
+    totals: tuple[int, int] = (0, 0)  # photos in the whole training and validation splits, every share together
 
     def plain_train(self) -> np.ndarray:
         return self.train[: len(self.train_labels)]
@@ -145,12 +149,15 @@ def cached(
     config: TrainConfig,
     folder: Path,
     on_cache: Callable[[int], Callable] | None = None,
+    share: Share = ALONE,
 ) -> Cache:
-    """The cache for `split` in `folder`, computed unless a complete one is there (--resume)."""
+    """The cache of `share`'s photos for `split` in `folder`, computed unless a complete one is there (--resume)."""
     views = split.views(config)
     manifest = folder / MANIFEST
     meta = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if meta.get("boundary") == split.boundary:  # complete, and cut in the same place
+    totals = (len(index.splits["train"]), len(index.splits["validation"]))
+    # Complete, cut in the same place, for the same share (a cache written alone has no "share": everything).
+    if meta.get("boundary") == split.boundary and meta.get("share", [0, 1]) == [share.worker, share.workers]:
         labels = np.load(folder / "boundary_labels.npz")
         return Cache(
             np.load(folder / "boundary_train.npy", mmap_mode="r"),
@@ -159,10 +166,12 @@ def cached(
             labels["validation"],
             meta["views"],
             meta["boundary"],
+            share,
+            totals,
         )
     folder.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)  # a cache cut elsewhere is replaced, never half-described
-    k, train, val = len(index.classes), index.splits["train"], index.splits["validation"]
+    k, train, val = len(index.classes), share.take(index.splits["train"]), share.take(index.splits["validation"])
     needed = np.dtype(CACHE_DTYPE).itemsize * math.prod(split.bottom.output.shape[1:]) * (views * len(train) + len(val))
     if needed > shutil.disk_usage(folder).free:
         instead = (
@@ -184,40 +193,55 @@ def cached(
     )
     np.savez(folder / "boundary_labels.npz", train=train_labels[: len(train)], validation=val_labels)
     shape = list(split.bottom.output.shape[1:])
-    write_json(
-        manifest, {"views": views, "boundary": split.boundary, "shape": shape, "dtype": np.dtype(CACHE_DTYPE).name}
-    )
-    return cached(split, index, config, folder)
+    meta = {"views": views, "boundary": split.boundary, "shape": shape, "dtype": np.dtype(CACHE_DTYPE).name}
+    write_json(manifest, {**meta, "share": [share.worker, share.workers]})
+    return cached(split, index, config, folder, share=share)
 
 
-def _batches(rows: np.ndarray, labels: np.ndarray, indices: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batches of (activations, labels) read by row index from the memory map, never all in memory."""
+def _batches(
+    rows: np.ndarray, labels: np.ndarray, index_batches: tf.data.Dataset, class_weight: np.ndarray | None = None
+) -> tf.data.Dataset:
+    """(activations, labels[, class weights]) per batch of row indices, from the memory map, never all in memory."""
 
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.sort(idx)
         return np.asarray(rows[order]), labels[order % len(labels)]
 
-    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, ...]:
         x, y = tf.numpy_function(gather, [idx], (tf.as_dtype(rows.dtype), tf.float32))
         x = tf.cast(
             x, tf.float32
         )  # float16 read as float32 by TF's cast (2.4× NumPy's: cache_precision.py --cast-only)
         x.set_shape((None, *rows.shape[1:]))
         y.set_shape((None, labels.shape[1]))
-        return x, y
+        if class_weight is None:
+            return x, y
+        return x, y, tf.gather(tf.constant(class_weight), tf.argmax(y, axis=1))
 
-    return indices.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def training_batches(cache: Cache, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """(train, validation): each epoch visits every training image once, in one of its views drawn at random."""
-    n = len(cache.train_labels)
+def training_batches(
+    cache: Cache, batch_size: int, seed: int, class_weight: np.ndarray | None = None
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation): each epoch visits every training image once, in one of its views drawn at random.
+
+    In a cluster, this worker's share only (train/shares.py), class weights inside (Keras cannot add them to
+    a distributed dataset), and endless: one iterator serves every epoch (a new one costs seconds there), and
+    fit() takes `Share.train_steps` local batches an epoch, pass after pass over the share, each reshuffled.
+    """
+    n, share = len(cache.train_labels), cache.share
     order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     rows = tf.data.Dataset.zip(order, draws).map(lambda i, r: i + n * (r % cache.views))
-    train = _batches(cache.train, cache.train_labels, rows, batch_size)
-    val_rows = tf.data.Dataset.range(len(cache.validation_labels))
-    return train, _batches(cache.validation, cache.validation_labels, val_rows, batch_size)
+    train, validation = (cache.train, cache.train_labels), (cache.validation, cache.validation_labels)
+    if share.alone:
+        every = tf.data.Dataset.range(len(validation[1])).batch(batch_size)
+        return _batches(*train, rows.batch(batch_size)), _batches(*validation, every)
+    train_rows = rows.repeat().batch(share.local_batch(batch_size))
+    bounds = share.validation_bounds(len(validation[1]), cache.totals[1], batch_size)
+    validation_rows = tf.data.Dataset.from_tensor_slices((bounds[:-1], bounds[1:])).map(tf.range)
+    return _batches(*train, train_rows, class_weight), _batches(*validation, validation_rows)
 
 
 def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -243,6 +267,6 @@ def feature_batches(
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(train, validation) batches of pooled features for phase 1; training shuffled each epoch."""
     n = len(features["train"][1])
-    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    validation = tf.data.Dataset.range(len(features["validation"][1]))
-    return _batches(*features["train"], order, batch_size), _batches(*features["validation"], validation, batch_size)
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    validation = tf.data.Dataset.range(len(features["validation"][1])).batch(batch_size)
+    return _batches(*features["train"], order), _batches(*features["validation"], validation)

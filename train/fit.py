@@ -14,6 +14,7 @@ from. Both phases checkpoint every epoch so that --resume continues after a cras
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from edgetl.train.data import DatasetIndex
 from edgetl.train.models import Classifier, inference, unfreeze_start, unfreeze_top
 from edgetl.train.multi_worker import prepare_fit
 from edgetl.train.pipeline import augmentation, image_dataset
+from edgetl.train.shares import ALONE, Share, distribute
 
 # Keras warns about these for every tf.data input of unknown length (ours drop unreadable files,
 # so their length is unknown); both are expected here and would bury the training log.
@@ -46,8 +48,8 @@ warnings.filterwarnings("ignore", message="Your input ran out of data", category
 
 CHECKPOINT = "checkpoint.weights.h5"  # the whole model
 HEAD_CHECKPOINT = "head.weights.h5"  # phase 1 on cached features: only the head changes, and is saved
-PEER_TIMEOUT_SECONDS = float(os.environ.get("EDGETL_PEER_TIMEOUT", 600))  # multi-worker: a lost peer
 STATE = "state.json"
+ALL_REDUCE_PACK_BYTES = 64 << 20  # multi-worker: gradients summed in packs this large (MobileNetV2 1.0: 14 MB)
 Phase = Literal["head", "finetune", "done"]  # the order training goes through them
 PHASES: tuple[str, ...] = get_args(Phase)
 CACHE = "cache"  # activation caches (train/boundary.py), kept for --resume
@@ -119,8 +121,11 @@ def cluster_task() -> tuple[str, int, bool]:
 def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """GPUs are used when present: several through MirroredStrategy, several machines via TF_CONFIG."""
     if name == "multi-worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
-        # A collective that waits longer than this for a peer fails instead of hanging forever.
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=PEER_TIMEOUT_SECONDS)
+        # No per-collective timeout: TensorFlow keeps a waiting thread for each collective until its timeout
+        # passes (~8 a step: a 600 s timeout grew a worker past 15,000 threads and crashed it in phase 1).
+        # A dead or stopped peer is found by the strategy's health check instead (train/multi_worker.py).
+        # All of a step's gradients in one all-reduce, not one per tensor: each is a round trip to every worker.
+        options = tf.distribute.experimental.CommunicationOptions(bytes_per_pack=ALL_REDUCE_PACK_BYTES)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
@@ -226,15 +231,21 @@ def _compile_and_fit(
     class_weight: dict[int, float] | None,
     extra_callbacks: list[keras.callbacks.Callback],
     train_count: int,
+    share: Share = ALONE,
 ) -> None:
+    """`data` is the whole splits, or (a `share` in a cluster) this worker's batches, class weights inside."""
     steps_per_epoch = -(-train_count // config.batch_size)
-    prepare_fit(model, data[0], tf.distribute.get_strategy())
+    strategy = tf.distribute.get_strategy()
+    prepare_fit(model, data[0], strategy)
+    if not share.alone:  # each worker's own batches, as they are; Keras cannot add class weights to these
+        data, class_weight = (distribute(strategy, data[0]), distribute(strategy, data[1])), None
     model.compile(optimizer=_optimizer(lr, steps_per_epoch * epochs), loss=_loss(config), metrics=["accuracy"])
     # On --resume the learning-rate schedule continues where it stopped instead of starting over.
     model.optimizer.iterations.assign(steps_per_epoch * state.epoch)
     model.fit(
         data[0],
         validation_data=data[1],
+        steps_per_epoch=None if share.alone else share.train_steps(train_count, config.batch_size),
         epochs=epochs,
         initial_epoch=state.epoch,
         callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],
@@ -270,21 +281,47 @@ class Activations:
     """Phase 2's boundary, else (phase 1 on cached features) the top of the backbone; None: nothing cached."""
     phase_2_on_cache: bool
     folder: Path
+    share: Share = ALONE
+    """This worker's photos in a cluster (train/shares.py): the cache and its epochs hold only those."""
     on_cache: Callable[[int], Callable] | None = None
     _cache: boundary.Cache | None = None
 
     def cache(self, index: DatasetIndex, config: TrainConfig) -> boundary.Cache:
         if self._cache is None:
-            self._cache = boundary.cached(self.cut, index, config, self.folder, self.on_cache)
+            self._cache = boundary.cached(self.cut, index, config, self.folder, self.on_cache, self.share)
         return self._cache
+
+    def pooled(self, index: DatasetIndex, config: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Pooled features and one-hot labels of the whole training and validation splits, through the cut's
+        top as it is now; in a cluster each worker computes its share and receives everyone's (a collective)."""
+        local = boundary.pooled(self.cut, self.cache(index, config), config.batch_size)
+        if self.share.alone:
+            return local
+        strategy = tf.distribute.get_strategy()
+        gathered = {}
+        for name, parts in local.items():
+            total = len(index.splits[name])
+            rows, labels = (self.share.in_split_order(self.share.gather(p, total, strategy)) for p in parts)
+            gathered[name] = (rows, labels)
+        return gathered
+
+    def class_weight_inside(self, class_weight: dict[int, float] | None, classes: int) -> np.ndarray | None:
+        """Class weights for the cached batches to carry themselves: in a cluster only, where Keras cannot."""
+        if self.share.alone or not class_weight:
+            return None
+        return np.array([class_weight[label] for label in range(classes)], np.float32)
 
 
 def activations(
-    clf: Classifier, config: TrainConfig, work: Path, on_cache: Callable[[int], Callable] | None = None
+    clf: Classifier,
+    config: TrainConfig,
+    work: Path,
+    share: Share = ALONE,
+    on_cache: Callable[[int], Callable] | None = None,
 ) -> Activations:
     split = boundary_split(clf, config)
     cut = split or (boundary.above_backbone(clf) if config.feature_cache else None)
-    return Activations(cut, split is not None, work / CACHE, on_cache)
+    return Activations(cut, split is not None, work / CACHE, share, on_cache)
 
 
 def train_head(
@@ -294,6 +331,7 @@ def train_head(
     work: Path,
     state: TrainState,
     cut: Activations,
+    strategy: tf.distribute.Strategy,
     *,
     on_epoch: Callable | None = None,
     class_weight: dict[int, float] | None = None,
@@ -302,28 +340,47 @@ def train_head(
     """Phase 1: backbone frozen, head trained — on cached features unless config.feature_cache is off.
 
     The features come from the boundary cache when phase 2 will use one (its plain copy through the
-    frozen top), else from a cache cut above the whole backbone.
+    frozen top), else from a cache cut above the whole backbone. In a cluster they are gathered, and every
+    worker trains a copy of the head on all of them outside the strategy: the steps one machine takes,
+    without a collective each (which costs more than the head's step); the chief's head then goes to all.
     """
+    local = config.feature_cache and not cut.share.alone
+    head = _local_copy(clf.head) if local else clf.head
     # Started now: epoch 1 includes the cache. With cached features only the head trains, so only it is saved.
-    saved, file = (clf.head, HEAD_CHECKPOINT) if config.feature_cache else (clf.model, CHECKPOINT)
+    saved, file = (head, HEAD_CHECKPOINT) if config.feature_cache else (clf.model, CHECKPOINT)
     checkpoint = EpochCheckpoint(work, state, saved, on_epoch, file)
-    if config.feature_cache:
-        features = boundary.pooled(cut.cut, cut.cache(index, config), config.batch_size)
-        data, model = boundary.feature_batches(features, config.batch_size, config.seed), clf.head
+    with strategy.scope():
+        features = cut.pooled(index, config) if config.feature_cache else None
+    if features:
+        data, model = boundary.feature_batches(features, config.batch_size, config.seed), head
     else:
         data, model = _image_splits(index, config), clf.model
-    _compile_and_fit(
-        model,
-        data,
-        lr=config.head_lr,
-        epochs=config.head_epochs,
-        config=config,
-        state=state,
-        checkpoint=checkpoint,
-        class_weight=class_weight,
-        extra_callbacks=extra_callbacks,
-        train_count=len(index.splits["train"]),
-    )
+    with contextlib.nullcontext() if local else strategy.scope():
+        _compile_and_fit(
+            model,
+            data,
+            lr=config.head_lr,
+            epochs=config.head_epochs,
+            config=config,
+            state=state,
+            checkpoint=checkpoint,
+            class_weight=class_weight,
+            extra_callbacks=extra_callbacks,
+            train_count=len(index.splits["train"]),
+        )
+    if local:
+        with strategy.scope():
+            for variable, value in zip(
+                clf.head.weights, cut.share.from_chief(head.get_weights(), strategy), strict=True
+            ):
+                variable.assign(value)
+
+
+def _local_copy(model: keras.Model) -> keras.Model:
+    """`model`'s architecture and weights in variables of this process only (call outside any strategy)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def fine_tune(
@@ -349,8 +406,10 @@ def fine_tune(
         trainable = unfreeze_top(clf.backbone, top_layers=len(clf.backbone.layers), batchnorm=True)
     else:
         trainable = unfreeze_top(clf.backbone, **_unfreeze_from(config))
+    share = cut.share if cut.phase_2_on_cache else ALONE  # end to end, Keras splits the images itself
     if cut.phase_2_on_cache:
-        data = boundary.training_batches(cut.cache(index, config), config.batch_size, config.seed)
+        inside = cut.class_weight_inside(class_weight, len(index.classes))
+        data = boundary.training_batches(cut.cache(index, config), config.batch_size, config.seed, inside)
         model = cut.cut.top
     else:
         data, model = _image_splits(index, config), clf.model
@@ -365,6 +424,7 @@ def fine_tune(
         class_weight=class_weight,
         extra_callbacks=extra_callbacks,
         train_count=len(index.splits["train"]),
+        share=share,
     )
     return trainable
 
@@ -375,39 +435,53 @@ def evaluation_features(
     """Pooled features and integer labels per split, for calibration and the out-of-distribution fit.
 
     Training and validation come from the boundary cache when there is one: the layers below the cut
-    never train, so their cached activations still hold, and only the top runs again.
+    never train, so their cached activations still hold, and only the top runs again. In a cluster each
+    worker computes its share and every worker receives all of them (a collective every worker joins).
     """
     features = {}
     if cut.phase_2_on_cache and (cut.folder / boundary.MANIFEST).exists():
-        for name, (pooled, one_hot) in boundary.pooled(cut.cut, cut.cache(index, config), config.batch_size).items():
+        for name, (pooled, one_hot) in cut.pooled(index, config).items():
             features[name] = (pooled, one_hot.argmax(axis=1))
     for name in SPLITS:
         if name not in features:
-            features[name] = predict(clf.features, index.splits[name], config, len(index.classes))
+            features[name] = predict(clf.features, index.splits[name], config, len(index.classes), cut.share)
     return features
 
 
-def other_features(clf: Classifier, index: DatasetIndex, config: TrainConfig) -> dict[str, np.ndarray]:
-    """Pooled features of the "other" photos per side (train/other.py); {} without them."""
+def other_features(clf: Classifier, index: DatasetIndex, config: TrainConfig, share: Share) -> dict[str, np.ndarray]:
+    """Pooled features of the "other" photos per side (train/other.py), each worker its share; {} without them."""
     if index.other is None:
         return {}
     return {
-        side: predict(clf.features, [Sample(path, 0) for path in paths], config, len(index.classes))[0]
+        side: predict(clf.features, [Sample(path, 0) for path in paths], config, len(index.classes), share)[0]
         for side, paths in index.other.sides.items()
         if paths
     }
 
 
-def predict(model: keras.Model, samples: list, config: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and true labels for a list of samples (unreadable files dropped from both)."""
-    ds = image_dataset(
-        samples, num_classes, size=config.size, resize=config.resize, batch_size=config.batch_size, one_hot=False
-    )
-    probs, labels, forward = [], [], inference(model)
-    for images, targets in ds:
-        probs.append(np.asarray(forward(images), dtype=np.float32))
-        labels.append(np.asarray(targets))
-    return np.concatenate(probs), np.concatenate(labels)
+def predict(
+    model: keras.Model, samples: list, config: TrainConfig, num_classes: int, share: Share = ALONE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs and true labels for a list of samples (unreadable files dropped from both).
+
+    In a cluster each worker runs its share and all are gathered: in the list's order when none was dropped.
+    """
+    mine = share.take(samples)
+    probs = [np.empty((0, *model.output.shape[1:]), np.float32)]
+    labels = [np.empty((0,), np.int64)]
+    if mine:
+        ds = image_dataset(
+            mine, num_classes, size=config.size, resize=config.resize, batch_size=config.batch_size, one_hot=False
+        )
+        forward = inference(model)
+        for images, targets in ds:
+            probs.append(np.asarray(forward(images), dtype=np.float32))
+            labels.append(np.asarray(targets, dtype=np.int64))
+    strategy = tf.distribute.get_strategy()
+    rows, labels = (share.gather(np.concatenate(part), len(samples), strategy) for part in (probs, labels))
+    if len(rows) == len(samples):
+        rows, labels = share.in_split_order(rows), share.in_split_order(labels)
+    return rows, labels
 
 
 def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:

@@ -31,7 +31,10 @@ _keras_reduce_per_replica = keras_trainer.reduce_per_replica
 
 def _reduce_per_replica(values, strategy, reduction):
     if reduction in ("auto", "mean") and keras_trainer._collective_all_reduce_multi_worker(strategy):
-        return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        # One collective for every metric of the step: each one is a round trip to every worker.
+        flat = tf.nest.flatten(values)
+        stacked = strategy.run(lambda *scalars: tf.stack([tf.cast(s, tf.float32) for s in scalars]), args=flat)
+        return tf.nest.pack_sequence_as(values, tf.unstack(strategy.reduce("MEAN", stacked, axis=None), len(flat)))
     return _keras_reduce_per_replica(values, strategy, reduction)
 
 
@@ -53,8 +56,8 @@ def prepare_fit(model: keras.Model, dataset: tf.data.Dataset, strategy: tf.distr
 def lost_peer_is_an_error(strategy: tf.distribute.Strategy, work: Path) -> Iterator[None]:
     """A worker that died or stalls ends the others with one clear line instead of a traceback.
 
-    TensorFlow's collectives notice a dead peer within seconds (its health check) and a stalled one
-    after the strategy's communication timeout; either way the last checkpoint in `work` is whole.
+    TensorFlow's health check pings every peer (every 30 s, 10 s to answer) and aborts the collectives when
+    one is dead or stopped; a closed connection fails them at once. The last checkpoint in `work` is whole.
     """
     try:
         yield

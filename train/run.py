@@ -51,6 +51,7 @@ from edgetl.train import lineage, open_world, other, warm_start
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex, scan, write_split_files
 from edgetl.train.fit import (
+    Activations,
     TrainState,
     activations,
     choose_strategy,
@@ -69,6 +70,7 @@ from edgetl.train.models import Classifier, build_classifier, resolve_weights
 from edgetl.train.multi_worker import lost_peer_is_an_error
 from edgetl.train.report import classification_metrics, plot_confusion, plot_curves
 from edgetl.train.search import SEARCH_FILE, SEARCH_PLOT, Estimate, search, write_search
+from edgetl.train.shares import Share
 
 CONFIG = "config.json"
 
@@ -183,6 +185,7 @@ class _Run:
     weights: str | None  # what keras.applications loads: a path, "imagenet" or None
     mixed: bool
     strategy: tf.distribute.Strategy
+    share: Share  # this worker's photos in a cluster (train/shares.py); everything alone
     class_weight: dict[int, float] | None  # None: balanced classes
     parent_weights: warm_start.ParentWeights | None  # --from with --warm-start: what the model starts from
 
@@ -255,16 +258,24 @@ def _start(
     mixed = use_mixed_precision(config.mixed_precision)
     strategy = choose_strategy(config.strategy)
     interrupt.reclaim()  # a multi-worker strategy installs its own SIGTERM handler, which never exits
+    share = Share.of(strategy, config.batch_size)
+    for split in ("train", "validation"):
+        share.check(len(index.splits[split]), split)
     weights = resolve_weights(config.backbone, config.weights, config.alpha, config.size)
     console.print(
         f"Model: {config.backbone} (alpha {config.alpha}) at {config.size}px, weights {weights or 'none (random)'}; "
         f"{strategy.num_replicas_in_sync} replica(s), {'mixed float16' if mixed else 'float32'}."
     )
+    if not share.alone:
+        console.print(
+            f"Worker {share.worker + 1} of {share.workers}: caches and trains on every {share.workers}th photo "
+            f"({len(share.take(index.splits['train']))} of {len(index.splits['train'])} training photos)."
+        )
     parent = None
     if config.parent and config.warm_start:  # read outside the strategy's scope: loading makes variables
         parent = warm_start.read_parent_weights(RunInfo.load(Path(config.parent)))
         console.print(f"Starting from {config.parent}'s weights (warm start).")
-    return _Run(work, config, index, state, weights, mixed, strategy, index.class_weights(), parent)
+    return _Run(work, config, index, state, weights, mixed, strategy, share, index.class_weights(), parent)
 
 
 def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict, dict]:
@@ -274,44 +285,54 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict, d
     features)."""
     config, index, state, work = run.config, run.index, run.state, run.work
     train_steps = -(-len(index.splits["train"]) // config.batch_size)
-    with run.strategy.scope(), progress_bar(console) as progress, lost_peer_is_an_error(run.strategy, work):
-        clf = build_classifier(
-            config.backbone,
-            len(index.classes),
-            size=config.size,
-            alpha=config.alpha,
-            weights=run.weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
-            dropout=config.dropout,
-        )
-        if run.parent_weights:  # before restore, which may hold only the head (phase 1 on cached features)
-            warm_start.apply(clf, run.parent_weights, index.classes)
-        restore(clf, work)  # --resume: the last finished epoch (a new run has no checkpoint)
-        cut = activations(clf, config, work, on_cache=_cache_progress(progress))
+    with progress_bar(console) as progress, lost_peer_is_an_error(run.strategy, work):
+        with run.strategy.scope():
+            clf = build_classifier(
+                config.backbone,
+                len(index.classes),
+                size=config.size,
+                alpha=config.alpha,
+                weights=run.weights,  # on resume too: it decides BatchNorm's mode; the checkpoint then overwrites
+                dropout=config.dropout,
+            )
+            if run.parent_weights:  # before restore, which may hold only the head (phase 1 on cached features)
+                warm_start.apply(clf, run.parent_weights, index.classes)
+            restore(clf, work)  # --resume: the last finished epoch (a new run has no checkpoint)
+            cut = activations(clf, config, work, run.share, _cache_progress(progress))
         hooks = {"on_epoch": _epoch_printer(console), "class_weight": run.class_weight}
         if state.phase == "head" and config.head_epochs > state.epoch:
             console.print(
                 f"Phase 1, feature extraction ({'cached features' if config.feature_cache else 'end to end'}):"
             )
             extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
-            train_head(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
-        if state.phase == "head":
-            state.phase, state.epoch = "finetune", 0
-            state.save(work)
-        trainable = state.finetuned_layers
-        if state.phase == "finetune" and config.finetune_epochs > state.epoch:
-            how = f"on cached activations below {cut.cut.boundary}" if cut.phase_2_on_cache else "end to end"
-            console.print(f"Phase 2, fine-tuning ({how}):")
-            extra = [BatchProgress(progress, "fine-tuning", train_steps)]
-            trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
-        if state.phase != "done":  # the weights training ended with (early stopping's best), for --resume
-            save_final_weights(clf, work)
-            state.phase, state.finetuned_layers = "done", trainable
-            state.save(work)
-        console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
-        # Every worker computes the features: building the cut's top model under the strategy creates
-        # variables, whose initial values the chief broadcasts to the other workers (a collective).
-        features = evaluation_features(clf, index, config, cut)
-        return clf, trainable, features, other_features(clf, index, config)
+            train_head(clf, index, config, work, state, cut, run.strategy, **hooks, extra_callbacks=extra)
+        with run.strategy.scope():
+            return _fine_tune_and_evaluate(run, clf, cut, progress, hooks, console)
+
+
+def _fine_tune_and_evaluate(
+    run: _Run, clf: Classifier, cut: Activations, progress: Progress, hooks: dict, console: Console
+) -> tuple[Classifier, int, dict, dict]:
+    """Phase 2 (unless done), then the features evaluation needs; under the run's strategy."""
+    config, index, state, work = run.config, run.index, run.state, run.work
+    if state.phase == "head":
+        state.phase, state.epoch = "finetune", 0
+        state.save(work)
+    trainable = state.finetuned_layers
+    if state.phase == "finetune" and config.finetune_epochs > state.epoch:
+        how = f"on cached activations below {cut.cut.boundary}" if cut.phase_2_on_cache else "end to end"
+        console.print(f"Phase 2, fine-tuning ({how}):")
+        extra = [BatchProgress(progress, "fine-tuning", -(-len(index.splits["train"]) // config.batch_size))]
+        trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
+    if state.phase != "done":  # the weights training ended with (early stopping's best), for --resume
+        save_final_weights(clf, work)
+        state.phase, state.finetuned_layers = "done", trainable
+        state.save(work)
+    console.print("Evaluating, calibrating confidence and fitting the out-of-distribution score…")
+    # Every worker computes its share of the features and receives everyone's (a collective); building the
+    # cut's top model under the strategy also creates variables, which the chief broadcasts.
+    features = evaluation_features(clf, index, config, cut)
+    return clf, trainable, features, other_features(clf, index, config, run.share)
 
 
 def _cache_progress(progress: Progress) -> Callable[[int], Callable[[int], None]]:
