@@ -4,6 +4,7 @@ multi-machine section tells a user to run them: same command, same --out, one TF
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import time
@@ -38,6 +39,9 @@ def test_two_workers_train_one_run_written_by_the_chief(beans_subset: Path, tiny
     codes = [worker.finish() for worker in workers]
     assert codes == [0, 0], "\n---\n".join(worker.output[-2500:] for worker in workers)
     assert "2 replica(s)" in workers[0].output and "the chief writes" in workers[1].output
+    shares = [re.search(r"Worker (\d) of 2 caches and trains on its share: (\d+) of (\d+)", w.output) for w in workers]
+    assert [m.group(1) for m in shares] == ["1", "2"]  # each worker its own half of the photos, together all
+    assert int(shares[0].group(2)) + int(shares[1].group(2)) == int(shares[0].group(3))
     assert sorted(p.name for p in out.parent.iterdir()) == ["beans"]  # no worker folder, no partial left
     meta = json.loads((out / "edgetl.json").read_text())
     assert meta["training"]["replicas"] == 2
@@ -62,6 +66,12 @@ def test_a_lost_worker_ends_the_chief_with_a_clear_error_and_its_checkpoint_inta
     state = json.loads((partial / "state.json").read_text())
     assert state["phase"] == "finetune" and state["epoch"] >= 1 and (partial / "checkpoint.weights.h5").exists()
     assert not out.exists()
+    # Both started again with --resume: each finds its own checkpoint and its share of the cache, and finishes.
+    workers = _start(beans_subset, out, tiny_weights, "--resume")
+    codes = [worker.finish(timeout=180) for worker in workers]
+    assert codes == [0, 0], "\n---\n".join(worker.output[-2500:] for worker in workers)
+    assert all("Resuming" in worker.output and "phase 'finetune'" in worker.output for worker in workers)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["beans"]
 
 
 def test_sigterm_ends_every_worker(beans_subset: Path, tiny_weights: str, tmp_path: Path) -> None:

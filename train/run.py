@@ -268,8 +268,8 @@ def _start(
     )
     if not share.alone:
         console.print(
-            f"Worker {share.worker + 1} of {share.workers}: caches and trains on every {share.workers}th photo "
-            f"({len(share.take(index.splits['train']))} of {len(index.splits['train'])} training photos)."
+            f"Worker {share.worker + 1} of {share.workers} caches and trains on its share: "
+            f"{len(share.take(index.splits['train']))} of {len(index.splits['train'])} training photos."
         )
     parent = None
     if config.parent and config.warm_start:  # read outside the strategy's scope: loading makes variables
