@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared_data import SHARED, settings, use_shared_keras_weights
@@ -42,7 +43,16 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def launch(command: list[str], core: int, env: dict, marks: dict, started: float) -> subprocess.Popen:
+@dataclass
+class Worker:
+    """One pinned `edgetl train` and what it printed, read as it prints."""
+
+    proc: subprocess.Popen
+    lines: list[str]
+    reader: threading.Thread
+
+
+def launch(command: list[str], core: int, env: dict, marks: dict, started: float) -> Worker:
     """One pinned `edgetl train`; the time of each marked line goes into `marks` as it is printed."""
     proc = subprocess.Popen(
         ["taskset", "-c", str(core), *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -58,8 +68,7 @@ def launch(command: list[str], core: int, env: dict, marks: dict, started: float
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    proc.reader, proc.lines = reader, lines  # type: ignore[attr-defined]
-    return proc
+    return Worker(proc, lines, reader)
 
 
 def run(data: Path, out: Path, workers: int, changes: dict) -> dict:
@@ -70,17 +79,18 @@ def run(data: Path, out: Path, workers: int, changes: dict) -> dict:
     hosts = [f"127.0.0.1:{port}" for port in free_ports(workers)]
     marks: dict[str, float] = {}
     started = time.perf_counter()
-    procs = []
+    launched = []
     for index in range(workers):
         cluster = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         worker_env = env | ({"TF_CONFIG": json.dumps(cluster)} if workers > 1 else {})
-        procs.append(launch(command, index, worker_env, marks if index == 0 else {}, started))
-    codes = [proc.wait() for proc in procs]
+        launched.append(launch(command, index, worker_env, marks if index == 0 else {}, started))
+    codes = [worker.proc.wait() for worker in launched]
     wall = time.perf_counter() - started
-    for proc in procs:
-        proc.reader.join()
-    if any(codes):
-        raise SystemExit("".join(procs[codes.index(next(c for c in codes if c))].lines[-40:]))
+    for worker in launched:
+        worker.reader.join()
+    for worker, code in zip(launched, codes, strict=True):
+        if code:
+            raise SystemExit("".join(worker.lines[-40:]))
     meta = json.loads((out / "edgetl.json").read_text())
     bounds = [0.0, marks["phase_1"], marks["phase_2"], marks["evaluation"], wall]
     stages = {name: bounds[i + 1] - bounds[i] for i, name in enumerate(STAGES)}

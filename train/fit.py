@@ -49,7 +49,7 @@ warnings.filterwarnings("ignore", message="Your input ran out of data", category
 CHECKPOINT = "checkpoint.weights.h5"  # the whole model
 HEAD_CHECKPOINT = "head.weights.h5"  # phase 1 on cached features: only the head changes, and is saved
 STATE = "state.json"
-ALL_REDUCE_PACK_BYTES = 64 << 20  # multi-worker: gradients summed in packs this large (MobileNetV2 1.0: 14 MB)
+ALL_REDUCE_PACK_BYTES = 64 << 20  # multi-worker: gradients summed in packs this large (all of MobileNetV2 1.0: 14 MB)
 Phase = Literal["head", "finetune", "done"]  # the order training goes through them
 PHASES: tuple[str, ...] = get_args(Phase)
 CACHE = "cache"  # activation caches (train/boundary.py), kept for --resume
@@ -122,7 +122,7 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """GPUs are used when present: several through MirroredStrategy, several machines via TF_CONFIG."""
     if name == "multi-worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
         # No per-collective timeout: TensorFlow keeps a waiting thread for each collective until its timeout
-        # passes (~8 a step: a 600 s timeout grew a worker past 15,000 threads and crashed it in phase 1).
+        # passes (with 600 s, a flowers run's worker passed 15,000 threads and crashed in phase 1).
         # A dead or stopped peer is found by the strategy's health check instead (train/multi_worker.py).
         # All of a step's gradients in one all-reduce, not one per tensor: each is a round trip to every worker.
         options = tf.distribute.experimental.CommunicationOptions(bytes_per_pack=ALL_REDUCE_PACK_BYTES)
@@ -234,7 +234,7 @@ def _compile_and_fit(
     share: Share = ALONE,
 ) -> None:
     """`data` is the whole splits, or (a `share` in a cluster) this worker's batches, class weights inside."""
-    steps_per_epoch = -(-train_count // config.batch_size)
+    steps_per_epoch = share.train_steps(train_count, config.batch_size)  # alone: ceil(photos / batch)
     strategy = tf.distribute.get_strategy()
     prepare_fit(model, data[0], strategy)
     if not share.alone:  # each worker's own batches, as they are; Keras cannot add class weights to these
@@ -245,7 +245,7 @@ def _compile_and_fit(
     model.fit(
         data[0],
         validation_data=data[1],
-        steps_per_epoch=None if share.alone else share.train_steps(train_count, config.batch_size),
+        steps_per_epoch=None if share.alone else steps_per_epoch,  # endless in a cluster (train/boundary.py)
         epochs=epochs,
         initial_epoch=state.epoch,
         callbacks=[*_callbacks(config, checkpoint), *extra_callbacks],

@@ -84,7 +84,8 @@ class BatchProgress(keras.callbacks.Callback):
         self.task = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}", total=self.steps)
+        steps = self.params.get("steps") or self.steps  # what fit() runs where it knows (a worker's share), else ours
+        self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}", total=steps)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.progress.advance(self.task)
@@ -307,11 +308,12 @@ def _train_phases(run: _Run, console: Console) -> tuple[Classifier, int, dict, d
             extra = [] if config.feature_cache else [BatchProgress(progress, "feature extraction", train_steps)]
             train_head(clf, index, config, work, state, cut, run.strategy, **hooks, extra_callbacks=extra)
         with run.strategy.scope():
-            return _fine_tune_and_evaluate(run, clf, cut, progress, hooks, console)
+            bar = BatchProgress(progress, "fine-tuning", train_steps)
+            return _fine_tune_and_evaluate(run, clf, cut, bar, hooks, console)
 
 
 def _fine_tune_and_evaluate(
-    run: _Run, clf: Classifier, cut: Activations, progress: Progress, hooks: dict, console: Console
+    run: _Run, clf: Classifier, cut: Activations, bar: BatchProgress, hooks: dict, console: Console
 ) -> tuple[Classifier, int, dict, dict]:
     """Phase 2 (unless done), then the features evaluation needs; under the run's strategy."""
     config, index, state, work = run.config, run.index, run.state, run.work
@@ -322,8 +324,7 @@ def _fine_tune_and_evaluate(
     if state.phase == "finetune" and config.finetune_epochs > state.epoch:
         how = f"on cached activations below {cut.cut.boundary}" if cut.phase_2_on_cache else "end to end"
         console.print(f"Phase 2, fine-tuning ({how}):")
-        extra = [BatchProgress(progress, "fine-tuning", -(-len(index.splits["train"]) // config.batch_size))]
-        trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=extra)
+        trainable = fine_tune(clf, index, config, work, state, cut, **hooks, extra_callbacks=[bar])
     if state.phase != "done":  # the weights training ended with (early stopping's best), for --resume
         save_final_weights(clf, work)
         state.phase, state.finetuned_layers = "done", trainable
