@@ -8,6 +8,7 @@ Over an unpaced 640×480 MJPEG video, one interpreter thread (int8 MobileNetV2 @
    scraped 10 times a second, `--mqtt … --mqtt-publish every` to a local mosquitto (started here when
    installed), `--keep` — in alternating runs. Results/s from the JSON lines' times.
 Targets: plain camera ≥ 0.95 × the interpreter alone; with integrations ≥ 0.98 × plain (medians of `--runs`).
+`--each` instead runs plain and each integration alone (the order rotating from run to run), to say which costs.
 """
 
 from __future__ import annotations
@@ -66,19 +67,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--frames", type=int, default=1500)
     parser.add_argument("--roi", help="X,Y,W,H: both runs classify this region only (the integrations with regions on)")
+    parser.add_argument("--each", action="store_true", help="Each integration alone against plain, then stop.")
     args = parser.parse_args()
     region = ["--roi", args.roi] if args.roi else []
     folder = Path(tempfile.mkdtemp(prefix="edgetl-integrations-"))
     video = make_video(folder / "fast.avi")
-    broker, extra = None, ["--serve", "127.0.0.1:0", "--keep", str(folder / "kept")]
+    integrations = {
+        "/metrics 10/s": (["--serve", "127.0.0.1:0"], True),
+        "--keep": (["--keep", str(folder / "kept")], False),
+    }
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    broker = None
     if mosquitto:
         port = _free_port()
         (folder / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
         broker = subprocess.Popen([mosquitto, "-c", str(folder / "mosquitto.conf")], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        extra += ["--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-publish", "every"]
+        integrations["MQTT every"] = (["--mqtt", f"mqtt://127.0.0.1:{port}", "--mqtt-publish", "every"], False)
+    extra = [option for options, _ in integrations.values() for option in options]
     try:
+        if args.each:
+            each(args, video, region, integrations, folder)
+            return
         alone = 1000 / interpreter_only(args.model, video, threads=1)["invoke_ms"]
         plain, loaded = [], []
         for _ in range(args.runs):  # alternating: drifts in the machine's speed hit both alike
@@ -97,6 +107,22 @@ def main() -> None:
         f"(runs {', '.join(f'{r:.1f}' for r in loaded)}); "
         f"{statistics.median(loaded) / statistics.median(plain):.3f}× plain (target ≥ 0.98)"
     )
+
+
+def each(args: argparse.Namespace, video: Path, region: list[str], integrations: dict, folder: Path) -> None:
+    """Plain and each integration alone, `--runs` times in an order that rotates (no variant always runs first)."""
+    variants = {"plain": ([], False), **integrations}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for run in range(args.runs):
+        for name in names[run % len(names) :] + names[: run % len(names)]:
+            options, scrape = variants[name]
+            rates[name].append(camera_rate(args.model, video, args.frames, region + options, scrape, folder))
+    plain = statistics.median(rates["plain"])
+    for name, values in rates.items():
+        runs = ", ".join(f"{r:.1f}" for r in values)
+        median = statistics.median(values)
+        print(f"{name}: median {median:.1f} results/s (runs {runs}); {median / plain:.3f}× plain")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ device shows offline as soon as the broker notices). Home Assistant MQTT discove
 "unknown" binary sensor.
 
 Publishing never blocks inference: the loop hands states to a bounded queue (the oldest dropped and counted
-when the broker is away), and paho-mqtt's own thread sends them and reconnects with backoff. paho-mqtt is the
-optional extra `edgetl[mqtt]`.
+when the broker is away); a sender thread hands them to paho-mqtt in batches (GATHER_S), and paho-mqtt's own
+thread sends them and reconnects with backoff. paho-mqtt is the optional extra `edgetl[mqtt]`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ PASSWORD_VARIABLE = "EDGETL_MQTT_PASSWORD"
 QUEUE = 100  # states waiting while the broker is away; older ones are dropped
 HEARTBEAT_S = 60.0  # --mqtt-publish change: a state at least this often, so a quiet scene still shows alive
 KEEPALIVE_S = 30
+GATHER_S = 0.02  # the sender wakes at most this often: a state is this much later, and at hundreds of results
+# a second two threads (this one and paho's) wake per batch, not per state (per state: 6 % of the camera's rate,
+# benchmarks/integrations.py --each)
 MAX_TOPIC_BYTES = 1024  # far below MQTT's 65,535; with room for the discovery suffixes
 
 
@@ -166,6 +169,7 @@ class Publisher:
     def _send(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(1.0)
+            self._stop.wait(GATHER_S)  # the states of the next few results join this batch
             self._wake.clear()
             while self.queue and self.client.is_connected():
                 self.client.publish(*self.queue.popleft(), qos=0)
