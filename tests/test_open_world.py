@@ -48,6 +48,25 @@ def test_ece_floor_is_the_noise_of_ece_for_a_perfectly_calibrated_model() -> Non
     assert ece_floor(many)["median"] < floor["median"] / 4  # the floor shrinks like 1/sqrt(n)
 
 
+def test_ece_floor_draws_in_flat_memory_and_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training split's floor once drew all 1,000 label sets at once (8 KB a photo); in chunks it costs a
+    bounded amount whatever the photo count, and every chunk size gives the same floor (one generator)."""
+    import tracemalloc
+
+    from edgetl import metrics
+
+    probs = softmax(np.random.default_rng(2).normal(0, 3, (20000, 3)))
+    tracemalloc.start()
+    chunked = ece_floor(probs)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 60e6, f"{peak / 1e6:.0f} MB"  # all at once: 1,000 × 20,000 × 8 B = 160 MB
+    monkeypatch.setattr(metrics, "FLOOR_CHUNK", 1000 * 20000)
+    assert ece_floor(probs) == chunked
+    monkeypatch.setattr(metrics, "FLOOR_CHUNK", 7 * 20000 + 3)  # uneven chunks
+    assert ece_floor(probs) == chunked
+
+
 def test_auroc_counts_ties_as_half_and_orders_by_score() -> None:
     assert auroc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 1.0
     assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 0.0
