@@ -159,6 +159,9 @@ def report(found: dict[int, list[dict]], changes: dict, data: Path) -> None:
         print(f"{name:>22} {median([r[key] for r in found[1]]):>18} {median([r[key] for r in found[2]]):>18}")
     one, two = ([sum(r["finetune_epochs"]) for r in found[n]] for n in (1, 2))
     print(f"{'fine-tuning epochs':>22} {median(one):>18} {median(two):>18}")
+    # The rest of phase 2: compiling and the first iterator before epoch 1, the end of fit() (train/multi_worker.py).
+    one, two = ([r["stages"]["phase 2"] - sum(r["finetune_epochs"]) for r in found[n]] for n in (1, 2))
+    print(f"{'phase 2 outside epochs':>22} {median(one):>18} {median(two):>18}")
     ratios = [two["wall"] / one["wall"] for one, two in zip(found[1], found[2], strict=True)]
     print(f"two workers / one (wall, per seed): {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"median {statistics.median(ratios):.2f} (target ≤ 0.65)")  # fmt: skip

@@ -5,7 +5,9 @@ caches pooled features."""
 from __future__ import annotations
 
 import csv
+import gc
 import shutil
+import weakref
 from pathlib import Path
 
 import keras
@@ -28,7 +30,8 @@ def test_the_cut_reproduces_the_whole_model_and_trains_its_layers(tiny_weights: 
     images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
     below = split.bottom(images)
     np.testing.assert_allclose(split.top(below), clf.model(images), atol=1e-5)
-    np.testing.assert_allclose(split.features(below), clf.features(images), atol=1e-4)
+    whole = np.asarray(clf.features(images))  # random weights: may be ~1e-9, so the tolerance is relative
+    np.testing.assert_allclose(split.features(below), whole, rtol=1e-3, atol=1e-4 * np.abs(whole).max())
     shift = split.top.get_layer("activation_shift")  # training only: the line above ran in inference mode
     assert not np.allclose(shift(below, training=True), below) and np.allclose(shift(below, training=False), below)
 
@@ -59,6 +62,30 @@ def test_each_epoch_sees_every_image_once_in_a_drawn_view() -> None:
         np.testing.assert_array_equal(batch_y.numpy(), labels[batch_x.numpy().ravel().astype(int) % n])
     assert seen_views == set(range(views))
     assert len(np.concatenate([x.numpy() for x, _ in validation])) == 5
+    # Rows read from memory: nothing for tf.data's autotuning to tune, and its thread costs time (pipeline.untuned)
+    assert train_batches.options().autotune.enabled is False and validation.options().autotune.enabled is False
+
+
+def test_pooled_features_are_memory_mapped_beside_the_cache(tiny_weights: str, tmp_path: Path) -> None:
+    """Phase 1's and the evaluation's pooled features are file pages, not memory that grows with the photos;
+    computing them again (after phase 2) leaves a map of the old ones readable."""
+    clf = build_classifier("mobilenet_v2", 2, size=64, alpha=0.35, weights=tiny_weights)
+    split = boundary.split_at(clf, unfreeze_start(clf.backbone, from_layer="block_12"), seed=1)
+    below = np.asarray(split.bottom(np.random.default_rng(0).uniform(0, 255, (6, 64, 64, 3)).astype("float32")))
+    labels = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1]]
+    cache = boundary.Cache(below, labels, below[:2], labels[:2], 1, split.boundary, folder=tmp_path)
+    first = boundary.pooled(split, cache, batch_size=4)
+    for name, (features, _) in first.items():
+        assert isinstance(features, np.memmap) and Path(features.filename) == tmp_path / f"pooled_{name}.npy"
+    kept = np.array(first["train"][0])
+    scale = float(np.abs(kept).max())  # random weights: features may be ~1e-9, so tolerances are relative
+    assert scale > 0
+    np.testing.assert_allclose(kept, split.features(below), rtol=1e-4, atol=1e-4 * scale)
+    top = split.top.get_layer("backbone_top")  # what phase 2 trains
+    top.set_weights([w * 1.5 for w in top.get_weights()])
+    second = boundary.pooled(split, cache, batch_size=4)
+    assert not np.allclose(second["train"][0], kept, rtol=1e-3, atol=1e-3 * scale)  # the new top's features…
+    np.testing.assert_array_equal(first["train"][0], kept)  # …and the old map still reads the old ones
 
 
 def test_resumed_fine_tuning_reuses_the_cache_and_the_head_checkpoint(
@@ -151,3 +178,22 @@ def test_activations_outside_the_cache_type_are_one_clear_error() -> None:
     with pytest.raises(EdgetlError, match="exceed float16's range") as caught:
         boundary.check_range(np.array([[1.0, -7e4]], np.float32))
     assert "--finetune-views 0" in caught.value.hint
+
+
+def test_features_a_fit_read_are_freed_with_its_datasets() -> None:
+    """TensorFlow keeps every numpy function for the process's life: the batches' arrays must not hang on it
+    (phase 1's pooled features stayed through the evaluation)."""
+    rng = np.random.default_rng(0)
+    features = {
+        split: (rng.normal(size=(n, 8)).astype("float32"), np.eye(2, dtype="float32")[rng.integers(0, 2, n)])
+        for split, n in (("train", 40), ("validation", 12))
+    }
+    alive = [weakref.ref(rows) for rows, _ in features.values()]
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    train, validation = boundary.feature_batches(features, batch_size=8, seed=1)
+    history = model.fit(train, validation_data=validation, epochs=2, verbose=0)
+    assert len(history.history["val_loss"]) == 2  # the batches were read
+    del features, train, validation
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None]

@@ -4,6 +4,10 @@ number of steps on its own rows only, and gathered rows come back in the split's
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -60,3 +64,30 @@ def test_a_split_smaller_than_the_cluster_is_one_clear_error() -> None:
     with pytest.raises(EdgetlError, match="validation split has 2 photo.*3 workers"):
         Share(0, 3).check(2, "validation")
     Share(0, 3).check(3, "validation")
+
+
+def test_a_workers_pipelines_are_not_autotuned_so_fit_ends_without_a_wait() -> None:
+    """tf.data's autotuning thread sleeps up to 60 s and an iterator's destructor waits it out: at the end of
+    each fit() in a cluster, up to a minute (train/multi_worker.py). Both pipelines a worker's input passes through,
+    its own and the per-device one the strategy builds on it, must have it off, and still give every batch.
+    The attributes read are TensorFlow's internals: if they move, this test says so. (A subprocess: a
+    multi-worker strategy and prepare_fit's patches stay out of this one.)"""
+    script = textwrap.dedent(
+        """
+        import keras, tensorflow as tf
+        from edgetl.train.multi_worker import prepare_fit
+        from edgetl.train.shares import distribute
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # no TF_CONFIG: a cluster of one, same input path
+        dataset = tf.data.Dataset.range(8).batch(2).prefetch(tf.data.AUTOTUNE)
+        assert dataset.options().autotune.enabled is not False  # tf.data's default: tuned
+        prepare_fit(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]), dataset, strategy)
+        iterator = iter(distribute(strategy, dataset))
+        worker = iterator._iterators[0]
+        pipelines = [worker._dataset, *(device._dataset for device in worker._iterator._device_iterators)]
+        print([pipeline.options().autotune.enabled for pipeline in pipelines])
+        print([int(x) for _ in range(4) for x in strategy.experimental_local_results(next(iterator))[0]])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-2:] == ["[False, False]", str(list(range(8)))]

@@ -20,7 +20,9 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +35,14 @@ from edgetl.rundir import write_json
 from edgetl.train.config import TrainConfig
 from edgetl.train.data import DatasetIndex
 from edgetl.train.models import Classifier, inference
-from edgetl.train.pipeline import SHIFT, augmentation, image_dataset
+from edgetl.train.pipeline import SHIFT, augmentation, image_dataset, untuned
 from edgetl.train.shares import ALONE, Share
 
 MANIFEST = "boundary.json"
 # Activations are stored in half precision: half the disk and page cache, and no test top-1 moved beyond a
 # seed's noise (benchmarks/cache_precision.py, beans and flowers, seeds 1–3). Training reads them as float32.
 CACHE_DTYPE = np.float16
+POOLED_DTYPE = np.float32  # the pooled features (phase 1's and the evaluation's input), beside the cache
 ABOVE_BACKBONE = "above the backbone"
 
 
@@ -102,6 +105,7 @@ class Cache:
     boundary: str  # where it was cut
     share: Share = ALONE  # whose photos these are (train/shares.py)
     totals: tuple[int, int] = (0, 0)  # photos in the whole training and validation splits, every share together
+    folder: Path | None = None  # where it lies; the pooled features are written beside it
 
     def plain_train(self) -> np.ndarray:
         return self.train[: len(self.train_labels)]
@@ -111,27 +115,34 @@ def _fill(
     bottom: keras.Model, datasets: list[tf.data.Dataset], path: Path, rows: int, tick: Callable | None
 ) -> np.ndarray:
     """Run `bottom` over each dataset in turn into one memory-mapped array; returns the one-hot labels."""
-    shape = (rows, *bottom.output.shape[1:])
-    out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=CACHE_DTYPE, shape=shape)
     labels, row, forward = [], 0, inference(bottom)
-    for ds in datasets:
-        for images, targets in ds:
-            batch = np.asarray(forward(images), dtype=np.float32)
-            check_range(batch)
-            out[row : row + len(batch)] = batch
-            labels.append(np.asarray(targets, dtype=np.float32))
-            row += len(batch)
-            if tick:
-                tick(len(batch))
-    if row != rows:
-        raise EdgetlError(
-            f"{rows - row} image(s) became unreadable while caching activations.",
-            "Check the dataset folder (its files changed during training) and run again.",
-        )
-    out.flush()
-    del out
-    os.replace(str(path) + ".tmp.npy", path)
+    with _written(path, (rows, *bottom.output.shape[1:]), CACHE_DTYPE) as out:
+        for ds in datasets:
+            for images, targets in ds:
+                batch = np.asarray(forward(images), dtype=np.float32)
+                check_range(batch)
+                out[row : row + len(batch)] = batch
+                labels.append(np.asarray(targets, dtype=np.float32))
+                row += len(batch)
+                if tick:
+                    tick(len(batch))
+        if row != rows:
+            raise EdgetlError(
+                f"{rows - row} image(s) became unreadable while caching activations.",
+                "Check the dataset folder (its files changed during training) and run again.",
+            )
     return np.concatenate(labels)
+
+
+@contextmanager
+def _written(path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> Iterator[np.memmap]:
+    """A new .npy file filled through a memory map, then renamed over `path`: never seen half-written, and a
+    map of the file it replaces keeps reading the old one."""
+    temporary = str(path) + ".tmp.npy"
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+    yield array
+    array.flush()
+    os.replace(temporary, path)
 
 
 def check_range(batch: np.ndarray) -> None:
@@ -168,11 +179,16 @@ def cached(
             meta["boundary"],
             share,
             totals,
+            folder,
         )
     folder.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)  # a cache cut elsewhere is replaced, never half-described
     k, train, val = len(index.classes), share.take(index.splits["train"]), share.take(index.splits["validation"])
     needed = np.dtype(CACHE_DTYPE).itemsize * math.prod(split.bottom.output.shape[1:]) * (views * len(train) + len(val))
+    if split.features is not None:  # and the pooled features beside it (`pooled`), twice while they are replaced
+        needed += (
+            2 * np.dtype(POOLED_DTYPE).itemsize * math.prod(split.features.output.shape[1:]) * (len(train) + len(val))
+        )
     if needed > shutil.disk_usage(folder).free:
         instead = (
             "--finetune-views 0 (phase 2 end to end"
@@ -202,23 +218,39 @@ def _batches(
     rows: np.ndarray, labels: np.ndarray, index_batches: tf.data.Dataset, class_weight: np.ndarray | None = None
 ) -> tf.data.Dataset:
     """(activations, labels[, class weights]) per batch of row indices, from the memory map, never all in memory."""
+    source = _Rows(rows, labels)
+    reach = weakref.ref(source)  # neither function below holds the arrays themselves (see _Rows)
+    dtype, row_shape, classes = tf.as_dtype(rows.dtype), rows.shape[1:], labels.shape[1]
 
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.sort(idx)
-        return np.asarray(rows[order]), labels[order % len(labels)]
+        order, held = np.sort(idx), reach()
+        return np.asarray(held.rows[order]), held.labels[order % len(held.labels)]
 
     def load(idx: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        x, y = tf.numpy_function(gather, [idx], (tf.as_dtype(rows.dtype), tf.float32))
-        x = tf.cast(
-            x, tf.float32
-        )  # float16 read as float32 by TF's cast (2.4× NumPy's: cache_precision.py --cast-only)
-        x.set_shape((None, *rows.shape[1:]))
-        y.set_shape((None, labels.shape[1]))
+        x, y = tf.numpy_function(gather, [idx], (dtype, tf.float32))
+        # float16 read as float32 by TF's cast (2.4× NumPy's: cache_precision.py --cast-only)
+        x = tf.cast(x, tf.float32)
+        x.set_shape((None, *row_shape))
+        y.set_shape((None, classes))
         if class_weight is None:
             return x, y
         return x, y, tf.gather(tf.constant(class_weight), tf.argmax(y, axis=1))
 
-    return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = batches.with_options(untuned())  # rows from memory: autotuning's thread would only cost time
+    batches._edgetl_rows = source  # the dataset holds the rows: they go when it goes
+    return batches
+
+
+class _Rows:
+    """The arrays a dataset's batches are read from, reached by its numpy function through a weak reference
+    only: TensorFlow's registry keeps every numpy function for the life of the process, and with it all that the
+    function holds (phase 1's pooled features stayed through the evaluation: benchmarks/README.md, scale-up)."""
+
+    __slots__ = ("rows", "labels", "__weakref__")
+
+    def __init__(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        self.rows, self.labels = rows, labels
 
 
 def training_batches(
@@ -245,7 +277,9 @@ def training_batches(
 
 
 def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Pooled features and one-hot labels per split from the plain cached rows: phase 1's input."""
+    """Pooled features and one-hot labels per split from the plain cached rows: phase 1's input, and the
+    evaluation's. Memory-mapped beside the cache: with many photos they are pages the system can drop, not
+    memory that grows with the photo count (5 KB a photo at MobileNetV2's 1,280 features)."""
     out = {}
     forward = None if split.features is None else inference(split.features)  # one trace for both splits
     for name, rows, labels in (
@@ -255,10 +289,11 @@ def pooled(split: Split, cache: Cache, batch_size: int) -> dict[str, tuple[np.nd
         if forward is None:  # cut above the backbone: the rows are pooled features already
             out[name] = (rows, labels)
             continue
-        pooled = np.empty((len(rows), *split.features.output.shape[1:]), np.float32)  # filled in place: no copies
-        for i in range(0, len(rows), batch_size):
-            pooled[i : i + batch_size] = np.asarray(forward(np.asarray(rows[i : i + batch_size], np.float32)))
-        out[name] = (pooled, labels)
+        path = cache.folder / f"pooled_{name}.npy"  # replaced after phase 2; phase 1's map keeps its own
+        with _written(path, (len(rows), *split.features.output.shape[1:]), POOLED_DTYPE) as pooled:
+            for i in range(0, len(rows), batch_size):
+                pooled[i : i + batch_size] = np.asarray(forward(np.asarray(rows[i : i + batch_size], np.float32)))
+        out[name] = (np.load(path, mmap_mode="r"), labels)
     return out
 
 

@@ -7,6 +7,13 @@ Keras 3.x fails there before the first step (keras-team/keras#20585, tensorflow#
 The fixes are narrow: build from one local batch (shapes only), and average the metrics across
 workers with `axis=None`. Every worker then logs the same loss and accuracy, so early stopping
 stops them all at the same epoch. Used only when the strategy is multi-worker.
+
+3. Not a failure but a stall: at the end of `fit()` a worker drops its training iterator, and TensorFlow
+   2.21's destructor waits for tf.data's autotuning thread to wake from its sleep, which doubles up to
+   60 s: up to a minute lost per `fit()` (benchmarks/scale_out.py: "phase 2 outside epochs"). Under
+   this strategy the input passes through a MultiDeviceIterator, whose per-device pipeline (a generator
+   reading the worker's own pipeline, then a prefetch) has nothing to tune, so autotuning is switched
+   off there as in the worker's own pipeline (`untuned`, applied by `train/shares.distribute`).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 from keras.src.backend.tensorflow import trainer as keras_trainer
+from tensorflow.python.data.ops import multi_device_iterator_ops
 
 from edgetl.errors import EdgetlError
+from edgetl.train.pipeline import untuned
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
@@ -38,11 +47,19 @@ def _reduce_per_replica(values, strategy, reduction):
     return _keras_reduce_per_replica(values, strategy, reduction)
 
 
+_tf_device_dataset = multi_device_iterator_ops._create_device_dataset
+
+
+def _untuned_device_dataset(*args, **kwargs) -> tf.data.Dataset:
+    return _tf_device_dataset(*args, **kwargs).with_options(untuned())
+
+
 def prepare_fit(model: keras.Model, dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> None:
     """Call before `model.fit(dataset)` under a multi-worker strategy (a no-op otherwise)."""
     if not is_multi_worker(strategy):
         return
     keras_trainer.reduce_per_replica = _reduce_per_replica
+    multi_device_iterator_ops._create_device_dataset = _untuned_device_dataset
     first = next(iter(dataset))  # one local batch: its shapes are all the symbolic build needs
 
     def symbolic_build(iterator=None, data_batch=None) -> None:

@@ -19,6 +19,18 @@ AUTOTUNE = tf.data.AUTOTUNE
 SHIFT = 0.1  # random translation, a share of the height and width (also of cached activations: boundary.py)
 
 
+def untuned() -> tf.data.Options:
+    """tf.data options with autotuning off, for pipelines with nothing to tune (rows read from memory).
+
+    Its threads cost more than they save: on one core, phase 2's cached epochs took 1.3 × as long with it
+    (benchmarks/README.md, scale-out), and TensorFlow 2.21 waits out its sleep, up to a minute, when an
+    iterator is dropped under a multi-worker strategy (train/multi_worker.py).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def augmentation(seed: int) -> keras.Sequential:
     """Random flips, rotation, zoom, shift, contrast and brightness: training batches only."""
     return keras.Sequential(

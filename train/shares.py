@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from edgetl.errors import EdgetlError
 from edgetl.train.multi_worker import is_multi_worker
+from edgetl.train.pipeline import untuned
 
 T = TypeVar("T")
 GATHER_ROWS = 4096  # rows a worker sends per all-gather: a bounded message, whatever the photo count
@@ -137,5 +138,7 @@ def _all_gather(strategy: tf.distribute.Strategy, array: np.ndarray) -> np.ndarr
 
 
 def distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> tf.distribute.DistributedDataset:
-    """A worker's own batches given to the strategy as they are: no re-batching, no sharding."""
-    return strategy.distribute_datasets_from_function(lambda _: dataset)
+    """A worker's own batches given to the strategy as they are: no re-batching, no sharding, no autotuning
+    (its thread stalls the end of `fit()`: train/multi_worker.py)."""
+    own = dataset.with_options(untuned())
+    return strategy.distribute_datasets_from_function(lambda _: own)
