@@ -14,7 +14,8 @@ interpreter thread over unpaced 640×480 MJPEG video (TensorFlow blocked, as on 
 4. whether `invoke()` lets other Python threads run meanwhile (the results thread's design rests on it).
 Prints one table: medians over the runs, with the range. `--breakdown` instead says where one camera's time
 goes, in this process (no CLI, no consumers): the loop's own time per result beside `invoke()`, waits for a
-frame, `invoke()` inside the loop against alone, and the rate when the frames come already decoded.
+frame, `invoke()` inside the loop against alone, and the rate when FFmpeg decodes the video (edgetl's reader
+decodes the JPEG frames itself) and when the frames come already decoded.
 """
 
 from __future__ import annotations
@@ -97,9 +98,25 @@ class Decoded:
         pass
 
 
+class FFmpegDecoding:
+    """The video decoded by FFmpeg (decode, swscale to BGR), as edgetl read MJPEG before it decoded JPEG itself."""
+
+    def __init__(self, spec) -> None:
+        import cv2
+
+        self.capture, self.fps = cv2.VideoCapture(spec.text), None
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self.capture.read()
+        return frame if ok else None
+
+    def release(self) -> None:
+        self.capture.release()
+
+
 def breakdown(model: Path, video: Path, results: int) -> dict[str, float]:
     """One camera run in this process: where a result's time goes (ms), and the rate ÷ invoke's, with the video
-    decoded as it plays and with frames decoded beforehand."""
+    decoded as it plays (by edgetl's reader, and by FFmpeg as before) and with frames decoded beforehand."""
     import cv2
 
     from edgetl.edge.camera import CameraOptions
@@ -110,7 +127,7 @@ def breakdown(model: Path, video: Path, results: int) -> dict[str, float]:
     reader = cv2.VideoCapture(str(video))
     Decoded.frames = [reader.read()[1] for _ in range(50)]
     out = {}
-    for name, opener in (("decoding", open_reader), ("decoded", Decoded)):
+    for name, opener in (("decoding", open_reader), ("FFmpeg decoding", FFmpegDecoding), ("decoded", Decoded)):
         rate = invoke_rate(model)
         seen = []
         capture = Capture(SourceSpec(str(video)), loop=True, opener=opener)

@@ -73,8 +73,18 @@ def refuse_special_file(spec: SourceSpec) -> None:
         )
 
 
+JPEG_FOURCCS = {"MJPG", "mjpg", "mjpe", "jpeg"}  # FFmpeg's codec tags for JPEG frames ("mjpe": a tagless stream)
+UNDECODABLE = np.zeros((0, 0), np.uint8)  # a frame that came but did not decode: counted as corrupt, not an end
+
+
 class OpenCVReader:
-    """cv2.VideoCapture: camera index, video file, RTSP/HTTP URL or GStreamer pipeline."""
+    """cv2.VideoCapture: camera index, video file, RTSP/HTTP URL or GStreamer pipeline.
+
+    JPEG video (MJPEG files and streams, through FFmpeg) is read as the compressed frames and decoded here with
+    libjpeg-turbo (`cv2.imdecode`): FFmpeg's own path (decode, then swscale to BGR, in threads of its own)
+    costs the interpreter on the other core 2 % of its rate on a 2-core machine (benchmarks/README.md, issue
+    34), and its colours are further from the encoded image. USB cameras (V4L2) already decode this way.
+    """
 
     def __init__(self, spec: SourceSpec) -> None:
         if spec.kind == "camera":
@@ -88,10 +98,18 @@ class OpenCVReader:
             raise OSError(f"OpenCV could not open {spec.text}")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and fps > 0 else None
+        fourcc = int(self.capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        jpeg = spec.kind in ("file", "stream") and fourcc in JPEG_FOURCCS
+        self.compressed = jpeg and self.capture.set(cv2.CAP_PROP_FORMAT, -1)  # -1: FFmpeg's packets, undecoded
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
-        return frame if ok and frame is not None and frame.size else None
+        if not ok or frame is None or not frame.size:
+            return None
+        if not self.compressed:
+            return frame
+        image = cv2.imdecode(frame, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as FFmpeg: no EXIF turn
+        return UNDECODABLE if image is None else image
 
     def release(self) -> None:
         self.capture.release()

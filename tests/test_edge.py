@@ -252,6 +252,39 @@ def test_capture_loops_a_file_when_asked(video: Path) -> None:
         capture.close()
 
 
+def test_jpeg_video_is_decoded_from_its_compressed_frames_and_a_damaged_frame_is_counted(tmp_path: Path) -> None:
+    """An MJPEG file is read as JPEG frames and decoded by libjpeg-turbo (cheaper than FFmpeg's decode and
+    swscale); a frame whose JPEG is damaged counts as corrupt and the video plays on."""
+    from edgetl.edge.capture import OpenCVReader
+
+    path = write_video(tmp_path / "clip.avi", 12)
+    reader = OpenCVReader(SourceSpec(str(path)))
+    ffmpeg = cv2.VideoCapture(str(path))
+    try:
+        assert reader.compressed
+        for i in range(12):
+            ours, theirs = reader.read(), ffmpeg.read()[1]
+            assert ours.shape == theirs.shape == (72, 96, 3)
+            assert abs(int(ours[:16, :16, 2].mean()) - (i * 7) % 256) <= 3  # frame i, in order
+            assert np.abs(ours.astype(int) - theirs).mean() < 12  # the same picture (the colour math differs)
+        assert reader.read() is None  # the end, as before
+    finally:
+        reader.release()
+        ffmpeg.release()
+    data = bytearray(path.read_bytes())
+    third = [i for i in range(len(data) - 2) if data[i : i + 3] == b"\xff\xd8\xff"][2]
+    data[third : third + 3] = b"\0\0\0"  # frame 3 no longer starts as a JPEG
+    (damaged := tmp_path / "damaged.avi").write_bytes(bytes(data))
+    capture = Capture(SourceSpec(str(damaged)))
+    try:
+        while capture.latest(timeout=5) is not None:
+            pass
+    finally:
+        capture.close()
+    assert capture.ended and capture.error is None
+    assert capture.stats.corrupt == 1 and capture.stats.delivered == 11
+
+
 class FlakyReader:
     """A stream that delivers `frames` frames and then drops, like a network camera going away."""
 
