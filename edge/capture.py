@@ -81,9 +81,9 @@ class OpenCVReader:
     """cv2.VideoCapture: camera index, video file, RTSP/HTTP URL or GStreamer pipeline.
 
     JPEG video (MJPEG files and streams, through FFmpeg) is read as the compressed frames and decoded here with
-    libjpeg-turbo (`cv2.imdecode`): FFmpeg's own path (decode, then swscale to BGR, in threads of its own)
-    costs the interpreter on the other core 2 % of its rate on a 2-core machine (benchmarks/README.md, issue
-    34), and its colours are further from the encoded image. USB cameras (V4L2) already decode this way.
+    libjpeg-turbo (`cv2.imdecode`), as OpenCV already decodes USB cameras' (V4L2) MJPEG: FFmpeg's own path
+    (decode, then swscale to BGR) gives colours further from the encoded image, and on a 2-core machine the
+    camera ran about 1 % slower with it, within the noise (benchmarks/README.md, issue 34).
     """
 
     def __init__(self, spec: SourceSpec) -> None:
