@@ -98,7 +98,7 @@ class OpenCVReader:
             raise OSError(f"OpenCV could not open {spec.text}")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and fps > 0 else None
-        fourcc = int(self.capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        fourcc = (int(self.capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little").decode("latin-1")
         jpeg = spec.kind in ("file", "stream") and fourcc in JPEG_FOURCCS
         self.compressed = jpeg and self.capture.set(cv2.CAP_PROP_FORMAT, -1)  # -1: FFmpeg's packets, undecoded
 
