@@ -197,3 +197,19 @@ def test_features_a_fit_read_are_freed_with_its_datasets() -> None:
     del features, train, validation
     gc.collect()
     assert [ref() for ref in alive] == [None, None]
+
+
+def test_a_cache_file_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A fill that fails leaves neither the file nor its temporary behind; one that ends replaces the old file,
+    while a map of the old one still reads the old rows."""
+    path = tmp_path / "rows.npy"
+    with boundary._written(path, (4, 2), np.float32) as rows:
+        rows[:] = 1
+    old = np.load(path, mmap_mode="r")
+    with pytest.raises(RuntimeError), boundary._written(path, (4, 2), np.float32) as rows:
+        rows[:] = 2
+        raise RuntimeError("the backbone failed halfway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy"] and np.load(path).max() == 1
+    with boundary._written(path, (3, 2), np.float32) as rows:
+        rows[:] = 3
+    assert np.load(path).shape == (3, 2) and np.load(path).min() == 3 and old.max() == 1

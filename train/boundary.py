@@ -140,8 +140,12 @@ def _written(path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> Iter
     map of the file it replaces keeps reading the old one."""
     temporary = str(path) + ".tmp.npy"
     array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
-    yield array
-    array.flush()
+    try:
+        yield array
+        array.flush()
+    except BaseException:  # a failed or interrupted fill leaves no half-written file behind
+        os.unlink(temporary)
+        raise
     os.replace(temporary, path)
 
 
