@@ -21,6 +21,7 @@ from test_edge import _chromium, edge_cli, write_video
 from test_mqtt import Broker, Listener, _free_port
 
 from conftest import Process
+from edgetl.edge.capture import OpenCVReader, SourceSpec
 from edgetl.edge.classifier import Classifier
 from edgetl.edge.device_file import read_device_file
 from edgetl.edge.roi import Region
@@ -42,7 +43,9 @@ def halves_video(path: Path, model: Path, photos: Path, frames: int = 30) -> tup
             for _ in range(frames):
                 writer.write(frame)
             writer.release()
-            decoded = cv2.VideoCapture(str(path)).read()[1]  # what the camera will see, JPEG and all
+            reader = OpenCVReader(SourceSpec(str(path)))
+            decoded = reader.read()  # what the camera will see, JPEG and all, decoded the camera's way
+            reader.release()
             expected = {name: classifier.scores(classifier.prepare_bgr(roi.crop(decoded)))[0]
                         for name, roi in (("top", TOP), ("bottom", BOTTOM))}  # fmt: skip
             if np.argmax(expected["top"]) != np.argmax(expected["bottom"]):
@@ -244,7 +247,7 @@ def test_cameras_are_served_in_turn_and_frames_are_prepared_off_the_inference_th
     region of it), neither starves the other; and every crop and resize ran in a capture thread."""
     import threading
 
-    from edgetl.edge.capture import Capture, SourceSpec
+    from edgetl.edge.capture import Capture
     from edgetl.edge.device_file import CameraSpec, RegionSpec
     from edgetl.edge.runtime import CameraRun, Fixed, RegionRun, Runtime, preparation
 
