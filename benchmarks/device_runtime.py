@@ -15,7 +15,8 @@ interpreter thread over unpaced 640×480 MJPEG video (TensorFlow blocked, as on 
 Prints one table: medians over the runs, with the range. `--breakdown` instead says where one camera's time
 goes, in this process (no CLI, no consumers): the loop's own time per result beside `invoke()`, waits for a
 frame, `invoke()` inside the loop against alone, and the rate when FFmpeg decodes the video (edgetl's reader
-decodes the JPEG frames itself) and when the frames come already decoded.
+decodes the JPEG frames itself) and when the frames come already decoded; first, how far each decode's colours
+are from the image that was encoded.
 """
 
 from __future__ import annotations
@@ -152,6 +153,27 @@ def breakdown(model: Path, video: Path, results: int) -> dict[str, float]:
     return out
 
 
+def colour_error(folder: Path) -> dict[str, float]:
+    """Mean absolute difference (0–255) between one MJPEG frame as decoded and the image that was encoded, for
+    edgetl's reader (libjpeg-turbo) and for FFmpeg's decode."""
+    import cv2
+
+    from edgetl.edge.capture import SourceSpec, open_reader
+
+    small = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    image = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)  # smooth, like make_video's frames
+    path = folder / "one_frame.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    writer.write(image)
+    writer.release()
+    out = {}
+    for name, opener in (("edgetl's reader", open_reader), ("FFmpeg", FFmpegDecoding)):
+        reader = opener(SourceSpec(str(path)))
+        out[f"colour error, {name}"] = float(np.abs(reader.read().astype(int) - image).mean())
+        reader.release()
+    return out
+
+
 def device_file(folder: Path, model: Path, video: Path) -> Path:
     path = folder / "device.toml"
     path.write_text(f"""
@@ -215,6 +237,7 @@ def main() -> None:
     if args.breakdown:
         with tempfile.TemporaryDirectory() as tmp:
             video = make_video(Path(tmp) / "video.avi", 300)
+            console.print("; ".join(f"{k} {v:.2f}" for k, v in colour_error(Path(tmp)).items()))
             for run in range(args.runs):
                 figures = breakdown(args.model, video, args.results)
                 console.print(f"run {run + 1}: " + "; ".join(f"{k} {v:.3f}" for k, v in figures.items()))
