@@ -36,8 +36,8 @@ QUEUE = 100  # states waiting while the broker is away; older ones are dropped
 HEARTBEAT_S = 60.0  # --mqtt-publish change: a state at least this often, so a quiet scene still shows alive
 KEEPALIVE_S = 30
 GATHER_S = 0.02  # the sender wakes at most this often: a state is this much later, and at hundreds of results
-# a second two threads (this one and paho's) wake per batch, not per state (per state: 6 % of the camera's rate,
-# benchmarks/integrations.py --each)
+# a second two threads (this one and paho's) wake per batch, not per state (per state: 0.94 × the plain camera's
+# rate in one noisy run of benchmarks/integrations.py --each; in batches 1.00 ×)
 MAX_TOPIC_BYTES = 1024  # far below MQTT's 65,535; with room for the discovery suffixes
 
 
